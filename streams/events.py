@@ -1,0 +1,312 @@
+"""Wire events of the realtime protocol (DESIGN.md, "Realtime WebSocket").
+
+Every event is a frozen, slotted dataclass. `ServerEvent` and `ClientEvent` are unions, so a
+`match` with `assert_never` catches a forgotten case. Encoding to JSON happens at the edge
+(`encode`), parsing of client frames in `parse_client_event`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+import orjson
+
+__all__ = [
+    "AssessmentCreated",
+    "ClientEvent",
+    "CoachingFeedback",
+    "ErrorEvent",
+    "InputAudioCommit",
+    "InputText",
+    "MetricsPush",
+    "Ping",
+    "Pong",
+    "ProtocolError",
+    "RateLimitedEvent",
+    "ResponseAudio",
+    "ResponseCancel",
+    "ResponseCompleted",
+    "ResponseDelta",
+    "ResponseFailed",
+    "ResponseStarted",
+    "ServerEvent",
+    "SessionCreated",
+    "SessionUpdate",
+    "SessionUpdated",
+    "Transcript",
+    "encode",
+    "parse_client_event",
+]
+
+MAX_TEXT_CHARS = 16_000
+
+
+class ProtocolError(ValueError):
+    """A client frame that is not a valid event; answered with an `error` event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------- server -> client
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCreated:
+    type: ClassVar[str] = "session.created"
+    session_id: str
+    user_id: str
+    limits: dict[str, Any]
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    type: ClassVar[str] = "session.updated"
+    session: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    type: ClassVar[str] = "transcript"
+    turn_id: str
+    text: str
+    audio_ms: int
+    stt_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStarted:
+    type: ClassVar[str] = "response.started"
+    turn_id: str
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDelta:
+    type: ClassVar[str] = "response.delta"
+    turn_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseAudio:
+    type: ClassVar[str] = "response.audio"
+    turn_id: str
+    seq: int
+    format: Literal["mp3", "wav", "pcm16"]
+    sample_rate: int
+    audio: str  # base64
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCompleted:
+    type: ClassVar[str] = "response.completed"
+    turn_id: str
+    text: str
+    finish_reason: str
+    usage: dict[str, int]
+    timings: dict[str, float | None]
+    provider: str
+    model: str
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFailed:
+    type: ClassVar[str] = "response.failed"
+    turn_id: str
+    error: dict[str, Any]
+    partial_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentCreated:
+    type: ClassVar[str] = "assessment.created"
+    assessment: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CoachingFeedback:
+    type: ClassVar[str] = "coaching.feedback"
+    text: str
+    weakest_metric: str
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitedEvent:
+    type: ClassVar[str] = "rate_limited"
+    scope: str
+    retry_after_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    type: ClassVar[str] = "pong"
+
+
+ServerEvent = (
+    SessionCreated
+    | SessionUpdated
+    | Transcript
+    | ResponseStarted
+    | ResponseDelta
+    | ResponseAudio
+    | ResponseCompleted
+    | ResponseFailed
+    | AssessmentCreated
+    | CoachingFeedback
+    | RateLimitedEvent
+    | ErrorEvent
+    | Pong
+)
+
+
+def to_dict(event: ServerEvent) -> dict[str, Any]:
+    """The event as a JSON-ready dict with its `type` first."""
+    return {"type": event.type, **asdict(event)}
+
+
+def encode(event: ServerEvent) -> str:
+    """One JSON text frame."""
+    return orjson.dumps(to_dict(event)).decode()
+
+
+# ---------------------------------------------------------------- client -> server
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    type: ClassVar[str] = "session.update"
+    session: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InputText:
+    type: ClassVar[str] = "input_text"
+    text: str
+    turn_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InputAudioCommit:
+    type: ClassVar[str] = "input_audio.commit"
+    turn_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCancel:
+    type: ClassVar[str] = "response.cancel"
+    turn_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsPush:
+    type: ClassVar[str] = "metrics.push"
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    type: ClassVar[str] = "ping"
+
+
+ClientEvent = SessionUpdate | InputText | InputAudioCommit | ResponseCancel | MetricsPush | Ping
+
+SESSION_KEYS = frozenset({"coach", "focus_ids", "voice", "input_audio_format", "model"})
+
+
+def _opt_turn_id(obj: dict[str, Any]) -> str | None:
+    turn_id = obj.get("turn_id")
+    if turn_id is None:
+        return None
+    if not isinstance(turn_id, str) or not 0 < len(turn_id) <= 64:
+        raise ProtocolError("invalid_turn_id", "turn_id must be a string of 1 to 64 characters")
+    return turn_id
+
+
+def _parse_session(obj: dict[str, Any]) -> SessionUpdate:
+    session = obj.get("session")
+    if not isinstance(session, dict):
+        raise ProtocolError("invalid_session", "session.update needs a `session` object")
+    unknown = set(session) - SESSION_KEYS
+    if unknown:
+        raise ProtocolError("invalid_session", f"unknown session keys: {sorted(unknown)}")
+    voice = session.get("voice")
+    if voice is not None and not (isinstance(voice, dict) and isinstance(voice.get("output", False), bool)):
+        raise ProtocolError("invalid_session", "voice must be an object like {output: bool}")
+    fmt = session.get("input_audio_format")
+    if fmt is not None and fmt not in ("pcm16", "webm"):
+        raise ProtocolError("invalid_session", "input_audio_format must be pcm16 or webm")
+    focus_ids = session.get("focus_ids")
+    if focus_ids is not None and not (
+        isinstance(focus_ids, list) and len(focus_ids) <= 3 and all(isinstance(f, str) for f in focus_ids)
+    ):
+        raise ProtocolError("invalid_session", "focus_ids must be a list of at most 3 strings")
+    for key in ("coach", "model"):
+        if key in session and not isinstance(session[key], str):
+            raise ProtocolError("invalid_session", f"{key} must be a string")
+    return SessionUpdate(session)
+
+
+def _parse_text(obj: dict[str, Any]) -> InputText:
+    text = obj.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolError("empty_text", "input_text needs a non-empty `text`")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError("text_too_long", f"text is over {MAX_TEXT_CHARS} characters")
+    return InputText(text, _opt_turn_id(obj))
+
+
+def _parse_metrics(obj: dict[str, Any]) -> MetricsPush:
+    metrics = obj.get("metrics")
+    if not isinstance(metrics, dict) or not metrics or len(metrics) > 32:
+        raise ProtocolError("invalid_metrics", "metrics must be an object of 1 to 32 numbers")
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or len(name) > 64:
+            raise ProtocolError("invalid_metrics", "metric names are strings up to 64 characters")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProtocolError("invalid_metrics", f"metric {name!r} is not a number")
+        clean[name] = float(value)
+    return MetricsPush(clean)
+
+
+def parse_client_event(raw: str | bytes) -> ClientEvent:
+    """Parse one text frame; raises `ProtocolError` with a code the client can act on."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError("invalid_json", f"frame is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError("invalid_event", "frame must be a JSON object")
+    match obj.get("type"):
+        case "session.update":
+            return _parse_session(obj)
+        case "input_text":
+            return _parse_text(obj)
+        case "input_audio.commit":
+            return InputAudioCommit(_opt_turn_id(obj))
+        case "response.cancel":
+            return ResponseCancel(_opt_turn_id(obj))
+        case "metrics.push":
+            return _parse_metrics(obj)
+        case "ping":
+            return Ping()
+        case None:
+            raise ProtocolError("invalid_event", "frame has no `type`")
+        case other:
+            raise ProtocolError("unknown_type", f"unknown event type {str(other)[:40]!r}")
