@@ -162,6 +162,7 @@ class Settings(BaseSettings):
     assess: AssessSettings = Field(default_factory=AssessSettings)
 
     # services
+    persistence: bool = True  # false: no database, sessions in memory, no assessments
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "COACH_DATABASE_URL")
     )

@@ -1,19 +1,50 @@
 """Routes: ordered targets (provider, model) per purpose, with failover before the first token.
 
-INTERIM: a plain in-order failover so the core can run. The resilience issue replaces the body
-of `Router` (breakers, retries with jittered backoff, deadlines, budgets) behind this interface.
+For each target of a route, in order, skipping those whose circuit is open, that are unusable or
+whose daily budget is spent: try up to `attempts_per_target` times with jittered backoff, then
+fail over. Once a first chunk arrived the `RoutedStream` is handed over and there is no more
+failover: a later failure ends the stream with that error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from providers.chat import ChatChunk, ChatProvider, ChatRequest
-from providers.errors import NoRouteAvailable, ProviderError
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
+
+from providers.chat import ChatChunk, ChatProvider, ChatRequest, Usage
+from providers.errors import (
+    AuthenticationFailed,
+    NoRouteAvailable,
+    ProviderError,
+    RateLimited,
+    StreamInterrupted,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from providers.resilience.attempt import AttemptWatch
+from providers.resilience.breaker import BreakerListener, BreakerState, Call, CircuitBreaker
+from providers.resilience.budget import DailyBudget
+from providers.resilience.config import (
+    BreakerConfig,
+    Clock,
+    DeadlineConfig,
+    RetryConfig,
+    Sleep,
+)
+from providers.resilience.prices import PriceTable
+from providers.resilience.retry import backoff_delay
+from providers.resilience.telemetry import route_event, start_attempt_span
 
 __all__ = ["Fallback", "RoutedStream", "Router", "Target"]
+
+log = logging.getLogger("coach.router")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +66,8 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Fallback:
-    """A target that was tried and given up on before the first token."""
+    """A target given up on before the first token: failed (code of its last error, HTTP status)
+    or skipped (`circuit_open`, `target_unusable`, `over_budget`)."""
 
     target: str
     code: str
@@ -47,7 +79,14 @@ class Fallback:
 
 @dataclass(slots=True)
 class RoutedStream:
-    """An upstream stream that has already produced its first chunk (failover is over)."""
+    """An upstream stream that has already produced its first chunk (failover is over).
+
+    Iterate it once, and `aclose()` it when done or abandoned: the attempt's breaker outcome,
+    span and cost are settled when the stream finishes, fails or is closed. A gap longer than the
+    stall deadline between chunks raises `UpstreamTimeout`; an end without a finish reason raises
+    `StreamInterrupted`. `usage`, `finish_reason`, `response_model` and `cost_usd` fill in as the
+    chunks pass.
+    """
 
     target: Target
     provider_kind: str
@@ -57,60 +96,331 @@ class RoutedStream:
     _rest: AsyncIterator[ChatChunk]
     cost_usd: float = 0.0
     _closed: bool = field(default=False)
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    response_model: str | None = None
+    _watch: AttemptWatch | None = None
+    _stall_s: float | None = None
 
     async def __aiter__(self) -> AsyncIterator[ChatChunk]:
-        yield self._first
-        async for chunk in self._rest:
-            yield chunk
+        error: BaseException | None = None
+        completed = False
+        try:
+            chunk: ChatChunk | None = self._first
+            while chunk is not None:
+                self._observe(chunk)
+                yield chunk
+                chunk = await self._next()
+            if self.finish_reason is None:
+                raise StreamInterrupted(
+                    "upstream stream ended without a finish reason", provider=str(self.target)
+                )
+            completed = True
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await self._settle(completed=completed, error=error)
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            aclose = getattr(self._rest, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _close_quietly(self._rest)
+            # A consumer that stops once the finish reason arrived has had a complete answer.
+            await self._settle(completed=self.finish_reason is not None, error=None)
+
+    async def _next(self) -> ChatChunk | None:
+        try:
+            async with asyncio.timeout(self._stall_s):
+                return await anext(self._rest)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"upstream stalled for more than {self._stall_s}s", provider=str(self.target)
+            ) from exc
+
+    def _observe(self, chunk: ChatChunk) -> None:
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+        if chunk.model:
+            self.response_model = chunk.model
+
+    async def _settle(self, *, completed: bool, error: BaseException | None) -> None:
+        if not completed:
+            await _close_quietly(self._rest)
+        if self._watch is not None:
+            self.cost_usd = await self._watch.end(
+                completed=completed,
+                error=error,
+                usage=self.usage,
+                finish_reason=self.finish_reason,
+                response_model=self.response_model,
+            )
+
+
+class _Skip(Exception):
+    """A target not tried: its circuit is open, it is unusable, or its budget is spent."""
+
+    def __init__(self, code: str, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+        self.why = why
 
 
 class Router:
-    """Opens a stream on the first target of a route that answers."""
+    """Opens a stream on the first healthy target of a route that answers."""
 
     def __init__(
         self,
         providers: Mapping[str, ChatProvider],
         routes: Mapping[str, Sequence[Target]],
+        *,
+        breaker: BreakerConfig | None = None,
+        retry: RetryConfig | None = None,
+        deadlines: DeadlineConfig | None = None,
+        prices: PriceTable | None = None,
+        budget: DailyBudget | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._providers = dict(providers)
         self._routes = {name: list(targets) for name, targets in routes.items()}
+        for name, targets in self._routes.items():
+            for target in targets:
+                if target.provider not in self._providers:
+                    raise ValueError(f"route {name!r}: unknown provider in {str(target)!r}")
+        self._retry = retry or RetryConfig()
+        self._deadlines = deadlines or DeadlineConfig()
+        self._prices = prices or PriceTable()
+        self._budget = budget
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._tracer = trace.get_tracer("coach.providers", tracer_provider=tracer_provider)
+        self._listeners: list[BreakerListener] = []
+        self._breakers = {
+            str(target): CircuitBreaker(
+                str(target), breaker, clock=clock, listeners=[self._on_breaker_change]
+            )
+            for targets in self._routes.values()
+            for target in targets
+        }
 
     def targets(self, route: str) -> list[Target]:
         return list(self._routes.get(route, []))
+
+    def breaker_states(self) -> dict[str, str]:
+        """Target -> "closed" | "open" | "half_open" | "unusable"."""
+        return {name: breaker.state.value for name, breaker in self._breakers.items()}
+
+    def add_breaker_listener(self, listener: BreakerListener) -> None:
+        """Call `listener(target, old, new)` on every breaker state change."""
+        self._listeners.append(listener)
+
+    def reset_breaker(self, target: str) -> None:
+        """Close a target's circuit and forget its history (e.g. after fixing its API key)."""
+        self._breakers[target].reset()
+
+    def spend_today(self) -> dict[str, float]:
+        """USD spent today per target (empty without a budget)."""
+        return self._budget.snapshot() if self._budget is not None else {}
 
     async def open_stream(
         self, route: str, request: ChatRequest, *, model: str | None = None
     ) -> RoutedStream:
         """Open `request` on `route`; `model`, if set, keeps only targets serving that model."""
+        targets = self._candidates(route, model)
+        if self._budget is not None:
+            await self._budget.refresh()
         fallbacks: list[Fallback] = []
-        targets = [t for t in self.targets(route) if model is None or t.model == model]
+        reasons: list[str] = []
+        last_error: ProviderError | None = None
         for target in targets:
-            provider = self._providers[target.provider]
-            started = time.perf_counter()
-            stream = provider.stream(replace(request, model=target.model))
             try:
-                first = await anext(stream)
-            except StopAsyncIteration:
-                fallbacks.append(Fallback(str(target), "empty_stream"))
-                continue
+                return await self._open_target(target, request, fallbacks)
+            except _Skip as skip:
+                fallbacks.append(Fallback(str(target), skip.code))
+                reasons.append(f"{target}: {skip.why}")
+                route_event("coach.route.skip", {"target": str(target), "reason": skip.code})
             except ProviderError as exc:
-                await stream.aclose()  # type: ignore[attr-defined]
-                if not exc.transient:
-                    fallbacks.append(Fallback(str(target), exc.code, exc.status))
-                    continue
+                if not (exc.transient or isinstance(exc, AuthenticationFailed)):
+                    raise
+                last_error = exc
                 fallbacks.append(Fallback(str(target), exc.code, exc.status))
-                continue
-            ttft = (time.perf_counter() - started) * 1000
-            return RoutedStream(target, provider.kind, fallbacks, ttft, first, stream)
-        raise NoRouteAvailable(f"no target of route {route!r} answered", provider=route)
+                reasons.append(f"{target}: {exc.code} ({exc.message})")
+                route_event(
+                    "coach.route.fallback",
+                    {"target": str(target), "error.type": exc.code, "status": exc.status},
+                )
+        raise self._exhausted(route, reasons, last_error)
 
     async def aclose(self) -> None:
         for provider in self._providers.values():
             await provider.aclose()
+
+    def _candidates(self, route: str, model: str | None) -> list[Target]:
+        if route not in self._routes:
+            raise NoRouteAvailable(f"unknown route {route!r}", provider=route)
+        targets = [t for t in self._routes[route] if model is None or t.model == model]
+        if not targets:
+            raise NoRouteAvailable(f"route {route!r} has no target for model {model!r}")
+        return targets
+
+    async def _open_target(
+        self, target: Target, request: ChatRequest, fallbacks: list[Fallback]
+    ) -> RoutedStream:
+        """Attempt `target` with retries; raises its last error, or `_Skip` if not tried."""
+        breaker = self._breakers[str(target)]
+        if self._budget is not None and (key := self._budget.exhausted(str(target))):
+            raise _Skip("over_budget", f"daily budget of {key!r} spent")
+        error: ProviderError | None = None
+        for attempt in range(1, max(self._retry.attempts_per_target, 1) + 1):
+            if error is not None:
+                if not self._worth_retrying(error):
+                    break
+                await self._backoff(target, attempt)
+            call = breaker.try_acquire()
+            if call is None:
+                if error is not None:
+                    break  # our own failures opened the circuit: fail over
+                raise self._skip_for(breaker)
+            try:
+                return await self._attempt(target, request, fallbacks, breaker, call, attempt)
+            except ProviderError as exc:
+                if not exc.transient:
+                    raise
+                error = exc
+        assert error is not None
+        raise error
+
+    async def _attempt(
+        self,
+        target: Target,
+        request: ChatRequest,
+        fallbacks: list[Fallback],
+        breaker: CircuitBreaker,
+        call: Call,
+        attempt: int,
+    ) -> RoutedStream:
+        """One call: wait (bounded) for its first chunk, then hand the stream over."""
+        provider = self._providers[target.provider]
+        request = replace(request, model=target.model)
+        span = start_attempt_span(
+            self._tracer, target=str(target), kind=provider.kind, request=request, attempt=attempt
+        )
+        watch = AttemptWatch(
+            str(target), target.model, breaker, call, span, self._prices, self._budget
+        )
+        stream: AsyncIterator[ChatChunk] | None = None
+        started = self._clock()
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                stream = provider.stream(request)
+                async with asyncio.timeout(self._deadlines.first_token_s):
+                    first = await anext(stream)
+        except BaseException as exc:
+            error = self._first_token_error(exc, target)
+            if stream is not None:
+                await _close_quietly(stream)
+            await watch.end(error=error or exc)
+            if error is None or error is exc:
+                raise
+            raise error from exc
+        ttft_ms = (self._clock() - started) * 1000
+        watch.first_token(ttft_ms)
+        return RoutedStream(
+            target,
+            provider.kind,
+            fallbacks,
+            ttft_ms,
+            first,
+            stream,
+            _watch=watch,
+            _stall_s=self._deadlines.stall_s,
+        )
+
+    def _first_token_error(self, exc: BaseException, target: Target) -> ProviderError | None:
+        """The provider error an attempt ended with before its first chunk (None: cancelled)."""
+        name = str(target)
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, StopAsyncIteration):
+            return StreamInterrupted("upstream stream ended before its first chunk", provider=name)
+        if isinstance(exc, TimeoutError):
+            limit = self._deadlines.first_token_s
+            return UpstreamTimeout(f"no first token within {limit}s", provider=name)
+        if isinstance(exc, Exception):
+            # An adapter let a foreign error through: treat it as an upstream failure so the
+            # route still fails over, and log it so the adapter gets fixed.
+            log.error("adapter raised a non-provider error", exc_info=exc, extra={"target": name})
+            return UpstreamUnavailable(f"{type(exc).__name__}: {exc}", provider=name)
+        return None
+
+    def _worth_retrying(self, error: ProviderError) -> bool:
+        # An upstream that asks us to wait longer than our backoff would is better failed over.
+        if isinstance(error, RateLimited) and error.retry_after_s is not None:
+            return error.retry_after_s <= self._retry.max_delay_s
+        return True
+
+    async def _backoff(self, target: Target, attempt: int) -> None:
+        delay = backoff_delay(attempt - 1, self._retry, self._rng)
+        route_event(
+            "coach.route.retry", {"target": str(target), "attempt": attempt, "delay_s": delay}
+        )
+        await self._sleep(delay)
+
+    @staticmethod
+    def _skip_for(breaker: CircuitBreaker) -> _Skip:
+        state = breaker.state
+        if state is BreakerState.UNUSABLE:
+            return _Skip("target_unusable", "unusable (authentication failed)")
+        if state is BreakerState.HALF_OPEN:
+            return _Skip("circuit_open", "circuit half-open, probes in flight")
+        return _Skip("circuit_open", f"circuit open for {breaker.retry_after_s() or 0:.1f}s")
+
+    def _exhausted(
+        self, route: str, reasons: list[str], last_error: ProviderError | None
+    ) -> ProviderError:
+        message = f"no target of route {route!r} answered: " + "; ".join(reasons)
+        if last_error is not None and last_error.transient:
+            last_error.add_note(message)
+            return last_error
+        waits = [
+            wait
+            for name in {str(t) for t in self._routes[route]}
+            if (wait := self._breakers[name].retry_after_s()) is not None
+        ]
+        return NoRouteAvailable(message, provider=route, retry_after_s=min(waits, default=None))
+
+    def _on_breaker_change(self, target: str, old: str, new: str) -> None:
+        route_event("coach.breaker.state", {"target": target, "old": old, "new": new})
+        if new == BreakerState.UNUSABLE:
+            self._mark_provider_unusable(target.partition(":")[0])
+        for listener in list(self._listeners):
+            try:
+                listener(target, old, new)
+            except Exception:  # a broken listener must not break routing
+                log.exception("breaker listener failed", extra={"target": target})
+
+    def _mark_provider_unusable(self, provider: str) -> None:
+        # Credentials belong to the provider account, so every target of it is unusable.
+        for name, breaker in self._breakers.items():
+            if name.partition(":")[0] == provider:
+                breaker.mark_unusable("provider authentication failed")
+
+
+async def _close_quietly(stream: AsyncIterator[ChatChunk]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except RuntimeError:
+        pass  # closed from another task while it runs: the running task will end it
+    except ProviderError as exc:
+        log.debug("error while closing an upstream stream", exc_info=exc)

@@ -246,14 +246,18 @@ def _parse_session(obj: dict[str, Any]) -> SessionUpdate:
     if unknown:
         raise ProtocolError("invalid_session", f"unknown session keys: {sorted(unknown)}")
     voice = session.get("voice")
-    if voice is not None and not (isinstance(voice, dict) and isinstance(voice.get("output", False), bool)):
+    if voice is not None and not (
+        isinstance(voice, dict) and isinstance(voice.get("output", False), bool)
+    ):
         raise ProtocolError("invalid_session", "voice must be an object like {output: bool}")
     fmt = session.get("input_audio_format")
     if fmt is not None and fmt not in ("pcm16", "webm"):
         raise ProtocolError("invalid_session", "input_audio_format must be pcm16 or webm")
     focus_ids = session.get("focus_ids")
     if focus_ids is not None and not (
-        isinstance(focus_ids, list) and len(focus_ids) <= 3 and all(isinstance(f, str) for f in focus_ids)
+        isinstance(focus_ids, list)
+        and len(focus_ids) <= 3
+        and all(isinstance(f, str) for f in focus_ids)
     ):
         raise ProtocolError("invalid_session", "focus_ids must be a list of at most 3 strings")
     for key in ("coach", "model"):

@@ -1,0 +1,238 @@
+"""`interactions`: one row per finished turn, written with its prompt run and its outbox job."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from db.pool import Connection, Executor, Pool
+from db.prompt_runs import NewPromptRun, insert_prompt_run
+
+__all__ = [
+    "InteractionRow",
+    "NewInteraction",
+    "TurnWrite",
+    "buffered_count",
+    "claim_group",
+    "get_interaction",
+    "interactions_by_ids",
+    "job_group",
+    "list_interactions",
+    "recent_interactions",
+    "record_turn",
+    "set_assess_state",
+]
+
+_COLUMNS = (
+    "id, session_id, user_id, turn_id, request_id, channel, user_text, reply_text, status,"
+    " finish_reason, error_code, input_tokens, output_tokens, ttft_ms, upstream_ttft_ms,"
+    " total_ms, first_audio_ms, audio_in_ms, provider, model, fallbacks, focus_ids,"
+    " assess_state, assess_job_id, created_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewInteraction:
+    session_id: str
+    user_id: str
+    turn_id: str
+    request_id: str
+    channel: str
+    user_text: str
+    reply_text: str
+    status: str
+    finish_reason: str
+    total_ms: float
+    error_code: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    ttft_ms: float | None = None
+    upstream_ttft_ms: float | None = None
+    first_audio_ms: float | None = None
+    audio_in_ms: int = 0
+    provider: str | None = None
+    model: str | None = None
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    focus_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionRow:
+    id: int
+    session_id: str
+    user_id: str
+    turn_id: str
+    request_id: str
+    channel: str
+    user_text: str
+    reply_text: str
+    status: str
+    finish_reason: str
+    error_code: str | None
+    input_tokens: int
+    output_tokens: int
+    ttft_ms: float | None
+    upstream_ttft_ms: float | None
+    total_ms: float
+    first_audio_ms: float | None
+    audio_in_ms: int
+    provider: str | None
+    model: str | None
+    fallbacks: list[dict[str, Any]]
+    focus_ids: list[str]
+    assess_state: str
+    assess_job_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TurnWrite:
+    interaction_id: int | None  # None: this request id was already recorded
+    job_id: int | None
+
+
+def _row(record: Any) -> InteractionRow:
+    return InteractionRow(**dict(record))
+
+
+async def record_turn(
+    pool: Pool, turn: NewInteraction, run: NewPromptRun, *, enqueue: bool
+) -> TurnWrite:
+    """In ONE transaction: the interaction, its prompt run, a `turn` assessment job (outbox) when
+    `enqueue`, and the session's activity. A request id seen before writes nothing."""
+    async with pool.acquire() as conn, conn.transaction():
+        interaction_id = await _insert(conn, turn)
+        if interaction_id is None:
+            return TurnWrite(None, None)
+        await insert_prompt_run(conn, run)
+        await conn.execute(
+            "UPDATE sessions SET last_active_at = clock_timestamp() WHERE id = $1",
+            turn.session_id,
+        )
+        job_id = None
+        if enqueue:
+            job_id = await conn.fetchval(
+                "INSERT INTO assessment_jobs (kind, user_id, session_id, interaction_id)"
+                " VALUES ('turn', $1, $2, $3) RETURNING id",
+                turn.user_id,
+                turn.session_id,
+                interaction_id,
+            )
+        return TurnWrite(interaction_id, None if job_id is None else int(job_id))
+
+
+async def _insert(conn: Connection, t: NewInteraction) -> int | None:
+    row_id = await conn.fetchval(
+        "INSERT INTO interactions (session_id, user_id, turn_id, request_id, channel, user_text,"
+        " reply_text, status, finish_reason, total_ms, error_code, input_tokens, output_tokens,"
+        " ttft_ms, upstream_ttft_ms, first_audio_ms, audio_in_ms, provider, model, fallbacks,"
+        " focus_ids) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+        " $16, $17, $18, $19, $20, $21)"
+        " ON CONFLICT (request_id) WHERE request_id <> '' DO NOTHING RETURNING id",
+        t.session_id,
+        t.user_id,
+        t.turn_id,
+        t.request_id,
+        t.channel,
+        t.user_text,
+        t.reply_text,
+        t.status,
+        t.finish_reason,
+        t.total_ms,
+        t.error_code,
+        t.input_tokens,
+        t.output_tokens,
+        t.ttft_ms,
+        t.upstream_ttft_ms,
+        t.first_audio_ms,
+        t.audio_in_ms,
+        t.provider,
+        t.model,
+        t.fallbacks,
+        list(t.focus_ids),
+    )
+    return None if row_id is None else int(row_id)
+
+
+async def get_interaction(db: Executor, interaction_id: int) -> InteractionRow | None:
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM interactions WHERE id = $1", interaction_id)
+    return None if row is None else _row(row)
+
+
+async def interactions_by_ids(db: Executor, ids: Sequence[int]) -> list[InteractionRow]:
+    """The rows of `ids`, oldest first."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM interactions WHERE id = ANY($1::bigint[]) ORDER BY id", list(ids)
+    )
+    return [_row(r) for r in rows]
+
+
+async def recent_interactions(db: Executor, session_id: str, limit: int) -> list[InteractionRow]:
+    """The last `limit` interactions of the session, oldest first."""
+    rows = await db.fetch(
+        f"SELECT * FROM (SELECT {_COLUMNS} FROM interactions WHERE session_id = $1"
+        " ORDER BY id DESC LIMIT $2) recent ORDER BY id",
+        session_id,
+        limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def list_interactions(
+    db: Executor, session_id: str, *, limit: int, before: int | None = None
+) -> list[InteractionRow]:
+    """Interactions of the session, newest first, with ids below `before`."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM interactions WHERE session_id = $1"
+        " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+        session_id,
+        before,
+        limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def buffered_count(db: Executor, session_id: str, *, exclude: int | None = None) -> int:
+    """How many interactions of the session (other than `exclude`) wait in the multi-turn
+    buffer, not yet taken by a job."""
+    n = await db.fetchval(
+        "SELECT count(*) FROM interactions WHERE session_id = $1 AND assess_state = 'buffered'"
+        " AND assess_job_id IS NULL AND id IS DISTINCT FROM $2",
+        session_id,
+        exclude,
+    )
+    return int(n)
+
+
+async def set_assess_state(db: Executor, interaction_id: int, state: str) -> None:
+    await db.execute(
+        "UPDATE interactions SET assess_state = $2 WHERE id = $1", interaction_id, state
+    )
+
+
+async def job_group(db: Executor, job_id: int) -> list[int]:
+    """The interactions a job has already taken (a re-run after a crash reuses them)."""
+    rows = await db.fetch(
+        "SELECT id FROM interactions WHERE assess_job_id = $1 ORDER BY id", job_id
+    )
+    return [int(r["id"]) for r in rows]
+
+
+async def claim_group(db: Executor, job_id: int, interaction_id: int, max_turns: int) -> list[int]:
+    """Give `job_id` this interaction and up to `max_turns - 1` buffered ones of its session
+    (the most recent); return the ids taken, oldest first. Rows another job holds are skipped."""
+    rows = await db.fetch(
+        "UPDATE interactions SET assess_state = 'claimed', assess_job_id = $1"
+        " WHERE id IN (SELECT id FROM interactions WHERE"
+        "   (id = $2 OR (assess_state = 'buffered' AND session_id ="
+        "     (SELECT session_id FROM interactions WHERE id = $2)))"
+        "   AND assess_job_id IS NULL ORDER BY id = $2 DESC, id DESC LIMIT $3"
+        "   FOR UPDATE SKIP LOCKED)"
+        " RETURNING id",
+        job_id,
+        interaction_id,
+        max_turns,
+    )
+    return sorted(int(r["id"]) for r in rows)

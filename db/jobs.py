@@ -1,0 +1,186 @@
+"""`assessment_jobs`: the outbox. Workers claim a job with a lease (`FOR UPDATE SKIP LOCKED`);
+the attempt number doubles as a fencing token, so a worker whose lease ran out (and whose job
+someone else re-claimed) cannot finish it any more."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from db.pool import Connection, Executor, Pool
+
+__all__ = [
+    "JobRow",
+    "claim_job",
+    "claimable_job_ids",
+    "complete_job",
+    "fail_exhausted_jobs",
+    "fail_job",
+    "finish_unassessed",
+    "get_job",
+    "job_counts",
+    "release_jobs",
+    "retry_job_later",
+]
+
+_COLUMNS = (
+    "id, kind, scope, user_id, session_id, interaction_id, status, attempts, lease_until,"
+    " last_error, created_at, updated_at"
+)
+# A job is up for grabs when pending and due, or running with a lease that ran out (crash).
+_CLAIMABLE = (
+    "((status = 'pending' AND run_after <= now())"
+    " OR (status = 'running' AND lease_until < now())) AND attempts < $2"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    kind: str
+    scope: str | None
+    user_id: str
+    session_id: str
+    interaction_id: int | None
+    status: str
+    attempts: int
+    lease_until: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+async def claim_job(
+    db: Executor, *, lease_s: float, max_attempts: int, job_id: int | None = None
+) -> JobRow | None:
+    """Claim `job_id`, or the oldest claimable job when None; None if there is nothing to take."""
+    row = await db.fetchrow(
+        "UPDATE assessment_jobs SET status = 'running', attempts = attempts + 1,"
+        " lease_until = now() + make_interval(secs => $1), updated_at = now()"
+        " WHERE id = (SELECT id FROM assessment_jobs"
+        f"  WHERE {_CLAIMABLE} AND ($3::bigint IS NULL OR id = $3)"
+        "  ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)"
+        f" RETURNING {_COLUMNS}",
+        lease_s,
+        max_attempts,
+        job_id,
+    )
+    return None if row is None else JobRow(**dict(row))
+
+
+async def claimable_job_ids(
+    db: Executor, *, limit: int, max_attempts: int, exclude: Collection[int] = ()
+) -> list[int]:
+    """Ids of claimable jobs, oldest first (a hint: claiming them may still lose a race)."""
+    rows = await db.fetch(
+        "SELECT id FROM assessment_jobs"
+        f" WHERE {_CLAIMABLE} AND NOT (id = ANY($1::bigint[])) ORDER BY id LIMIT $3",
+        list(exclude),
+        max_attempts,
+        limit,
+    )
+    return [int(r["id"]) for r in rows]
+
+
+async def get_job(db: Executor, job_id: int) -> JobRow | None:
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM assessment_jobs WHERE id = $1", job_id)
+    return None if row is None else JobRow(**dict(row))
+
+
+async def complete_job(conn: Connection, job_id: int, attempt: int, scope: str) -> bool:
+    """Mark the job done if this attempt still holds it; False means the lease was lost."""
+    done = await conn.fetchval(
+        "UPDATE assessment_jobs SET status = 'done', scope = $3, lease_until = NULL,"
+        " last_error = NULL, updated_at = now()"
+        " WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING id",
+        job_id,
+        attempt,
+        scope,
+    )
+    return done is not None
+
+
+async def finish_unassessed(
+    pool: Pool,
+    job_id: int,
+    attempt: int,
+    scope: str,
+    *,
+    interaction_id: int | None = None,
+    state: str | None = None,
+) -> bool:
+    """Done with no model call (filtered out, or buffered): the job and the interaction's state
+    change together. False means the lease was lost."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await complete_job(conn, job_id, attempt, scope):
+            return False
+        if interaction_id is not None and state is not None:
+            await conn.execute(
+                "UPDATE interactions SET assess_state = $2 WHERE id = $1 AND assess_job_id IS NULL",
+                interaction_id,
+                state,
+            )
+        return True
+
+
+async def fail_job(db: Executor, job_id: int, attempt: int, error: str) -> bool:
+    """Give up on the job for good (e.g. the model's answer stayed invalid)."""
+    done = await db.fetchval(
+        "UPDATE assessment_jobs SET status = 'failed', last_error = $3, lease_until = NULL,"
+        " updated_at = now() WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING id",
+        job_id,
+        attempt,
+        error[:2000],
+    )
+    return done is not None
+
+
+async def retry_job_later(
+    db: Executor, job_id: int, attempt: int, error: str, delay_s: float
+) -> bool:
+    """Put the job back, due after `delay_s` (e.g. no provider answered)."""
+    done = await db.fetchval(
+        "UPDATE assessment_jobs SET status = 'pending', last_error = $3, lease_until = NULL,"
+        " run_after = now() + make_interval(secs => $4), updated_at = now()"
+        " WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING id",
+        job_id,
+        attempt,
+        error[:2000],
+        delay_s,
+    )
+    return done is not None
+
+
+async def release_jobs(db: Executor, claims: Sequence[tuple[int, int]]) -> int:
+    """Hand unfinished `(job id, attempt)` claims back (shutdown): pending, due now, the attempt
+    not counted."""
+    if not claims:
+        return 0
+    rows = await db.fetch(
+        "UPDATE assessment_jobs j SET status = 'pending', lease_until = NULL,"
+        " attempts = j.attempts - 1, run_after = now(), updated_at = now()"
+        " FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
+        " WHERE j.id = c.id AND j.attempts = c.attempt AND j.status = 'running' RETURNING j.id",
+        [c[0] for c in claims],
+        [c[1] for c in claims],
+    )
+    return len(rows)
+
+
+async def fail_exhausted_jobs(db: Executor, *, max_attempts: int) -> int:
+    """Fail jobs whose every attempt crashed or ran out of its lease."""
+    rows = await db.fetch(
+        "UPDATE assessment_jobs SET status = 'failed', lease_until = NULL, updated_at = now(),"
+        " last_error = coalesce(last_error, 'lease expired') || ' (attempts exhausted)'"
+        " WHERE attempts >= $1 AND (status = 'pending'"
+        "   OR (status = 'running' AND lease_until < now())) RETURNING id",
+        max_attempts,
+    )
+    return len(rows)
+
+
+async def job_counts(db: Executor) -> dict[str, int]:
+    """How many jobs are in each status."""
+    rows = await db.fetch("SELECT status, count(*) AS n FROM assessment_jobs GROUP BY status")
+    return {r["status"]: int(r["n"]) for r in rows}

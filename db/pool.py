@@ -1,0 +1,67 @@
+"""The asyncpg pool: JSON and JSONB columns travel as Python objects, encoded with orjson.
+
+asyncpg ships no type information, so the few methods the query modules use are described by
+the protocols below; `open_pool` is the one place that hands out an asyncpg object as a `Pool`.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, cast
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+
+__all__ = ["DATABASE_ERRORS", "Connection", "Executor", "Pool", "open_pool"]
+
+
+class Executor(Protocol):
+    """Runs statements: a pool (one pooled connection per call) or a connection."""
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+
+class Connection(Executor, Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Any]: ...
+
+
+class Pool(Executor, Protocol):
+    def acquire(self) -> AbstractAsyncContextManager[Connection]: ...
+
+    async def close(self) -> None: ...
+
+    def terminate(self) -> None: ...
+
+
+# What a caller outside db/ catches to survive a database outage without importing asyncpg.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: Any) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, schema="pg_catalog", encoder=_dumps, decoder=orjson.loads, format="text"
+        )
+
+
+async def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    """Open a pool on `dsn`; close it with `await pool.close()`."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    return cast(Pool, pool)

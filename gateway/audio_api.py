@@ -1,0 +1,202 @@
+"""OpenAI-compatible audio: `POST /v1/audio/transcriptions` and `POST /v1/audio/speech`.
+
+The official `openai` SDK works against them unchanged, with a gateway JWT as its API key. The
+handlers use `request.app.state.stt` (a `SpeechToText`), `request.app.state.tts` (a
+`TextToSpeech`), `request.app.state.settings` (upload limit) and `request.app.state.auth`
+(through `gateway.auth.authenticate_request`). Errors are the gateway's JSON error shape, which
+is also OpenAI's (`{error: {message, type, code}}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import PurePath
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive
+
+from gateway.auth import authenticate_request
+from gateway.errors import ApiError, json_response
+from gateway.requests import read_json
+from providers.audio import (
+    CONTAINER_FORMATS,
+    decode_audio,
+    encode_audio,
+    float_to_pcm16,
+    wav_header,
+    wav_to_pcm16,
+)
+from providers.errors import PermanentError, ProviderError
+from providers.stt import SpeechToText, SttBusy, Transcript
+from providers.tts import AudioChunk, TextToSpeech
+
+__all__ = ["audio_routes"]
+
+MAX_SPEECH_CHARS = 4096  # OpenAI's limit for `input`
+_MULTIPART_SLACK = 64 * 1024  # form fields and boundaries around the file
+_TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
+_SPEECH_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "pcm": "audio/pcm"}
+
+
+def audio_routes() -> list[Route]:
+    return [
+        Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+        Route("/v1/audio/speech", speech, methods=["POST"]),
+    ]
+
+
+def provider_api_error(exc: ProviderError) -> ApiError:
+    """The HTTP answer to a speech provider's error."""
+    if isinstance(exc, PermanentError):
+        status = 400 if exc.code in ("audio_decode_error", "audio_too_long") else 500
+        return ApiError(status, exc.code, exc.message)
+    headers = {"Retry-After": "1"} if isinstance(exc, SttBusy) else None
+    return ApiError(503, exc.code, exc.message, retryable=True, headers=headers)
+
+
+# ------------------------------------------------------------------ transcriptions
+
+
+async def transcriptions(request: Request) -> Response:
+    await authenticate_request(request)
+    limit: int = request.app.state.settings.voice.max_upload_bytes
+    form = await _read_form(request, limit)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "invalid_request", "a multipart `file` field is required")
+        if upload.size is not None and upload.size > limit:
+            raise _too_large(limit)
+        data = await upload.read()
+        response_format = str(form.get("response_format") or "json")
+        filename = upload.filename or ""
+    finally:
+        await form.close()
+    if response_format not in _TRANSCRIPT_FORMATS:
+        raise ApiError(
+            400, "invalid_request", f"response_format must be one of {list(_TRANSCRIPT_FORMATS)}"
+        )
+    stt: SpeechToText = request.app.state.stt
+    try:
+        transcript = await stt.transcribe(data, _format_of(filename))
+    except ProviderError as exc:
+        raise provider_api_error(exc) from exc
+    return _transcript_response(transcript, response_format)
+
+
+async def _read_form(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + _MULTIPART_SLACK:
+        raise _too_large(limit)
+    # A chunked upload declares no length: count the bytes as they arrive instead.
+    counted = Request(request.scope, _counting(request.receive, limit + _MULTIPART_SLACK, limit))
+    return await counted.form(max_files=1, max_fields=16)
+
+
+def _counting(receive: Receive, cap: int, limit: int) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > cap:
+            raise _too_large(limit)
+        return message
+
+    return wrapped
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "file_too_large", f"the upload is over {limit} bytes")
+
+
+def _format_of(filename: str) -> str:
+    """The decoder format: pcm16 for .pcm/.raw uploads, else a known extension, else auto."""
+    ext = PurePath(filename).suffix.lower().lstrip(".")
+    if ext in ("pcm", "raw"):
+        return "pcm16"
+    return ext if ext in CONTAINER_FORMATS else "auto"
+
+
+def _transcript_response(transcript: Transcript, response_format: str) -> Response:
+    if response_format == "text":
+        return PlainTextResponse(transcript.text)
+    if response_format == "json":
+        return json_response({"text": transcript.text})
+    segments = [
+        {"id": i, "start": s.start_s, "end": s.end_s, "text": s.text}
+        for i, s in enumerate(transcript.segments)
+    ]
+    return json_response(
+        {
+            "task": "transcribe",
+            "language": transcript.language,
+            "duration": transcript.audio_ms / 1000,
+            "text": transcript.text,
+            "segments": segments,
+        }
+    )
+
+
+# ------------------------------------------------------------------ speech
+
+
+async def speech(request: Request) -> Response:
+    await authenticate_request(request)
+    body = await read_json(request)
+    text = body.get("input")
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(400, "invalid_request", "`input` must be a non-empty string")
+    if len(text) > MAX_SPEECH_CHARS:
+        raise ApiError(400, "invalid_request", f"`input` is over {MAX_SPEECH_CHARS} characters")
+    wanted = body.get("response_format") or "mp3"
+    if wanted not in _SPEECH_TYPES:
+        raise ApiError(
+            400, "invalid_request", f"response_format must be one of {list(_SPEECH_TYPES)}"
+        )
+    tts: TextToSpeech = request.app.state.tts
+    chunks = tts.synthesize(text)
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration as exc:
+        raise ApiError(500, "no_audio", "the voice produced no audio") from exc
+    except ProviderError as exc:
+        await chunks.aclose()
+        raise provider_api_error(exc) from exc
+    return StreamingResponse(_speech_body(first, chunks, wanted), media_type=_SPEECH_TYPES[wanted])
+
+
+async def _speech_body(
+    first: AudioChunk, rest: AsyncGenerator[AudioChunk, None], wanted: str
+) -> AsyncIterator[bytes]:
+    """The audio as `wanted`; a provider failure mid-stream aborts the response (truncated)."""
+    async with contextlib.aclosing(rest):
+        if wanted == "wav":
+            yield wav_header(first.sample_rate)
+        yield await _convert(first, wanted)
+        async for chunk in rest:
+            yield await _convert(chunk, wanted)
+
+
+async def _convert(chunk: AudioChunk, wanted: str) -> bytes:
+    if chunk.format == "mp3" and wanted == "mp3":
+        return chunk.audio
+    return await asyncio.to_thread(_transcode, chunk, wanted)
+
+
+def _transcode(chunk: AudioChunk, wanted: str) -> bytes:
+    rate = chunk.sample_rate
+    if chunk.format == "mp3":
+        pcm = float_to_pcm16(decode_audio(chunk.audio, "mp3", rate=rate))
+    elif chunk.format == "wav":
+        pcm, rate = wav_to_pcm16(chunk.audio)
+    else:
+        pcm = chunk.audio
+    return encode_audio(pcm, rate, "mp3") if wanted == "mp3" else pcm

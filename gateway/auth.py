@@ -1,0 +1,155 @@
+"""Authentication: JWT (HS256 with a secret, or RS256 against a JWKS URL) and the origin check.
+
+Tokens arrive as `Authorization: Bearer`, as the WebSocket subprotocol `bearer.<jwt>` (browsers
+cannot set headers on a WebSocket), or as the `access_token` query parameter (redacted from logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from starlette.requests import HTTPConnection
+
+from gateway.errors import ApiError
+from gateway.settings import Settings
+
+__all__ = [
+    "Authenticator",
+    "Principal",
+    "authenticate_request",
+    "bearer_subprotocol_token",
+    "load_secret",
+    "mint_token",
+]
+
+SUBPROTOCOL = "coach.v1"
+_SECRET_FILE = "jwt_secret"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    roles: frozenset[str]
+
+    @property
+    def is_ops(self) -> bool:
+        return "ops" in self.roles
+
+
+def load_secret(settings: Settings, *, create: bool = False) -> str | None:
+    """The configured secret, else the one the demo keeps in its data directory.
+
+    With `create`, a missing data-directory secret is generated (the keyless demo).
+    """
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    path = Path(settings.data_dir) / _SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+def mint_token(
+    secret: str, user_id: str, *, roles: list[str] | None = None, ttl_s: int = 3600
+) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_s}
+    if roles:
+        claims["roles"] = roles
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class Authenticator:
+    """Verifies tokens; turns every failure into a 401 `ApiError`."""
+
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        jwks_url: str | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        if not secret and not jwks_url:
+            raise ValueError("a JWT secret or a JWKS URL is required")
+        self._secret = secret
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
+        self._audience = audience
+        self._issuer = issuer
+
+    async def verify(self, token: str | None) -> Principal:
+        if not token:
+            raise ApiError(401, "unauthenticated", "a bearer token is required")
+        try:
+            key, algorithm = await self._key_for(token)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["sub", "exp"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise ApiError(401, "token_expired", "the token has expired") from exc
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise ApiError(401, "invalid_token", f"the token is not valid: {exc}") from exc
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not 0 < len(sub) <= 128:
+            raise ApiError(401, "invalid_token", "the token's `sub` is not a user id")
+        roles = claims.get("roles") or []
+        if isinstance(roles, str):
+            roles = roles.split()
+        return Principal(sub, frozenset(str(r) for r in roles))
+
+    async def _key_for(self, token: str) -> tuple[Any, str]:
+        if self._jwks is not None and jwt.get_unverified_header(token).get("alg") == "RS256":
+            # PyJWKClient fetches over blocking HTTP (and caches): keep it off the event loop.
+            signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+            return signing_key.key, "RS256"
+        if self._secret is None:
+            raise ValueError("HS256 tokens are not accepted here")
+        return self._secret, "HS256"
+
+
+def bearer_subprotocol_token(conn: HTTPConnection) -> str | None:
+    """The token from `Sec-WebSocket-Protocol: coach.v1, bearer.<jwt>`, if sent that way."""
+    for proto in conn.headers.get("sec-websocket-protocol", "").split(","):
+        proto = proto.strip()
+        if proto.startswith("bearer."):
+            return proto.removeprefix("bearer.")
+    return None
+
+
+def connection_token(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return bearer_subprotocol_token(conn) or conn.query_params.get("access_token")
+
+
+async def authenticate_request(conn: HTTPConnection) -> Principal:
+    """The caller of an HTTP request or WebSocket handshake; raises a 401 `ApiError`."""
+    authenticator: Authenticator = conn.app.state.auth
+    principal = await authenticator.verify(connection_token(conn))
+    conn.state.principal = principal
+    return principal
+
+
+def origin_allowed(conn: HTTPConnection, allowed: list[str]) -> bool:
+    """CSWSH guard: a browser's Origin must be in the allow-list; non-browser clients send none."""
+    origin = conn.headers.get("origin")
+    return origin is None or "*" in allowed or origin in allowed

@@ -1,0 +1,88 @@
+"""`POST /v1/chat`: one turn as a `text/event-stream` of the realtime protocol's events."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from gateway.auth import authenticate_request
+from gateway.errors import ApiError
+from gateway.outbound import Outbound
+from gateway.quotas import QuotaExceeded
+from gateway.requests import read_json
+from gateway.runtime import Draining, gateway_of, new_id, quota_error
+from gateway.streaming import EventStream, sse_frame
+from streams.events import (
+    MAX_TEXT_CHARS,
+    RateLimitedEvent,
+    ServerEvent,
+    SessionCreated,
+    to_dict,
+)
+from streams.turn import TurnControl, TurnInput
+
+__all__ = ["chat_routes"]
+
+
+def _render(seq: int, event: ServerEvent) -> bytes:
+    return sse_frame(orjson.dumps(to_dict(event)), event=event.type, id=seq)
+
+
+class ChatEndpoint:
+    """ASGI endpoint: validate, admit, then stream the turn."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        stream = await self._prepare(request)
+        await stream(scope, receive, send)
+
+    async def _prepare(self, request: Request) -> EventStream:
+        gateway = gateway_of(request)
+        principal = await authenticate_request(request)
+        body = await read_json(request)
+        message = body.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ApiError(400, "empty_text", "`message` must be a non-empty string")
+        if len(message) > MAX_TEXT_CHARS:
+            raise ApiError(400, "text_too_long", f"`message` is over {MAX_TEXT_CHARS} characters")
+        session_id = body.get("session_id")
+        if session_id is not None and not isinstance(session_id, str):
+            raise ApiError(400, "invalid_request", "`session_id` must be a string")
+        try:
+            await gateway.admit_turn(principal.user_id)
+        except QuotaExceeded as exc:
+            raise quota_error(exc) from exc
+        except Draining as exc:
+            raise ApiError(
+                503, "shutting_down", "the server is restarting", retryable=True
+            ) from exc
+        info = await gateway.open_session(principal, session_id)
+        outbound = Outbound(gateway.settings.send_queue_size)
+        control = TurnControl()
+        turn = TurnInput(new_id("turn"), message, new_id("req"), "sse")
+
+        async def produce() -> None:
+            live = gateway.registry.attach(info, outbound.put)
+            try:
+                outbound.put(
+                    SessionCreated(
+                        info.session_id,
+                        principal.user_id,
+                        gateway.settings.public_limits(),
+                        info.resumed,
+                    )
+                )
+                try:
+                    await gateway.run_turn(live, turn, outbound.put, control=control)
+                except QuotaExceeded as exc:
+                    outbound.put(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
+            finally:
+                gateway.registry.detach(live, outbound.put)
+
+        return EventStream(outbound, produce, control, _render)
+
+
+def chat_routes() -> list[Route]:
+    return [Route("/v1/chat", ChatEndpoint(), methods=["POST"])]

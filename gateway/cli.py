@@ -1,0 +1,117 @@
+"""`coach-gateway`: serve, demo, token, sim-upstream, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.auth import load_secret, mint_token
+from gateway.logs import configure_logging
+from gateway.server import GatewayServer, uvicorn_config
+from gateway.settings import Settings
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coach-gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser(
+        "demo", help="keyless demo: simulated upstream, embedded Postgres, gateway"
+    )
+    demo.add_argument("--host", default=None)
+    demo.add_argument("--port", type=int, default=None)
+
+    serve = sub.add_parser("serve", help="production server")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=1)
+
+    token = sub.add_parser("token", help="print a JWT for USER (last line of output)")
+    token.add_argument("user")
+    token.add_argument("--roles", default="", help="comma-separated, e.g. ops")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds")
+
+    sim = sub.add_parser("sim-upstream", help="the simulated upstream alone", add_help=False)
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+
+    sub.add_parser("migrate", help="apply the database migrations")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level)
+    match args.command:
+        case "token":
+            return _token(settings, args.user, args.roles, args.ttl)
+        case "serve":
+            return _serve(settings, args.host, args.port, args.workers)
+        case "demo":
+            from gateway.demo import run_demo
+
+            return asyncio.run(run_demo(settings, host=args.host, port=args.port))
+        case "sim-upstream":
+            from providers.sim import run as run_sim
+
+            return int(run_sim(list(args.rest)))
+        case "migrate":
+            from gateway.persistence import migrate_only
+
+            return asyncio.run(migrate_only(settings))
+    return 2
+
+
+def _token(settings: Settings, user: str, roles: str, ttl: int) -> int:
+    secret = load_secret(settings)
+    if secret is None:
+        print(
+            "no JWT secret: set COACH_JWT_SECRET, or run `coach-gateway demo` once", file=sys.stderr
+        )
+        return 1
+    role_list = [r for r in roles.split(",") if r]
+    print(mint_token(secret, user, roles=role_list, ttl_s=ttl))
+    return 0
+
+
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> int:
+    host = host or settings.host
+    port = port or settings.port
+    if workers > 1:
+        # Each worker builds its app from the same environment (and config file).
+        uvicorn.run(
+            "gateway.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            ws_max_size=settings.max_audio_frame_bytes + 1024,
+        )
+        return 0
+    app = create_app(settings)
+    server = GatewayServer(uvicorn_config(app, settings, host=host, port=port))
+    server.run()
+    return 0
+
+
+async def wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,263 @@
+"""`/v1/realtime`: the per-user WebSocket (DESIGN.md, "Realtime WebSocket")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import assert_never
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway.auth import SUBPROTOCOL, Principal, authenticate_request, origin_allowed
+from gateway.errors import ApiError
+from gateway.outbound import Outbound
+from gateway.quotas import QuotaExceeded
+from gateway.runtime import Draining, Gateway, gateway_of, new_id
+from streams.events import (
+    ClientEvent,
+    ErrorEvent,
+    InputAudioCommit,
+    InputText,
+    MetricsPush,
+    Ping,
+    Pong,
+    ProtocolError,
+    RateLimitedEvent,
+    ResponseCancel,
+    ServerEvent,
+    SessionCreated,
+    SessionUpdate,
+    SessionUpdated,
+    encode,
+    parse_client_event,
+)
+from streams.session import LiveSession
+from streams.turn import TurnControl, TurnInput
+
+__all__ = ["realtime_routes"]
+
+log = logging.getLogger("coach.realtime")
+
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_LATER = 1013
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_QUOTA = 4429
+
+
+class Connection:
+    """One client socket joined to one session: a read loop, a write loop, at most one turn."""
+
+    def __init__(
+        self, ws: WebSocket, gateway: Gateway, principal: Principal, live: LiveSession
+    ) -> None:
+        self.ws = ws
+        self.gateway = gateway
+        self.principal = principal
+        self.live = live
+        self.outbound = Outbound(gateway.settings.send_queue_size)
+        self._turn: asyncio.Task[None] | None = None
+        self._turn_control = TurnControl()
+        self._turn_id: str | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._stopping: tuple[int, str] | None = None
+        self._stopped = asyncio.Event()
+
+    def send(self, event: ServerEvent) -> None:
+        self.outbound.put(event)
+
+    def has_running_turn(self) -> bool:
+        return self._turn is not None and not self._turn.done()
+
+    async def serve(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            reader = tasks.create_task(self._read_loop())
+            writer = tasks.create_task(self._write_loop())
+            await self._wait_until_done(reader)
+            reader.cancel()
+            await self._end_turn()
+            if not self.outbound.overflowed.is_set():
+                # Flush what the turn said last (its final event) before closing.
+                self.outbound.close()
+                await asyncio.wait({writer}, timeout=1.0)
+            writer.cancel()
+        code, reason = self._stopping or (1000, "")
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await self.ws.close(code, reason)
+
+    async def _end_turn(self) -> None:
+        if self._turn is not None and not self._turn.done():
+            self._turn_control.cancel_requested = True
+            self._turn.cancel()
+            await asyncio.wait({self._turn}, timeout=2.0)
+
+    async def _wait_until_done(self, reader: asyncio.Task[None]) -> None:
+        overflow = asyncio.ensure_future(self.outbound.overflowed.wait())
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({reader, overflow, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            overflow.cancel()
+            stopped.cancel()
+        if self.outbound.overflowed.is_set() and self._stopping is None:
+            log.warning("slow consumer dropped", extra={"queued": self.outbound.qsize()})
+            self._stopping = (CLOSE_POLICY, "send queue overflow")
+
+    async def stop(self, code: int, reason: str) -> None:
+        """Close from the server side (shutdown, policy)."""
+        if self._stopping is None:
+            self._stopping = (code, reason)
+        self._stopped.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self.outbound.get()
+            if item is None:
+                return
+            await self.ws.send_text(encode(item[1]))
+
+    async def _read_loop(self) -> None:
+        limit = self.gateway.settings.max_message_bytes
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is not None:
+                if len(text) > limit and len(text.encode()) > limit:
+                    self._stopping = (CLOSE_TOO_BIG, f"text frame over {limit} bytes")
+                    return
+                self._on_text(text)
+            elif message.get("bytes") is not None:
+                self._on_audio(message["bytes"])
+
+    def _on_text(self, text: str) -> None:
+        try:
+            event = parse_client_event(text)
+        except ProtocolError as exc:
+            self.send(ErrorEvent(exc.code, exc.message, retryable=False))
+            return
+        self._dispatch(event)
+
+    def _dispatch(self, event: ClientEvent) -> None:
+        match event:
+            case Ping():
+                self.send(Pong())
+            case SessionUpdate(session=patch):
+                self.live.config = self.live.config.updated(patch)
+                self.send(SessionUpdated(self.live.config.to_dict()))
+            case InputText(text=text, turn_id=turn_id):
+                self._start_turn(text, turn_id)
+            case ResponseCancel(turn_id=turn_id):
+                self._cancel_turn(turn_id)
+            case InputAudioCommit():
+                self.send(ErrorEvent("audio_unavailable", "voice input is not enabled"))
+            case MetricsPush(metrics=metrics):
+                self.gateway.extras.get("metrics_sink", _ignore_metrics)(self.live, metrics)
+            case _:
+                assert_never(event)
+
+    def _on_audio(self, frame: bytes) -> None:
+        self.send(ErrorEvent("audio_unavailable", "voice input is not enabled"))
+
+    def _start_turn(self, text: str, turn_id: str | None, audio_ms: int = 0) -> None:
+        if self.has_running_turn():
+            self.send(ErrorEvent("turn_in_progress", "a reply is still streaming", retryable=True))
+            return
+        assert self._tasks is not None
+        turn = TurnInput(
+            turn_id=turn_id or new_id("turn"),
+            text=text,
+            request_id=new_id("req"),
+            channel="ws",
+            audio_ms=audio_ms,
+        )
+        self._turn_control = TurnControl()
+        self._turn_id = turn.turn_id
+        self._turn = self._tasks.create_task(self._run_turn(turn, self._turn_control))
+
+    async def _run_turn(self, turn: TurnInput, control: TurnControl) -> None:
+        try:
+            await self.gateway.admit_turn(self.principal.user_id)
+            await self.gateway.run_turn(self.live, turn, self.send, control=control)
+        except QuotaExceeded as exc:
+            self.send(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
+        except Draining:
+            self.send(ErrorEvent("shutting_down", "the server is restarting", retryable=True))
+        except Exception:
+            log.exception("turn crashed", extra={"turn_id": turn.turn_id})
+            self.send(ErrorEvent("internal_error", "the turn failed unexpectedly", retryable=True))
+
+    def _cancel_turn(self, turn_id: str | None) -> None:
+        if not self.has_running_turn() or (turn_id is not None and turn_id != self._turn_id):
+            self.send(ErrorEvent("no_active_turn", "there is no such turn to cancel"))
+            return
+        assert self._turn is not None
+        self._turn_control.cancel_requested = True
+        self._turn.cancel()
+
+
+def _ignore_metrics(live: LiveSession, metrics: dict[str, float]) -> None:
+    return None
+
+
+async def realtime_endpoint(ws: WebSocket) -> None:
+    gateway = gateway_of(ws)
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
+    subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    if not origin_allowed(ws, gateway.settings.allowed_origins):
+        await ws.close(CLOSE_FORBIDDEN, "origin not allowed")  # before accept: HTTP 403
+        return
+    await ws.accept(subprotocol=subprotocol)
+    if gateway.draining:
+        await ws.close(CLOSE_TRY_LATER, "server restarting")
+        return
+    try:
+        principal = await authenticate_request(ws)
+    except ApiError as exc:
+        await ws.close(CLOSE_UNAUTHENTICATED, exc.message[:120])
+        return
+    try:
+        async with gateway.quotas.connection_slot(principal.user_id):
+            await _serve_session(ws, gateway, principal)
+    except QuotaExceeded as exc:
+        await ws.close(CLOSE_QUOTA, f"quota {exc.scope} exceeded")
+
+
+async def _serve_session(ws: WebSocket, gateway: Gateway, principal: Principal) -> None:
+    try:
+        info = await gateway.open_session(principal, ws.query_params.get("session_id"))
+    except ApiError as exc:
+        await ws.send_text(encode(ErrorEvent(exc.code, exc.message)))
+        await ws.close(CLOSE_POLICY, exc.message)
+        return
+    conn: Connection | None = None
+
+    def sink(event: ServerEvent) -> None:
+        if conn is not None:
+            conn.send(event)
+
+    live = gateway.registry.attach(info, sink)
+    conn = Connection(ws, gateway, principal, live)
+    gateway.connections.add(conn)
+    try:
+        conn.send(
+            SessionCreated(
+                info.session_id, principal.user_id, gateway.settings.public_limits(), info.resumed
+            )
+        )
+        with contextlib.suppress(WebSocketDisconnect):
+            await conn.serve()
+    finally:
+        gateway.connections.discard(conn)
+        gateway.registry.detach(live, sink)
+
+
+def realtime_routes() -> list[WebSocketRoute]:
+    return [WebSocketRoute("/v1/realtime", realtime_endpoint)]

@@ -1,0 +1,33 @@
+"""Reading and checking JSON request bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from gateway.errors import ApiError
+
+__all__ = ["read_json"]
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    """The request's JSON object; 413 past `limit`, 400 when it is not a JSON object."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"request body is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "body_too_large", f"request body is over {limit} bytes")
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"body is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ApiError(400, "invalid_request", "body must be a JSON object")
+    return obj

@@ -1,0 +1,151 @@
+"""The running gateway: everything a request handler needs, opened and closed by the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.auth import Authenticator, Principal
+from gateway.errors import ApiError
+from gateway.quotas import QuotaExceeded, Quotas
+from gateway.settings import Settings
+from providers.routing import Router
+from streams.events import ServerEvent
+from streams.records import SessionInfo, SessionStore, TurnRecord
+from streams.session import LiveSession, SessionRegistry
+from streams.turn import SpeechSink, TurnControl, TurnEngine, TurnInput
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
+__all__ = ["Draining", "Gateway", "hash_id", "new_id"]
+
+log = logging.getLogger("coach.gateway")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def hash_id(value: str) -> str:
+    """A stable, non-reversible id for logs and metrics labels."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+class Draining(Exception):
+    """The gateway is shutting down and takes no new turns."""
+
+
+class Stoppable(Protocol):
+    async def stop(self, code: int, reason: str) -> None: ...
+
+    def has_running_turn(self) -> bool: ...
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    auth: Authenticator
+    router: Router
+    quotas: Quotas
+    sessions: SessionStore
+    registry: SessionRegistry
+    engine: TurnEngine
+    stt: Any = None
+    tts: Any = None
+    persistence: Any = None
+    connections: set[Stoppable] = field(default_factory=set)
+    draining: bool = False
+    running_turns: int = 0
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    extras: dict[str, Any] = field(default_factory=dict)
+    publishers: list[Callable[[LiveSession, ServerEvent], None]] = field(default_factory=list)
+
+    async def open_session(self, principal: Principal, session_id: str | None) -> SessionInfo:
+        try:
+            return await self.sessions.open(principal.user_id, session_id)
+        except LookupError as exc:
+            raise ApiError(404, "session_not_found", "no such session") from exc
+
+    async def admit_turn(self, user_id: str) -> None:
+        """Raise `Draining` or `QuotaExceeded` if a new turn may not start now."""
+        if self.draining:
+            raise Draining()
+        await self.quotas.check_turn(user_id)
+
+    async def run_turn(
+        self,
+        live: LiveSession,
+        turn: TurnInput,
+        emit: Callable[[ServerEvent], None],
+        *,
+        control: TurnControl | None = None,
+        speech: SpeechSink | None = None,
+    ) -> TurnRecord:
+        """Run one admitted turn inside the user's concurrent-stream slot."""
+        publish = self._publisher(live, emit)
+        async with self.quotas.stream_slot(live.user_id):
+            self.running_turns += 1
+            self._idle.clear()
+            try:
+                record = await self.engine.run(live, turn, publish, control=control, speech=speech)
+            finally:
+                self.running_turns -= 1
+                if self.running_turns == 0:
+                    self._idle.set()
+        await self.quotas.record_tokens(live.user_id, record.input_tokens + record.output_tokens)
+        await self.sessions.touch(live.session_id)
+        return record
+
+    def _publisher(
+        self, live: LiveSession, emit: Callable[[ServerEvent], None]
+    ) -> Callable[[ServerEvent], None]:
+        if not self.publishers:
+            return emit
+
+        def publish(event: ServerEvent) -> None:
+            emit(event)
+            for publisher in self.publishers:
+                publisher(live, event)
+
+        return publish
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking turns, let running ones finish for `grace_s`, then close every socket
+        with 1012 (service restart)."""
+        self.draining = True
+        if self.running_turns:
+            log.info("draining", extra={"running_turns": self.running_turns})
+            try:
+                async with asyncio.timeout(grace_s):
+                    await self._idle.wait()
+            except TimeoutError:
+                log.warning("drain timed out", extra={"running_turns": self.running_turns})
+        await asyncio.gather(
+            *(conn.stop(1012, "server restart") for conn in list(self.connections)),
+            return_exceptions=True,
+        )
+
+
+def quota_error(exc: QuotaExceeded) -> ApiError:
+    retry = max(1, round(exc.retry_after_s))
+    return ApiError(
+        429,
+        "rate_limited",
+        f"quota {exc.scope} exceeded",
+        retryable=True,
+        headers={"Retry-After": str(retry)},
+    )
+
+
+def gateway_of(conn: HTTPConnection) -> Gateway:
+    gateway: Gateway = conn.app.state.gateway
+    return gateway
+
+
+AsyncCallback = Callable[..., Awaitable[None]]

@@ -1,0 +1,92 @@
+"""Chat through the OpenAI API, or any server that speaks it (vLLM, Ollama, the sim, ...)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import httpx2
+import openai
+from openai.types.chat import ChatCompletionChunk
+
+from providers import wire
+from providers.chat import ChatChunk, ChatProvider, ChatRequest
+from providers.errors import (
+    MalformedResponse,
+    ProviderError,
+    StreamInterrupted,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+__all__ = ["OpenAIChat", "map_openai_error"]
+
+# What the SDK lets escape while a stream is read: its own errors, undecodable SSE data
+# (a bare json.JSONDecodeError) and, from some versions, transport errors.
+_STREAM_ERRORS = (openai.OpenAIError, ValueError, httpx2.TransportError, httpx.TransportError)
+
+
+class OpenAIChat(ChatProvider):
+    """A streamed chat completion per request, usage included; the SDK's retries are off."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout_s: float = 60.0,
+        kind: str = "openai",
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        params = wire.openai_params(request)
+        try:
+            response = await self._client.chat.completions.create(**params)
+        except _STREAM_ERRORS as exc:
+            raise map_openai_error(exc, self.name, streaming=False) from exc
+        tally = wire.StreamTally(model=request.model)
+        async with response:
+            chunks = aiter(response)
+            while True:
+                try:
+                    chunk: ChatCompletionChunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except _STREAM_ERRORS as exc:
+                    raise map_openai_error(exc, self.name, streaming=True) from exc
+                if text := wire.openai_feed(tally, chunk):
+                    yield ChatChunk(text=text, model=tally.model)
+        if not tally.finished:
+            raise StreamInterrupted(
+                "the stream ended without a finish reason", status=200, provider=self.name
+            )
+        yield tally.final_chunk()
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def map_openai_error(exc: Exception, provider: str, *, streaming: bool) -> ProviderError:
+    """Our error for what the OpenAI SDK raised; `streaming` = the response had begun."""
+    if isinstance(exc, openai.APIStatusError):
+        message = f"{provider}: HTTP {exc.status_code}: {exc.message}"
+        retry_after = wire.retry_after_seconds(exc.response.headers)
+        return wire.error_for_status(
+            exc.status_code, message, provider=provider, retry_after_s=retry_after
+        )
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | httpx.TimeoutException):
+        return UpstreamTimeout(f"{provider}: upstream timed out", provider=provider)
+    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | ValueError):
+        return MalformedResponse(f"{provider}: unparsable chunk: {exc}", provider=provider)
+    if streaming and isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        return StreamInterrupted(f"{provider}: connection lost mid-stream", provider=provider)
+    if isinstance(exc, httpx.TransportError):
+        return StreamInterrupted(f"{provider}: connection lost mid-stream", provider=provider)
+    return UpstreamUnavailable(f"{provider}: {exc}", provider=provider)

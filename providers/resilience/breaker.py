@@ -1,0 +1,190 @@
+"""A circuit breaker per route target.
+
+    closed --(failure rate over the window, or slow first tokens)--> open
+    open --(cooldown passed)--> half_open --(probe succeeds)--> closed
+                                          --(probe fails)-----> open
+    any --(authentication failed)--> unusable (until `reset`)
+
+Only transient errors count. Every call that `try_acquire` admits must end in exactly one of
+`record_success`, `record_failure` or `release`; a slow first token (`record_first_token`) settles
+the call as a failure at once, and what follows is then ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from providers.errors import AuthenticationFailed, ProviderError
+from providers.resilience.config import BreakerConfig, Clock
+
+__all__ = ["BreakerListener", "BreakerState", "Call", "CircuitBreaker"]
+
+log = logging.getLogger("coach.breaker")
+
+BreakerListener = Callable[[str, str, str], None]
+"""Called as `listener(target, old_state, new_state)` on every state change."""
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    UNUSABLE = "unusable"
+
+
+@dataclass(slots=True)
+class Call:
+    """One admitted call. `generation` ties it to the state it was admitted in."""
+
+    generation: int
+    probe: bool
+    settled: bool = False
+
+
+class CircuitBreaker:
+    """Tracks one target's health; see the module docstring for the state machine."""
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        listeners: Iterable[BreakerListener] = (),
+    ) -> None:
+        self.name = name
+        self._config = config or BreakerConfig()
+        self._clock = clock
+        self._listeners = list(listeners)
+        self._state = BreakerState.CLOSED
+        self._generation = 0
+        self._outcomes: deque[tuple[float, bool]] = deque()  # (when, failed)
+        self._open_until = 0.0
+        self._retry_until = 0.0
+        self._probes = 0
+
+    def add_listener(self, listener: BreakerListener) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state; an open circuit whose cooldown passed turns half-open here."""
+        if self._state is BreakerState.OPEN and self._clock() >= self._open_until:
+            self._transition(BreakerState.HALF_OPEN, "cooldown over")
+        return self._state
+
+    def retry_after_s(self) -> float | None:
+        """Seconds until an open circuit lets probes through; None unless open."""
+        if self.state is not BreakerState.OPEN:
+            return None
+        return max(self._open_until - self._clock(), 0.0)
+
+    def try_acquire(self) -> Call | None:
+        """Admit a call, or None when the circuit is open, unusable or out of probe slots."""
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return Call(self._generation, probe=False)
+        if state is BreakerState.HALF_OPEN and self._probes < self._config.half_open_probes:
+            self._probes += 1
+            return Call(self._generation, probe=True)
+        return None
+
+    def record_first_token(self, call: Call, ttft_ms: float) -> None:
+        """A slow first token counts as a failure (the call is settled by it)."""
+        if ttft_ms > self._config.slow_ttft_ms:
+            self._settle(call, failed=True, reason=f"slow first token ({ttft_ms:.0f} ms)")
+
+    def record_success(self, call: Call) -> None:
+        self._settle(call, failed=False, reason="probe succeeded")
+
+    def record_failure(self, call: Call, error: ProviderError) -> None:
+        """Count a transient error; an authentication failure makes the target unusable."""
+        if isinstance(error, AuthenticationFailed):
+            self._release_probe(call)
+            call.settled = True
+            self.mark_unusable(error.code)
+            return
+        if not error.transient:
+            self.release(call)
+            return
+        if error.retry_after_s:
+            self._retry_until = max(self._retry_until, self._clock() + error.retry_after_s)
+        self._settle(call, failed=True, reason=error.code)
+
+    def release(self, call: Call) -> None:
+        """End a call that says nothing about the target's health (cancelled, bad request)."""
+        if not call.settled:
+            call.settled = True
+            self._release_probe(call)
+
+    def mark_unusable(self, reason: str) -> None:
+        if self._state is not BreakerState.UNUSABLE:
+            self._transition(BreakerState.UNUSABLE, reason)
+
+    def reset(self) -> None:
+        """Back to closed with no history (after a configuration change)."""
+        self._outcomes.clear()
+        self._retry_until = 0.0
+        if self._state is not BreakerState.CLOSED:
+            self._transition(BreakerState.CLOSED, "reset")
+
+    def _settle(self, call: Call, *, failed: bool, reason: str) -> None:
+        if call.settled:
+            return
+        call.settled = True
+        self._release_probe(call)
+        if call.generation != self._generation:
+            return  # admitted under an earlier state: its outcome is stale
+        if self._state is BreakerState.HALF_OPEN:
+            if failed:
+                self._open(f"probe failed: {reason}")
+            else:
+                self._transition(BreakerState.CLOSED, reason)
+        elif self._state is BreakerState.CLOSED:
+            self._count(failed, reason)
+
+    def _count(self, failed: bool, reason: str) -> None:
+        now = self._clock()
+        self._outcomes.append((now, failed))
+        while self._outcomes and self._outcomes[0][0] <= now - self._config.window_s:
+            self._outcomes.popleft()
+        calls = len(self._outcomes)
+        failures = sum(1 for _, bad in self._outcomes if bad)
+        enough = calls >= self._config.min_calls
+        if failed and enough and failures / calls >= self._config.failure_rate:
+            self._open(f"failure rate {failures}/{calls}, last: {reason}")
+
+    def _open(self, reason: str) -> None:
+        now = self._clock()
+        wait = max(self._config.cooldown_s, self._retry_until - now)
+        self._open_until = now + min(wait, self._config.max_cooldown_s)
+        self._transition(BreakerState.OPEN, reason)
+
+    def _release_probe(self, call: Call) -> None:
+        if call.probe and call.generation == self._generation and self._probes > 0:
+            self._probes -= 1
+
+    def _transition(self, new: BreakerState, reason: str) -> None:
+        old = self._state
+        self._state = new
+        self._generation += 1
+        self._probes = 0
+        if new is BreakerState.CLOSED:
+            self._outcomes.clear()
+        log.info(
+            "breaker %s: %s -> %s",
+            self.name,
+            old.value,
+            new.value,
+            extra={"target": self.name, "old": old.value, "new": new.value, "reason": reason},
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(self.name, old.value, new.value)
+            except Exception:  # a broken listener must not break routing
+                log.exception("breaker listener failed", extra={"target": self.name})

@@ -1,0 +1,132 @@
+"""From a parsed request to what the sim will do: fail, hang, or send these tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from providers.sim.corpus import reply_rng, reply_text, tokenize
+from providers.sim.knobs import SimKnobs
+from providers.sim.schema_answer import answer_for_schema, broken_answer
+
+__all__ = [
+    "Fate",
+    "Plan",
+    "SimRequest",
+    "first_token_delay",
+    "non_stream_delay",
+    "paced",
+    "plan_reply",
+    "word_count",
+]
+
+
+class Fate(enum.Enum):
+    FAIL = "failed"
+    HANG = "hung"
+    SEND = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class SimRequest:
+    """The parts of an OpenAI or Anthropic request that the sim looks at."""
+
+    model: str
+    prompt: str  # every message's text, one per line
+    input_tokens: int
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens: int | None = None
+    schema: dict[str, Any] | None = None
+    json_object: bool = False  # OpenAI `response_format: {"type": "json_object"}`
+    tool_name: str | None = None  # Anthropic: the forced tool that carries the schema
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to send. `drop_after` set = close abruptly after that many tokens."""
+
+    fate: Fate
+    knobs: SimKnobs
+    tokens: Sequence[str] = ()
+    finish: str = "stop"  # "stop" | "length"
+    outcome: str = "ok"  # the outcome when everything is sent: "ok" | "invalid_json"
+    drop_after: int | None = None
+    malformed: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+
+def word_count(texts: Sequence[str]) -> int:
+    """The rough token count of the input: its words."""
+    return sum(len(text.split()) for text in texts)
+
+
+def _chance(rng: random.Random, rate: float) -> bool:
+    return rate >= 1 or (rate > 0 and rng.random() < rate)
+
+
+def plan_reply(request: SimRequest, base: SimKnobs, fate_rng: random.Random) -> Plan:
+    """Decide the request's fate with `fate_rng`, and its words from the seed and prompt."""
+    knobs = base.for_model(request.model)
+    if _chance(fate_rng, knobs.fail_rate):
+        return Plan(Fate.FAIL, knobs)
+    if _chance(fate_rng, knobs.hang_rate):
+        return Plan(Fate.HANG, knobs)
+    malformed = _chance(fate_rng, knobs.malformed_rate)
+    drop = knobs.drop_after > 0 and _chance(fate_rng, knobs.drop_rate)
+    invalid = request.schema is not None and _chance(fate_rng, knobs.invalid_json_rate)
+    rng = reply_rng(knobs.seed, request.model, request.prompt)
+    tokens = tokenize(_reply(request, knobs, rng, invalid=invalid))
+    finish = "stop"
+    if request.max_tokens is not None and len(tokens) > request.max_tokens:
+        tokens, finish = tokens[: request.max_tokens], "length"
+    return Plan(
+        Fate.SEND,
+        knobs,
+        tokens,
+        finish,
+        outcome="invalid_json" if invalid else "ok",
+        drop_after=knobs.drop_after if drop else None,
+        malformed=malformed,
+    )
+
+
+def _reply(request: SimRequest, knobs: SimKnobs, rng: random.Random, *, invalid: bool) -> str:
+    if request.schema is not None:
+        make = broken_answer if invalid else answer_for_schema
+        return json.dumps(make(request.schema, rng=rng, context=request.prompt))
+    if request.json_object:
+        return json.dumps({"answer": reply_text(rng, knobs.reply_tokens)})
+    return reply_text(rng, knobs.reply_tokens)
+
+
+async def first_token_delay(knobs: SimKnobs) -> None:
+    if knobs.ttft_ms > 0:
+        await asyncio.sleep(knobs.ttft_ms / 1000)
+
+
+async def paced(tokens: Sequence[str], knobs: SimKnobs) -> AsyncIterator[str]:
+    """Yield `tokens` at `tokens_per_s`, on a schedule so that slow sends do not add drift."""
+    loop = asyncio.get_running_loop()
+    interval = 1 / knobs.tokens_per_s if knobs.tokens_per_s > 0 else 0.0
+    start = loop.time()
+    for index, token in enumerate(tokens):
+        if interval and (delay := start + index * interval - loop.time()) > 0:
+            await asyncio.sleep(delay)
+        yield token
+
+
+async def non_stream_delay(plan: Plan) -> None:
+    """The time a non-streamed answer takes: first-token delay plus every token."""
+    rate = plan.knobs.tokens_per_s
+    seconds = plan.knobs.ttft_ms / 1000 + (len(plan.tokens) / rate if rate > 0 else 0)
+    if seconds > 0:
+        await asyncio.sleep(seconds)

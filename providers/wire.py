@@ -1,0 +1,262 @@
+"""Pure conversions between our chat types and the OpenAI and Anthropic wire formats.
+
+No I/O here: the adapters call these, and tests drive them with recorded payloads.
+
+JSON-schema requests: OpenAI gets `response_format: {"type": "json_schema", ...}`. Anthropic gets
+one tool named `ChatRequest.schema_name` whose `input_schema` is the schema (its top level must be
+an object), forced with `tool_choice: {"type": "tool", "name": ...}`; the tool input, streamed as
+`input_json_delta` events, is the JSON text of the answer.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from anthropic.types import RawMessageStreamEvent
+from openai.types.chat import ChatCompletionChunk
+
+from providers.chat import ChatChunk, ChatRequest, Message, Usage
+from providers.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ProviderError,
+    RateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+__all__ = [
+    "ANTHROPIC_DEFAULT_MAX_TOKENS",
+    "StreamTally",
+    "anthropic_feed",
+    "anthropic_params",
+    "error_for_status",
+    "normalize_finish",
+    "openai_feed",
+    "openai_params",
+    "retry_after_seconds",
+    "status_of_anthropic_error",
+]
+
+ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
+
+_FINISH = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_use": "stop",  # a forced JSON-schema tool: its input is the answer
+    "tool_calls": "stop",
+    "function_call": "stop",
+    "pause_turn": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "content_filter": "content_filter",
+    "refusal": "content_filter",
+}
+
+_ANTHROPIC_ERROR_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def normalize_finish(reason: str | None) -> str:
+    """A vendor finish reason in our words: "stop", "length" or "content_filter"."""
+    if reason is None:
+        return "stop"
+    return _FINISH.get(reason, reason)
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+def openai_params(request: ChatRequest) -> dict[str, Any]:
+    """Keyword arguments for `chat.completions.create`, streaming with usage."""
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if request.max_tokens is not None:
+        params["max_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.json_schema is not None:
+        params["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": request.schema_name, "schema": request.json_schema},
+        }
+    return params
+
+
+def anthropic_params(request: ChatRequest) -> dict[str, Any]:
+    """Keyword arguments for `messages.create`: system text apart, roles alternating."""
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+    params: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens or ANTHROPIC_DEFAULT_MAX_TOKENS,
+        "messages": _alternating([m for m in request.messages if m.role != "system"]),
+        "stream": True,
+    }
+    if system:
+        params["system"] = system
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.json_schema is not None:
+        name = request.schema_name
+        params["tools"] = [
+            {
+                "name": name,
+                "description": "Answer with JSON that fits this schema.",
+                "input_schema": request.json_schema,
+            }
+        ]
+        params["tool_choice"] = {"type": "tool", "name": name}
+    return params
+
+
+def _alternating(messages: list[Message]) -> list[dict[str, str]]:
+    """Merge runs of one role: the Messages API wants user and assistant turns to alternate."""
+    merged: list[dict[str, str]] = []
+    for message in messages:
+        if merged and merged[-1]["role"] == message.role:
+            merged[-1]["content"] += "\n\n" + message.content
+        else:
+            merged.append({"role": message.role, "content": message.content})
+    return merged
+
+
+# -- streamed answers -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StreamTally:
+    """What a vendor stream has said so far about its end and its token counts."""
+
+    model: str | None = None
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    deltas: int = 0
+    finished: bool = False  # the vendor's finish marker arrived
+
+    def final_chunk(self) -> ChatChunk:
+        """The closing chunk; without reported usage, output counts the text deltas."""
+        usage = Usage(
+            input_tokens=self.input_tokens or 0,
+            output_tokens=self.deltas if self.output_tokens is None else self.output_tokens,
+        )
+        return ChatChunk(
+            usage=usage, finish_reason=normalize_finish(self.finish_reason), model=self.model
+        )
+
+
+def openai_feed(tally: StreamTally, chunk: ChatCompletionChunk) -> str:
+    """Record one streamed chunk in `tally`; returns its text delta ("" when none)."""
+    if chunk.model:
+        tally.model = chunk.model
+    if chunk.usage is not None:
+        tally.input_tokens = chunk.usage.prompt_tokens
+        tally.output_tokens = chunk.usage.completion_tokens
+    text = ""
+    for choice in chunk.choices:
+        if choice.index != 0:
+            continue
+        if choice.delta is not None and choice.delta.content:
+            text = choice.delta.content
+        if choice.finish_reason is not None:
+            tally.finish_reason = choice.finish_reason
+            tally.finished = True
+    if text:
+        tally.deltas += 1
+    return text
+
+
+def anthropic_feed(tally: StreamTally, event: RawMessageStreamEvent) -> str:
+    """Record one streamed event in `tally`; returns its text (or tool JSON) delta."""
+    match event.type:
+        case "message_start":
+            tally.model = event.message.model
+            tally.input_tokens = event.message.usage.input_tokens
+        case "content_block_delta":
+            delta = event.delta
+            text = ""
+            if delta.type == "text_delta":
+                text = delta.text
+            elif delta.type == "input_json_delta":
+                text = delta.partial_json
+            if text:
+                tally.deltas += 1
+            return text
+        case "message_delta":
+            tally.finish_reason = event.delta.stop_reason or tally.finish_reason
+            tally.output_tokens = event.usage.output_tokens
+            if event.usage.input_tokens is not None:
+                tally.input_tokens = event.usage.input_tokens
+        case "message_stop":
+            tally.finished = True
+    return ""
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """`retry-after-ms`, else `Retry-After` as seconds or an HTTP date; None when absent."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def status_of_anthropic_error(body: object) -> int | None:
+    """The HTTP status an Anthropic error body stands for (errors sent inside a stream)."""
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        if isinstance(error, Mapping):
+            return _ANTHROPIC_ERROR_STATUS.get(str(error.get("type")))
+    return None
+
+
+def error_for_status(
+    status: int, message: str, *, provider: str, retry_after_s: float | None = None
+) -> ProviderError:
+    """Our error for an upstream HTTP status."""
+    kind: type[ProviderError]
+    if status in (401, 403):
+        kind = AuthenticationFailed
+    elif status == 429:
+        kind = RateLimited
+    elif status in (408, 504):
+        kind = UpstreamTimeout
+    elif status >= 500 or status == 409:
+        kind = UpstreamUnavailable
+    else:
+        kind = BadRequest
+    return kind(message, status=status, retry_after_s=retry_after_s, provider=provider)

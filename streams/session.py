@@ -1,0 +1,152 @@
+"""Live session state: the conversation a user's connections share while it is in memory.
+
+A session is the coaching conversation, not the connection: several connections (a phone and a
+dashboard, or a reconnect) can hold the same `LiveSession`, which keeps the bounded history and
+fans events out to every attached connection.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from providers.chat import Message
+from streams.events import ServerEvent
+from streams.records import SessionInfo
+
+__all__ = ["LiveSession", "MemorySessionStore", "SessionConfig", "SessionRegistry"]
+
+EventSink = Callable[[ServerEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What a client set with `session.update`."""
+
+    coach: str = "default"
+    focus_ids: tuple[str, ...] = ()
+    voice_output: bool = False
+    voice: str | None = None
+    input_audio_format: str = "pcm16"
+    model: str | None = None
+
+    def updated(self, patch: dict[str, Any]) -> SessionConfig:
+        changes: dict[str, Any] = {}
+        if "coach" in patch:
+            changes["coach"] = patch["coach"]
+        if "focus_ids" in patch:
+            changes["focus_ids"] = tuple(patch["focus_ids"])
+        if "voice" in patch:
+            voice = patch["voice"] or {}
+            changes["voice_output"] = bool(voice.get("output", False))
+            changes["voice"] = voice.get("voice")
+        if "input_audio_format" in patch:
+            changes["input_audio_format"] = patch["input_audio_format"]
+        if "model" in patch:
+            changes["model"] = patch["model"] or None
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "coach": self.coach,
+            "focus_ids": list(self.focus_ids),
+            "voice": {"output": self.voice_output, "voice": self.voice},
+            "input_audio_format": self.input_audio_format,
+            "model": self.model,
+        }
+
+
+@dataclass(slots=True)
+class LiveSession:
+    session_id: str
+    user_id: str
+    history: deque[Message]
+    config: SessionConfig = field(default_factory=SessionConfig)
+    sinks: set[EventSink] = field(default_factory=set)
+
+    def add_exchange(self, user_text: str, reply_text: str) -> None:
+        self.history.append(Message("user", user_text))
+        self.history.append(Message("assistant", reply_text))
+
+    def broadcast(self, event: ServerEvent) -> None:
+        """Send an event to every connection attached to this session (never blocks)."""
+        for sink in list(self.sinks):
+            sink(event)
+
+
+class SessionRegistry:
+    """Sessions held in memory while at least one connection is attached to them."""
+
+    def __init__(self, history_turns: int, parked_sessions: int = 10_000) -> None:
+        self._history_turns = history_turns
+        self._live: dict[str, LiveSession] = {}
+        # Sessions with no connection stay here (LRU, bounded) so a reconnect keeps its context
+        # without a database round trip; the oldest is forgotten past `parked_sessions`.
+        self._parked: OrderedDict[str, LiveSession] = OrderedDict()
+        self._parked_max = parked_sessions
+
+    def attach(self, info: SessionInfo, sink: EventSink) -> LiveSession:
+        live = self._live.get(info.session_id) or self._parked.pop(info.session_id, None)
+        if live is None:
+            history: deque[Message] = deque(info.history, maxlen=2 * self._history_turns)
+            live = LiveSession(info.session_id, info.user_id, history)
+        self._live[info.session_id] = live
+        live.sinks.add(sink)
+        return live
+
+    def detach(self, live: LiveSession, sink: EventSink) -> None:
+        live.sinks.discard(sink)
+        if not live.sinks and self._live.pop(live.session_id, None) is not None:
+            self._parked[live.session_id] = live
+            while len(self._parked) > self._parked_max:
+                self._parked.popitem(last=False)
+
+    def get(self, session_id: str) -> LiveSession | None:
+        return self._live.get(session_id)
+
+    def deliver(self, session_id: str, event: ServerEvent) -> None:
+        """Push an event (an assessment, live coaching) to a session's live connections."""
+        live = self._live.get(session_id)
+        if live is not None:
+            live.broadcast(event)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+
+class MemorySessionStore:
+    """Sessions kept in process memory: for runs without a database."""
+
+    def __init__(
+        self, idle_minutes: float = 20.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._idle_s = idle_minutes * 60
+        self._clock = clock
+        self._owner: dict[str, str] = {}
+        self._last_active: dict[str, float] = {}
+        self._latest: dict[str, str] = {}
+
+    async def open(self, user_id: str, session_id: str | None) -> SessionInfo:
+        now = self._clock()
+        if session_id is not None:
+            if self._owner.get(session_id) != user_id:
+                raise LookupError(session_id)
+            self._last_active[session_id] = now
+            return SessionInfo(session_id, user_id, resumed=True)
+        latest = self._latest.get(user_id)
+        if latest is not None and now - self._last_active[latest] < self._idle_s:
+            self._last_active[latest] = now
+            return SessionInfo(latest, user_id, resumed=True)
+        new_id = str(uuid.uuid4())
+        self._owner[new_id] = user_id
+        self._latest[user_id] = new_id
+        self._last_active[new_id] = now
+        return SessionInfo(new_id, user_id, resumed=False)
+
+    async def touch(self, session_id: str) -> None:
+        if session_id in self._last_active:
+            self._last_active[session_id] = self._clock()

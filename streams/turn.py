@@ -1,0 +1,269 @@
+"""The turn engine: one user turn in, a streamed reply out, a `TurnRecord` to the observers.
+
+Failover happens inside the router before the first token; once a token has been sent, a failure
+ends the turn with `response.failed` and the partial text kept. A barge-in cancels the turn's
+task; the engine then reports what was actually sent and stores the turn as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from opentelemetry import trace
+
+from providers.chat import ChatRequest, Message, Usage
+from providers.errors import ProviderError, UpstreamTimeout
+from providers.routing import Fallback, RoutedStream, Router
+from streams.events import (
+    ResponseCompleted,
+    ResponseDelta,
+    ResponseFailed,
+    ResponseStarted,
+    ServerEvent,
+)
+from streams.prompts import system_prompt
+from streams.records import Channel, TurnObserver, TurnRecord, TurnStatus
+from streams.session import LiveSession
+
+__all__ = ["SpeechSink", "TurnControl", "TurnEngine", "TurnInput"]
+
+log = logging.getLogger("coach.turn")
+tracer = trace.get_tracer("coach.streams")
+
+Emit = Callable[[ServerEvent], None]
+
+
+class SpeechSink(Protocol):
+    """Where reply text goes to be spoken (see `streams.voice.SpeechOut`)."""
+
+    def feed(self, delta: str) -> None: ...
+
+    async def finish(self) -> float | None: ...
+
+    async def cancel(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnInput:
+    turn_id: str
+    text: str
+    request_id: str
+    channel: Channel
+    received_at: float = field(default_factory=time.perf_counter)
+    audio_ms: int = 0
+    # The OpenAI-compatible endpoint brings its own context; the others use the session's.
+    context: tuple[Message, ...] | None = None
+    max_tokens: int | None = None
+    model: str | None = None  # overrides the session's model choice for this turn
+
+
+@dataclass(slots=True)
+class TurnControl:
+    """Shared between the engine and whoever may barge in on the turn."""
+
+    cancel_requested: bool = False
+
+
+@dataclass(slots=True)
+class _Progress:
+    text: list[str] = field(default_factory=list)
+    ttft_ms: float | None = None
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+    routed: RoutedStream | None = None
+    fallbacks: list[Fallback] = field(default_factory=list)
+
+    @property
+    def reply(self) -> str:
+        return "".join(self.text)
+
+
+class TurnEngine:
+    """Runs turns against the `chat` route and tells the observers how each one ended."""
+
+    def __init__(
+        self,
+        router: Router,
+        observers: Sequence[TurnObserver] = (),
+        *,
+        max_reply_tokens: int = 512,
+        turn_timeout_s: float = 180.0,
+        route: str = "chat",
+    ) -> None:
+        self._router = router
+        self.observers = list(observers)
+        self._max_reply_tokens = max_reply_tokens
+        self._turn_timeout_s = turn_timeout_s
+        self._route = route
+
+    def request_for(self, live: LiveSession, turn: TurnInput) -> ChatRequest:
+        if turn.context is not None:
+            messages = (*turn.context, Message("user", turn.text))
+        else:
+            config = live.config
+            system = Message("system", system_prompt(config.coach, config.focus_ids))
+            messages = (system, *live.history, Message("user", turn.text))
+        max_tokens = min(turn.max_tokens or self._max_reply_tokens, self._max_reply_tokens)
+        return ChatRequest(
+            model="", messages=messages, max_tokens=max_tokens, request_id=turn.request_id
+        )
+
+    async def run(
+        self,
+        live: LiveSession,
+        turn: TurnInput,
+        emit: Emit,
+        *,
+        control: TurnControl | None = None,
+        speech: SpeechSink | None = None,
+    ) -> TurnRecord:
+        """Run one turn to its end; returns (and reports) the finished turn's record."""
+        control = control or TurnControl()
+        progress = _Progress()
+        status: TurnStatus = "completed"
+        error: ProviderError | None = None
+        with tracer.start_as_current_span(
+            "turn", attributes={"coach.channel": turn.channel, "coach.turn_id": turn.turn_id}
+        ) as span:
+            try:
+                async with asyncio.timeout(self._turn_timeout_s):
+                    await self._stream(live, turn, emit, progress, speech)
+            except asyncio.CancelledError:
+                if not control.cancel_requested:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                status, progress.finish_reason = "cancelled", "cancelled"
+            except TimeoutError:
+                status, error = "failed", UpstreamTimeout("the turn took too long")
+            except ProviderError as exc:
+                status, error = "failed", exc
+            finally:
+                if progress.routed is not None:
+                    await progress.routed.aclose()
+            first_audio_ms = await self._end_speech(speech, status)
+            span.set_attribute("coach.status", status)
+            record = self._record(live, turn, progress, status, error, first_audio_ms)
+            self._emit_end(emit, turn, progress, record, error)
+        if status != "failed" and (progress.reply or status == "completed"):
+            live.add_exchange(turn.text, progress.reply)
+        for observer in self.observers:
+            await observer.turn_finished(record)
+        return record
+
+    async def _stream(
+        self,
+        live: LiveSession,
+        turn: TurnInput,
+        emit: Emit,
+        progress: _Progress,
+        speech: SpeechSink | None,
+    ) -> None:
+        request = self.request_for(live, turn)
+        model = turn.model or live.config.model
+        routed = await self._router.open_stream(self._route, request, model=model)
+        progress.routed = routed
+        progress.fallbacks = routed.fallbacks
+        emit(ResponseStarted(turn.turn_id, routed.target.provider, routed.target.model))
+        async for chunk in routed:
+            if chunk.text:
+                if progress.ttft_ms is None:
+                    progress.ttft_ms = (time.perf_counter() - turn.received_at) * 1000
+                progress.text.append(chunk.text)
+                emit(ResponseDelta(turn.turn_id, chunk.text))
+                if speech is not None:
+                    speech.feed(chunk.text)
+            if chunk.usage is not None:
+                progress.usage = chunk.usage
+            if chunk.finish_reason is not None:
+                progress.finish_reason = chunk.finish_reason
+
+    @staticmethod
+    async def _end_speech(speech: SpeechSink | None, status: TurnStatus) -> float | None:
+        if speech is None:
+            return None
+        if status == "completed":
+            return await speech.finish()
+        await speech.cancel()
+        return None
+
+    def _record(
+        self,
+        live: LiveSession,
+        turn: TurnInput,
+        progress: _Progress,
+        status: TurnStatus,
+        error: ProviderError | None,
+        first_audio_ms: float | None,
+    ) -> TurnRecord:
+        routed = progress.routed
+        usage = progress.usage or Usage(
+            input_tokens=sum(len(m.content.split()) for m in self.request_for(live, turn).messages),
+            output_tokens=len(progress.text),
+        )
+        return TurnRecord(
+            turn_id=turn.turn_id,
+            request_id=turn.request_id,
+            user_id=live.user_id,
+            session_id=live.session_id,
+            channel=turn.channel,
+            user_text=turn.text,
+            reply_text=progress.reply,
+            status=status,
+            finish_reason=progress.finish_reason if status != "failed" else "error",
+            provider=routed.target.provider if routed else None,
+            model=routed.target.model if routed else None,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            ttft_ms=progress.ttft_ms,
+            upstream_ttft_ms=routed.upstream_ttft_ms if routed else None,
+            total_ms=(time.perf_counter() - turn.received_at) * 1000,
+            cost_usd=routed.cost_usd if routed else 0.0,
+            fallbacks=[f.to_dict() for f in progress.fallbacks],
+            error_code=error.code if error else None,
+            focus_ids=live.config.focus_ids,
+            audio_in_ms=turn.audio_ms,
+            first_audio_ms=first_audio_ms,
+            started_at=datetime.now(UTC),
+        )
+
+    @staticmethod
+    def _emit_end(
+        emit: Emit,
+        turn: TurnInput,
+        progress: _Progress,
+        record: TurnRecord,
+        error: ProviderError | None,
+    ) -> None:
+        if error is not None:
+            body = {"code": error.code, "message": error.message, "retryable": error.transient}
+            emit(ResponseFailed(turn.turn_id, body, progress.reply))
+            return
+        emit(
+            ResponseCompleted(
+                turn_id=turn.turn_id,
+                text=progress.reply,
+                finish_reason=record.finish_reason,
+                usage={"input_tokens": record.input_tokens, "output_tokens": record.output_tokens},
+                timings={
+                    "ttft_ms": _round(record.ttft_ms),
+                    "upstream_ttft_ms": _round(record.upstream_ttft_ms),
+                    "total_ms": _round(record.total_ms),
+                    "first_audio_ms": _round(record.first_audio_ms),
+                },
+                provider=record.provider or "",
+                model=record.model or "",
+                fallbacks=record.fallbacks,
+            )
+        )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams.events import (
+    InputText,
+    MetricsPush,
+    ProtocolError,
+    ResponseCompleted,
+    SessionUpdate,
+    encode,
+    parse_client_event,
+)
+
+
+def test_encode_puts_type_first() -> None:
+    frame = encode(
+        ResponseCompleted("t", "hi", "stop", {"input_tokens": 1, "output_tokens": 2}, {}, "p", "m")
+    )
+    assert frame.startswith('{"type":"response.completed"')
+    assert orjson.loads(frame)["usage"]["output_tokens"] == 2
+
+
+def test_parse_known_events() -> None:
+    assert parse_client_event('{"type":"input_text","text":"hi","turn_id":"a"}') == InputText(
+        "hi", "a"
+    )
+    assert parse_client_event(
+        b'{"type":"metrics.push","metrics":{"pitch":0.5,"n":3}}'
+    ) == MetricsPush({"pitch": 0.5, "n": 3.0})
+    update = parse_client_event('{"type":"session.update","session":{"voice":{"output":true}}}')
+    assert isinstance(update, SessionUpdate) and update.session["voice"] == {"output": True}
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{", "invalid_json"),
+        ("3", "invalid_event"),
+        ('{"text":"x"}', "invalid_event"),
+        ('{"type":"bogus"}', "unknown_type"),
+        ('{"type":"input_text","text":""}', "empty_text"),
+        ('{"type":"input_text","text":"hi","turn_id":""}', "invalid_turn_id"),
+        ('{"type":"session.update","session":{"colour":"red"}}', "invalid_session"),
+        ('{"type":"session.update","session":{"input_audio_format":"flac"}}', "invalid_session"),
+        ('{"type":"session.update","session":{"focus_ids":["a","b","c","d"]}}', "invalid_session"),
+        ('{"type":"metrics.push","metrics":{}}', "invalid_metrics"),
+        ('{"type":"metrics.push","metrics":{"ok":true}}', "invalid_metrics"),
+    ],
+)
+def test_parse_rejects_with_a_code(raw: str, code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_client_event(raw)
+    assert info.value.code == code

@@ -1,0 +1,124 @@
+"""The turn engine with a scripted provider behind the real router."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+
+import pytest
+
+from providers.chat import ChatChunk, ChatProvider, ChatRequest, Usage
+from providers.errors import StreamInterrupted
+from providers.routing import Router, Target
+from streams.events import ResponseCompleted, ResponseDelta, ResponseFailed, ServerEvent
+from streams.records import TurnRecord
+from streams.session import LiveSession
+from streams.turn import TurnControl, TurnEngine, TurnInput
+
+
+class Scripted(ChatProvider):
+    """Answers each call with the given words; can fail after some of them."""
+
+    kind = "scripted"
+
+    def __init__(
+        self, words: list[str], *, fail_after: int | None = None, delay: float = 0.0
+    ) -> None:
+        self.name = "scripted"
+        self.words = words
+        self.fail_after = fail_after
+        self.delay = delay
+        self.requests: list[ChatRequest] = []
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        self.requests.append(request)
+        for i, word in enumerate(self.words):
+            if self.fail_after is not None and i == self.fail_after:
+                raise StreamInterrupted("dropped")
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            yield ChatChunk(text=word)
+        yield ChatChunk(usage=Usage(7, len(self.words)), finish_reason="stop")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.records: list[TurnRecord] = []
+
+    async def turn_finished(self, record: TurnRecord) -> None:
+        self.records.append(record)
+
+
+def _engine(provider: Scripted, recorder: Recorder) -> TurnEngine:
+    router = Router({"p": provider}, {"chat": [Target("p", "m")]})
+    return TurnEngine(router, [recorder])
+
+
+def _live(turns: int = 2) -> LiveSession:
+    return LiveSession("s1", "u1", deque(maxlen=2 * turns))
+
+
+async def test_history_is_sent_and_bounded() -> None:
+    provider, recorder = Scripted(["Hello ", "there."]), Recorder()
+    engine, live, events = _engine(provider, recorder), _live(turns=2), list[ServerEvent]()
+    for i in range(3):
+        await engine.run(live, TurnInput(f"t{i}", f"question {i}", "r", "ws"), events.append)
+    last = provider.requests[-1].messages
+    assert [m.role for m in last] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [m.content for m in last if m.role == "user"] == [
+        "question 0",
+        "question 1",
+        "question 2",
+    ][-3:]
+    assert len(live.history) == 4  # bounded to 2 turns
+    assert [r.reply_text for r in recorder.records] == ["Hello there."] * 3
+    assert recorder.records[0].input_tokens == 7
+
+
+async def test_mid_stream_failure_keeps_partial_text() -> None:
+    provider, recorder = Scripted(["One ", "two ", "three"], fail_after=2), Recorder()
+    events: list[ServerEvent] = []
+    record = await _engine(provider, recorder).run(
+        _live(), TurnInput("t", "q", "r", "ws"), events.append
+    )
+    failed = events[-1]
+    assert isinstance(failed, ResponseFailed)
+    assert failed.partial_text == "One two "
+    assert failed.error["code"] == "stream_interrupted"
+    assert record.status == "failed" and record.reply_text == "One two "
+
+
+async def test_cancel_records_what_was_sent() -> None:
+    provider, recorder = Scripted([f"w{i} " for i in range(100)], delay=0.01), Recorder()
+    events: list[ServerEvent] = []
+    three_sent = asyncio.Event()
+
+    def emit(event: ServerEvent) -> None:
+        events.append(event)
+        if sum(isinstance(e, ResponseDelta) for e in events) >= 3:
+            three_sent.set()
+
+    control = TurnControl()
+    engine = _engine(provider, recorder)
+    task = asyncio.create_task(
+        engine.run(_live(), TurnInput("t", "q", "r", "ws"), emit, control=control)
+    )
+    await three_sent.wait()
+    control.cancel_requested = True
+    task.cancel()
+    record = await task
+    sent = "".join(e.text for e in events if isinstance(e, ResponseDelta))
+    assert record.status == "cancelled" and record.reply_text == sent
+    assert isinstance(events[-1], ResponseCompleted) and events[-1].finish_reason == "cancelled"
+
+
+async def test_unrequested_cancel_propagates() -> None:
+    provider = Scripted(["a "] * 50, delay=0.01)
+    task = asyncio.create_task(
+        _engine(provider, Recorder()).run(_live(), TurnInput("t", "q", "r", "ws"), lambda e: None)
+    )
+    await asyncio.sleep(0.03)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
