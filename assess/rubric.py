@@ -27,8 +27,8 @@ SEVERITIES = ("low", "medium", "high")
 CATEGORIES = ("error", "progress")
 
 _INSTRUCTIONS = f"""You are a speaking and performance coach assessing a learner.
-Rubric {RUBRIC_VERSION}. For each focus listed, write one assessment of the learner's own
-words (not the coach's replies):
+Rubric {RUBRIC_VERSION}. For each focus listed (the keys of `assessments`), write one
+assessment of the learner's own words (not the coach's replies):
 - category "error" when the turns mainly show a mistake to fix, "progress" when they show skill;
 - score: an integer 1-10 for the learner's level on that focus (1-3 novice, 4-7 developing,
   8-10 mastery), or null when the turns give no evidence for that focus;
@@ -70,14 +70,20 @@ def answer_schema(kind: AssessKind, focus_ids: Sequence[str], n_ids: int) -> dic
     item = {
         "type": "object",
         "properties": {
-            "focus": {"type": "string", "enum": list(focus_ids)},
             "category": {"type": "string", "enum": list(CATEGORIES)},
             "score": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
             "explanation": {"type": "string"},
             "errors": {"type": "array", "items": error_item},
             "tags": {"type": "array", "items": {"type": "string"}},
         },
-        "required": ["focus", "category", "score", "explanation", "errors", "tags"],
+        "required": ["category", "score", "explanation", "errors", "tags"],
+        "additionalProperties": False,
+    }
+    # Keyed by focus id, so "one assessment per focus" is the shape itself.
+    per_focus = {
+        "type": "object",
+        "properties": {focus: item for focus in focus_ids},
+        "required": list(focus_ids),
         "additionalProperties": False,
     }
     return {
@@ -91,12 +97,7 @@ def answer_schema(kind: AssessKind, focus_ids: Sequence[str], n_ids: int) -> dic
                 "minItems": n_ids,
                 "maxItems": n_ids,
             },
-            "assessments": {
-                "type": "array",
-                "items": item,
-                "minItems": len(focus_ids),
-                "maxItems": len(focus_ids),
-            },
+            "assessments": per_focus,
         },
         "required": ["rubric_version", "kind", "interaction_ids", "assessments"],
         "additionalProperties": False,

@@ -62,12 +62,12 @@ def validate_answer(
         raise InvalidAnswer(f"kind must be {kind!r}, got {data.get('kind')!r}")
     ids = _ids(data.get("interaction_ids"), kind, allowed_ids)
     items = data.get("assessments")
-    if not isinstance(items, list) or not items:
-        raise InvalidAnswer("assessments must be a non-empty list")
-    parsed = tuple(_assessment(item, focus_ids) for item in items)
-    focuses = [a.focus for a in parsed]
-    if len(set(focuses)) != len(focuses):
-        raise InvalidAnswer("one assessment per focus")
+    if not isinstance(items, dict) or not items:
+        raise InvalidAnswer("assessments must be a non-empty object keyed by focus")
+    unknown = sorted(set(items) - set(focus_ids))
+    if unknown:
+        raise InvalidAnswer(f"focus {unknown} was not asked for")
+    parsed = tuple(_assessment(focus, items[focus]) for focus in focus_ids if focus in items)
     return Answer(kind, rubric_version, ids, parsed)
 
 
@@ -90,12 +90,9 @@ def _ids(raw: Any, kind: AssessKind, allowed: Collection[int]) -> tuple[int, ...
     return tuple(sorted(ids))
 
 
-def _assessment(item: Any, focus_ids: Sequence[str]) -> FocusAssessment:
+def _assessment(focus: str, item: Any) -> FocusAssessment:
     if not isinstance(item, dict):
         raise InvalidAnswer("each assessment must be an object")
-    focus = item.get("focus")
-    if focus not in focus_ids:
-        raise InvalidAnswer(f"focus {focus!r} was not asked for")
     category = item.get("category")
     if category not in CATEGORIES:
         raise InvalidAnswer(f"category must be error or progress, got {category!r}")
@@ -112,7 +109,7 @@ def _assessment(item: Any, focus_ids: Sequence[str]) -> FocusAssessment:
     if not isinstance(errors, list):
         raise InvalidAnswer("errors must be a list")
     return FocusAssessment(
-        str(focus), str(category), score, explanation, [_error(e) for e in errors], tuple(tags)
+        focus, str(category), score, explanation, [_error(e) for e in errors], tuple(tags)
     )
 
 

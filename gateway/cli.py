@@ -8,13 +8,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-import uvicorn
-
-from gateway.app import create_app
 from gateway.auth import load_secret, mint_token
 from gateway.logs import configure_logging
-from gateway.server import GatewayServer, uvicorn_config
 from gateway.settings import Settings
+
+# The app, the SDKs and the sim are imported by the commands that need them: `token` and
+# `sim-upstream` start faster without the vendor SDKs.
 
 __all__ = ["main"]
 
@@ -39,14 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--roles", default="", help="comma-separated, e.g. ops")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds")
 
-    sim = sub.add_parser("sim-upstream", help="the simulated upstream alone", add_help=False)
-    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    # Its flags belong to the simulated upstream's own parser (see `main`).
+    sub.add_parser("sim-upstream", help="the simulated upstream alone (--help for its knobs)")
 
     sub.add_parser("migrate", help="apply the database migrations")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim-upstream"]:
+        from providers.sim import run as run_sim
+
+        return int(run_sim(argv[1:]))
     args = _parser().parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level)
@@ -59,10 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.demo import run_demo
 
             return asyncio.run(run_demo(settings, host=args.host, port=args.port))
-        case "sim-upstream":
-            from providers.sim import run as run_sim
-
-            return int(run_sim(list(args.rest)))
         case "migrate":
             from gateway.persistence import migrate_only
 
@@ -83,6 +83,11 @@ def _token(settings: Settings, user: str, roles: str, ttl: int) -> int:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.server import GatewayServer, uvicorn_config
+
     host = host or settings.host
     port = port or settings.port
     if workers > 1:

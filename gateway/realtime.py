@@ -159,7 +159,7 @@ class Connection:
             case InputAudioCommit():
                 self.send(ErrorEvent("audio_unavailable", "voice input is not enabled"))
             case MetricsPush(metrics=metrics):
-                self.gateway.extras.get("metrics_sink", _ignore_metrics)(self.live, metrics)
+                self.gateway.on_metrics(self.live, metrics)
             case _:
                 assert_never(event)
 
@@ -201,10 +201,6 @@ class Connection:
         assert self._turn is not None
         self._turn_control.cancel_requested = True
         self._turn.cancel()
-
-
-def _ignore_metrics(live: LiveSession, metrics: dict[str, float]) -> None:
-    return None
 
 
 async def realtime_endpoint(ws: WebSocket) -> None:

@@ -59,12 +59,17 @@ class Gateway:
     stt: Any = None
     tts: Any = None
     persistence: Any = None
+    observability: Any = None
     connections: set[Stoppable] = field(default_factory=set)
     draining: bool = False
     running_turns: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Observers of every event a turn emits (the live feed hub subscribes here).
     publishers: list[Callable[[LiveSession, ServerEvent], None]] = field(default_factory=list)
+    # Where `metrics.push` goes (live coaching); ignored until something subscribes.
+    on_metrics: Callable[[LiveSession, dict[str, float]], None] = field(
+        default=lambda live, metrics: None
+    )
 
     async def open_session(self, principal: Principal, session_id: str | None) -> SessionInfo:
         try:

@@ -3,6 +3,15 @@ daily budgets (settings are converted to the plain configs `providers` takes).""
 
 from __future__ import annotations
 
+from opentelemetry.trace import TracerProvider
+
+from gateway.settings import (
+    BreakerSettings,
+    DeadlineSettings,
+    RetrySettings,
+    Settings,
+)
+from gateway.settings import Price as PriceSettings
 from providers.chat import ChatProvider
 from providers.factory import build_chat_provider
 from providers.resilience import (
@@ -16,19 +25,19 @@ from providers.resilience import (
 )
 from providers.routing import Router, Target
 
-from gateway.settings import (
-    BreakerSettings,
-    DeadlineSettings,
-    RetrySettings,
-    Settings,
-)
-from gateway.settings import Price as PriceSettings
-
 __all__ = ["breaker_config", "build_router", "deadline_config", "parse_routes", "retry_config"]
 
 
-def build_router(settings: Settings, *, budget_store: BudgetStore | None = None) -> Router:
+def build_router(
+    settings: Settings,
+    *,
+    budget_store: BudgetStore | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> Router:
     """The router for `settings` (with the default upstreams when none are configured).
+
+    `budget_store` persists the daily spend (in memory only without it); `tracer_provider`
+    defaults to the global one.
 
     Raises ValueError when a route names a provider that is not configured.
     """
@@ -51,6 +60,7 @@ def build_router(settings: Settings, *, budget_store: BudgetStore | None = None)
         deadlines=deadline_config(settings.deadlines),
         prices=price_table(settings.prices),
         budget=DailyBudget(budgets, store=budget_store) if budgets else None,
+        tracer_provider=tracer_provider,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -41,11 +40,14 @@ class OpenAIChat(ChatProvider):
     ) -> None:
         self.name = name
         self.kind = kind
+        self._closed = False
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if self._closed:  # misuse, not an upstream failure: not a ProviderError
+            raise RuntimeError(f"chat provider {self.name!r} is closed")
         params = wire.openai_params(request)
         try:
             response = await self._client.chat.completions.create(**params)
@@ -70,7 +72,9 @@ class OpenAIChat(ChatProvider):
         yield tally.final_chunk()
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if not self._closed:
+            self._closed = True
+            await self._client.close()
 
 
 def map_openai_error(exc: Exception, provider: str, *, streaming: bool) -> ProviderError:
@@ -83,10 +87,10 @@ def map_openai_error(exc: Exception, provider: str, *, streaming: bool) -> Provi
         )
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | httpx.TimeoutException):
         return UpstreamTimeout(f"{provider}: upstream timed out", provider=provider)
-    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | ValueError):
+    if isinstance(exc, openai.APIResponseValidationError | ValueError):
         return MalformedResponse(f"{provider}: unparsable chunk: {exc}", provider=provider)
-    if streaming and isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-        return StreamInterrupted(f"{provider}: connection lost mid-stream", provider=provider)
-    if isinstance(exc, httpx.TransportError):
-        return StreamInterrupted(f"{provider}: connection lost mid-stream", provider=provider)
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError | httpx.TransportError):
+        if streaming:
+            return StreamInterrupted(f"{provider}: connection lost mid-stream", provider=provider)
+        return UpstreamUnavailable(f"{provider}: cannot reach upstream: {exc}", provider=provider)
     return UpstreamUnavailable(f"{provider}: {exc}", provider=provider)

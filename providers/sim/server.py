@@ -20,7 +20,7 @@ from providers.sim.state import DropFilter, SimState, json_response
 
 __all__ = ["MODELS", "create_sim_app"]
 
-MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "claude-sonnet-4-5", "sim-coach")
+MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-latest", "claude-haiku-4-5", "sim-coach")
 
 
 def create_sim_app(knobs: SimKnobs | None = None) -> Starlette:

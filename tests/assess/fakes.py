@@ -21,16 +21,15 @@ def valid_answer(request: ChatRequest, score: int = 6) -> dict[str, Any]:
     """An answer that fits the request's schema and prompt."""
     assert request.json_schema is not None
     props = request.json_schema["properties"]
-    focuses = props["assessments"]["items"]["properties"]["focus"]["enum"]
+    focuses = props["assessments"]["required"]
     found = _ALLOWED.search(request.messages[-1].content)
     ids = [i for i in (found[1].split(",") if found else []) if i]
     return {
         "rubric_version": props["rubric_version"]["enum"][0],
         "kind": props["kind"]["enum"][0],
         "interaction_ids": ids,
-        "assessments": [
-            {
-                "focus": focus,
+        "assessments": {
+            focus: {
                 "category": "progress",
                 "score": score,
                 "explanation": "Steady and clear.",
@@ -38,7 +37,7 @@ def valid_answer(request: ChatRequest, score: int = 6) -> dict[str, Any]:
                 "tags": ["steady"],
             }
             for focus in focuses
-        ],
+        },
     }
 
 

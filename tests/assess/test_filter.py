@@ -7,8 +7,15 @@ from assess.filter import TurnFacts, decide
 LONG = " ".join(["word"] * 40)
 
 
-def scope(text: str, buffered: int = 0, **kw: object) -> str:
-    facts = TurnFacts(text, kw.pop("reply", "Sure, here is a tip."), str(kw.pop("status", "completed")), int(kw.pop("audio", 0)))  # type: ignore[call-overload]
+def scope(
+    text: str,
+    buffered: int = 0,
+    *,
+    reply: str = "Sure, here is a tip.",
+    status: str = "completed",
+    audio: int = 0,
+) -> str:
+    facts = TurnFacts(text, reply, status, audio)
     return decide(facts, buffered, min_turns=3, max_turns=6)
 
 

@@ -20,9 +20,8 @@ def answer(kind: AssessKind = "interaction", ids: list[Any] | None = None) -> di
         "rubric_version": RUBRIC_VERSION,
         "kind": kind,
         "interaction_ids": ["7"] if ids is None else ids,
-        "assessments": [
-            {
-                "focus": "pacing",
+        "assessments": {
+            "pacing": {
                 "category": "progress",
                 "score": 7,
                 "explanation": "Good pauses.",
@@ -37,15 +36,14 @@ def answer(kind: AssessKind = "interaction", ids: list[Any] | None = None) -> di
                 ],
                 "tags": ["pauses"],
             },
-            {
-                "focus": "clarity",
+            "clarity": {
                 "category": "error",
                 "score": None,
                 "explanation": "",
                 "errors": [],
                 "tags": [],
             },
-        ],
+        },
     }
 
 
@@ -86,23 +84,24 @@ def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
         (_set(["interaction_ids"], ["99"]), "not of this session"),
         (_set(["interaction_ids"], ["seven"]), "not an id"),
         (_set(["interaction_ids"], "7"), "must be a list"),
+        (_set(["assessments"], {}), "non-empty"),
         (_set(["assessments"], []), "non-empty"),
-        (_set(["assessments", 0, "focus"], "breathing"), "not asked for"),
-        (_set(["assessments", 1, "focus"], "pacing"), "one assessment per focus"),
-        (_set(["assessments", 0, "category"], "praise"), "category"),
-        (_set(["assessments", 0, "score"], 0), "score"),
-        (_set(["assessments", 0, "score"], 11), "score"),
-        (_set(["assessments", 0, "score"], 6.5), "score"),
-        (_set(["assessments", 0, "score"], "7"), "score"),
-        (_set(["assessments", 0, "score"], True), "score"),
-        (_set(["assessments", 0, "errors"], {"key": "x"}), "errors must be a list"),
-        (_set(["assessments", 0, "errors", 0, "severity"], "critical"), "severity"),
-        (_set(["assessments", 0, "errors", 0, "key"], ""), "key"),
-        (_set(["assessments", 0, "errors", 0, "message"], KeyError), "message"),
-        (_set(["assessments", 0, "errors", 0, "suggestion"], 3), "suggestion"),
-        (_set(["assessments", 0, "errors", 0, "span"], {"start": 1}), "span"),
-        (_set(["assessments", 0, "tags"], [1]), "tags"),
-        (_set(["assessments", 0, "explanation"], None), "explanation"),
+        (_set(["assessments", "breathing"], {}), "not asked for"),
+        (_set(["assessments", "pacing"], "good"), "must be an object"),
+        (_set(["assessments", "pacing", "category"], "praise"), "category"),
+        (_set(["assessments", "pacing", "score"], 0), "score"),
+        (_set(["assessments", "pacing", "score"], 11), "score"),
+        (_set(["assessments", "pacing", "score"], 6.5), "score"),
+        (_set(["assessments", "pacing", "score"], "7"), "score"),
+        (_set(["assessments", "pacing", "score"], True), "score"),
+        (_set(["assessments", "pacing", "errors"], {"key": "x"}), "errors must be a list"),
+        (_set(["assessments", "pacing", "errors", 0, "severity"], "critical"), "severity"),
+        (_set(["assessments", "pacing", "errors", 0, "key"], ""), "key"),
+        (_set(["assessments", "pacing", "errors", 0, "message"], KeyError), "message"),
+        (_set(["assessments", "pacing", "errors", 0, "suggestion"], 3), "suggestion"),
+        (_set(["assessments", "pacing", "errors", 0, "span"], {"start": 1}), "span"),
+        (_set(["assessments", "pacing", "tags"], [1]), "tags"),
+        (_set(["assessments", "pacing", "explanation"], None), "explanation"),
     ],
 )
 def test_each_rule_rejects(mutation: Callable[[dict[str, Any]], None], reason: str) -> None:

@@ -63,11 +63,13 @@ async def test_at_most_three_active_focuses(migrated_pool: Pool) -> None:
     # The schema itself refuses a fourth active position or two focuses in one position.
     with pytest.raises(DATABASE_ERRORS):
         await migrated_pool.execute(
-            "INSERT INTO user_focuses (user_id, focus_id, position) VALUES ('u-focus', 'structure', 4)"
+            "INSERT INTO user_focuses (user_id, focus_id, position)"
+            " VALUES ('u-focus', 'structure', 4)"
         )
     with pytest.raises(DATABASE_ERRORS):
         await migrated_pool.execute(
-            "INSERT INTO user_focuses (user_id, focus_id, position) VALUES ('u-focus', 'structure', 1)"
+            "INSERT INTO user_focuses (user_id, focus_id, position)"
+            " VALUES ('u-focus', 'structure', 1)"
         )
     await focuses.set_active_focuses(migrated_pool, "u-focus", ["structure"])
     assert [f.id for f in await focuses.active_focuses(migrated_pool, "u-focus")] == ["structure"]
@@ -81,8 +83,12 @@ async def test_turn_transaction_writes_all_three(migrated_pool: Pool) -> None:
     )
     assert write.interaction_id is not None and write.job_id is not None
     job = await jobs.get_job(migrated_pool, write.job_id)
-    assert job is not None and job.status == "pending" and job.interaction_id == write.interaction_id
-    runs = await migrated_pool.fetchval("SELECT count(*) FROM prompt_runs WHERE request_id = 'req-ok'")
+    assert (
+        job is not None and job.status == "pending" and job.interaction_id == write.interaction_id
+    )
+    runs = await migrated_pool.fetchval(
+        "SELECT count(*) FROM prompt_runs WHERE request_id = 'req-ok'"
+    )
     assert runs == 1
     # The same request recorded twice writes nothing the second time.
     again = await interactions.record_turn(

@@ -1,0 +1,265 @@
+"""Postgres behind the turn engine: the session store, the turn observer (outbox writer), the
+assessment pipeline and the budget store, opened together from settings.
+
+`DATABASE_URL` selects a server; without it the embedded Postgres (`pgserver`) is started in
+the data directory (`<data_dir>/postgres`, per OS user).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from assess.assessor import Assessor
+from assess.pipeline import Notify, Pipeline, PipelineConfig
+from assess.work import JobRules
+from db import embedded
+from db.budgets import BudgetStore
+from db.interactions import NewInteraction, recent_interactions, record_turn
+from db.migrate import migrate
+from db.pool import DATABASE_ERRORS, Pool, open_pool
+from db.prompt_runs import NewPromptRun
+from db.sessions import open_session, touch_session
+from gateway.settings import AssessSettings, Settings
+from providers.chat import Message
+from providers.routing import Router
+from streams.records import SessionInfo, TurnRecord
+
+__all__ = [
+    "DbSessionStore",
+    "JobHints",
+    "Persistence",
+    "PersistingObserver",
+    "database_dsn",
+    "migrate_only",
+    "open_persistence",
+    "pipeline_config",
+]
+
+log = logging.getLogger("coach.persistence")
+
+
+@dataclass(slots=True)
+class JobHints:
+    """Where new job ids go: the pipeline once it runs; until then they wait in the table."""
+
+    pipeline: Pipeline | None = None
+
+    def submit(self, job_id: int) -> bool:
+        return self.pipeline is not None and self.pipeline.submit_nowait(job_id)
+
+
+class DbSessionStore:
+    """`streams.records.SessionStore` on Postgres."""
+
+    def __init__(
+        self, pool: Pool, *, idle_minutes: float, history_turns: int, hints: JobHints
+    ) -> None:
+        self._pool = pool
+        self._idle_s = idle_minutes * 60
+        self._history_turns = history_turns
+        self._hints = hints
+
+    async def open(self, user_id: str, session_id: str | None) -> SessionInfo:
+        """Resume `session_id` (the caller's, else `LookupError`), or the caller's session active
+        within the idle window, or a new one; the caller's idle sessions are closed on the way."""
+        opened = await open_session(self._pool, user_id, session_id, idle_s=self._idle_s)
+        for job_id in opened.summary_job_ids:
+            self._hints.submit(job_id)
+        history: tuple[Message, ...] = ()
+        if opened.resumed:
+            history = await self._history(opened.session.id)
+        return SessionInfo(opened.session.id, user_id, opened.resumed, history)
+
+    async def _history(self, session_id: str) -> tuple[Message, ...]:
+        turns = await recent_interactions(self._pool, session_id, self._history_turns)
+        messages: list[Message] = []
+        for turn in turns:
+            if turn.user_text and turn.reply_text:
+                messages += [Message("user", turn.user_text), Message("assistant", turn.reply_text)]
+        return tuple(messages)
+
+    async def touch(self, session_id: str) -> None:
+        """Note activity, which keeps the session open."""
+        await touch_session(self._pool, session_id)
+
+
+class PersistingObserver:
+    """`streams.records.TurnObserver`: writes each finished turn, its prompt run and its
+    assessment job in one transaction, then hints the pipeline. Never raises."""
+
+    def __init__(
+        self, pool: Pool, hints: JobHints, *, assess: bool = True, write_timeout_s: float = 5.0
+    ) -> None:
+        self._pool = pool
+        self._hints = hints
+        self._assess = assess
+        self._timeout_s = write_timeout_s
+        self.failures = 0
+
+    async def turn_finished(self, record: TurnRecord) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                write = await record_turn(
+                    self._pool, _interaction(record), _chat_run(record), enqueue=self._assess
+                )
+        except DATABASE_ERRORS as exc:
+            self.failures += 1
+            log.warning("turn %s not persisted: %s", record.request_id, type(exc).__name__)
+            return
+        if write.job_id is not None:
+            self._hints.submit(write.job_id)  # full queue: the job waits in the table
+
+
+def _interaction(r: TurnRecord) -> NewInteraction:
+    return NewInteraction(
+        session_id=r.session_id,
+        user_id=r.user_id,
+        turn_id=r.turn_id,
+        request_id=r.request_id,
+        channel=r.channel,
+        user_text=r.user_text,
+        reply_text=r.reply_text,
+        status=r.status,
+        finish_reason=r.finish_reason,
+        total_ms=r.total_ms,
+        error_code=r.error_code,
+        input_tokens=r.input_tokens,
+        output_tokens=r.output_tokens,
+        ttft_ms=r.ttft_ms,
+        upstream_ttft_ms=r.upstream_ttft_ms,
+        first_audio_ms=r.first_audio_ms,
+        audio_in_ms=r.audio_in_ms,
+        provider=r.provider,
+        model=r.model,
+        fallbacks=list(r.fallbacks),
+        focus_ids=r.focus_ids,
+    )
+
+
+def _chat_run(r: TurnRecord) -> NewPromptRun:
+    return NewPromptRun(
+        request_id=r.request_id,
+        purpose="chat",
+        status=r.status if r.error_code is None else f"{r.status}:{r.error_code}",
+        latency_ms=r.total_ms,
+        user_id=r.user_id,
+        session_id=r.session_id,
+        provider=r.provider,
+        model=r.model,
+        input_tokens=r.input_tokens,
+        output_tokens=r.output_tokens,
+        ttft_ms=r.upstream_ttft_ms,
+        cost_usd=r.cost_usd,
+    )
+
+
+def pipeline_config(s: AssessSettings) -> PipelineConfig:
+    idle_s = s.session_idle_minutes * 60
+    return PipelineConfig(
+        workers=s.workers,
+        queue_size=s.queue_size,
+        lease_s=s.lease_s,
+        poll_s=s.poll_s,
+        drain_s=s.drain_s,
+        session_idle_s=idle_s,
+        sweep_s=max(1.0, min(60.0, idle_s / 4)),
+        rules=JobRules(
+            buffer_min_turns=s.buffer_min_turns,
+            buffer_max_turns=s.buffer_max_turns,
+            call_timeout_s=max(1.0, s.lease_s * 0.8),
+        ),
+    )
+
+
+@dataclass(slots=True)
+class Persistence:
+    """Everything on the database; `aclose()` drains the pipeline and closes the pool."""
+
+    pool: Pool
+    dsn: str
+    settings: AssessSettings
+    sessions: DbSessionStore
+    observer: PersistingObserver
+    budgets: BudgetStore
+    hints: JobHints = field(default_factory=JobHints)
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        return self.hints.pipeline
+
+    async def start_assessments(self, router: Router, *, notify: Notify | None = None) -> None:
+        """Start the pipeline on `router`'s `assess` route (once; not when disabled)."""
+        if self.hints.pipeline is not None or not self.settings.enabled:
+            return
+        pipeline = Pipeline(
+            self.pool, Assessor(router), pipeline_config(self.settings), notify=notify
+        )
+        await pipeline.start()
+        self.hints.pipeline = pipeline
+
+    async def ping(self) -> None:
+        """Raises if the database does not answer."""
+        async with asyncio.timeout(2.0):
+            await self.pool.fetchval("SELECT 1")
+
+    async def aclose(self) -> None:
+        pipeline, self.hints.pipeline = self.hints.pipeline, None
+        if pipeline is not None:
+            await pipeline.aclose()
+        await self.pool.close()
+
+
+async def database_dsn(settings: Settings) -> str:
+    """`DATABASE_URL`, else the embedded server in the data directory (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    return await asyncio.to_thread(embedded.start, settings.data_dir)
+
+
+async def open_persistence(
+    settings: Settings, *, router: Router | None = None, notify: Notify | None = None
+) -> Persistence:
+    """Connect, migrate, and (given a `router`) start the assessment pipeline.
+
+    Without a router the pipeline can be started later with `start_assessments` (e.g. once the
+    router is built on `persistence.budgets`); jobs written meanwhile wait in the table.
+    """
+    dsn = await database_dsn(settings)
+    pool = await open_pool(dsn, max_size=max(10, settings.assess.workers + 6))
+    try:
+        await migrate(pool)
+    except BaseException:
+        await pool.close()
+        raise
+    hints = JobHints()
+    a = settings.assess
+    persistence = Persistence(
+        pool=pool,
+        dsn=dsn,
+        settings=a,
+        sessions=DbSessionStore(
+            pool,
+            idle_minutes=a.session_idle_minutes,
+            history_turns=settings.history_turns,
+            hints=hints,
+        ),
+        observer=PersistingObserver(pool, hints, assess=a.enabled),
+        budgets=BudgetStore(pool),
+        hints=hints,
+    )
+    if router is not None:
+        await persistence.start_assessments(router, notify=notify)
+    return persistence
+
+
+async def migrate_only(settings: Settings) -> int:
+    """`coach-gateway migrate`: apply the migrations and print what was applied."""
+    pool = await open_pool(await database_dsn(settings), max_size=2)
+    try:
+        applied = await migrate(pool)
+    finally:
+        await pool.close()
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0

@@ -1,0 +1,138 @@
+"""Gateway-added time to first token over sequential turns (the issue's first figure).
+
+Starts the simulated upstream and the gateway as their own processes on loopback, runs N
+sequential turns over one WebSocket, and prints p50/p99 of `ttft_ms - upstream_ttft_ms` from
+each `response.completed` (what the gateway adds between receiving a turn and sending its first
+delta), plus the client-observed TTFT. Writes `loadtests/results/added_ttft.json`.
+
+    python -m loadtests.added_ttft [--turns 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+from websockets.asyncio.client import connect
+
+from gateway.auth import mint_token
+
+RESULTS = Path(__file__).parent / "results"
+SECRET = "bench-secret-bench-secret-bench-secret-0123"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def wait_ready(url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(1200):  # a loaded machine can take a while to import the SDKs
+            try:
+                if (await http.get(url)).status_code < 500:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def run_turns(ws_url: str, token: str, turns: int) -> tuple[list[float], list[float]]:
+    added, client_ttft = [], []
+    headers = {"Authorization": f"Bearer {token}"}
+    async with connect(f"{ws_url}/v1/realtime", additional_headers=headers) as ws:
+        await ws.recv()
+        for i in range(turns):
+            sent = time.perf_counter()
+            await ws.send(orjson.dumps({"type": "input_text", "text": f"tip {i}"}).decode())
+            first: float | None = None
+            while True:
+                event = orjson.loads(await ws.recv())
+                if event["type"] == "response.delta" and first is None:
+                    first = time.perf_counter()
+                if event["type"] in ("response.completed", "response.failed"):
+                    break
+            if event["type"] != "response.completed" or first is None:
+                raise RuntimeError(f"turn {i} failed: {event}")
+            timings = event["timings"]
+            added.append(timings["ttft_ms"] - timings["upstream_ttft_ms"])
+            client_ttft.append((first - sent) * 1000)
+    return added, client_ttft
+
+
+async def main_async(turns: int) -> dict[str, object]:
+    sim_port, gw_port = free_port(), free_port()
+    exe = str(Path(sys.executable).with_name("coach-gateway"))
+    env = {
+        "COACH_JWT_SECRET": SECRET,
+        "COACH_PERSISTENCE": "false",
+        "COACH_SIM_URL": f"http://127.0.0.1:{sim_port}",
+        "COACH_QUOTAS__TURNS_PER_MINUTE": "100000",
+        "COACH_LOG_LEVEL": "warning",
+    }
+    sim_args = [exe, "sim-upstream", "--port", str(sim_port), "--ttft-ms", "20"]
+    gw_args = [exe, "serve", "--port", str(gw_port)]
+    with process(sim_args, env), process(gw_args, env):
+        await wait_ready(f"http://127.0.0.1:{sim_port}/_sim/stats")
+        await wait_ready(f"http://127.0.0.1:{gw_port}/healthz")
+        token = mint_token(SECRET, "bench", ttl_s=3600)
+        await run_turns(f"ws://127.0.0.1:{gw_port}", token, 10)  # warm up
+        added, client = await run_turns(f"ws://127.0.0.1:{gw_port}", token, turns)
+    return {
+        "turns": turns,
+        "added_ttft_ms": {
+            "p50": round(pct(added, 0.5), 3),
+            "p99": round(pct(added, 0.99), 3),
+            "mean": round(statistics.fmean(added), 3),
+        },
+        "client_ttft_ms": {"p50": round(pct(client, 0.5), 3), "p99": round(pct(client, 0.99), 3)},
+        "sim_ttft_ms": 20,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=200)
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args.turns))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "added_ttft.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()

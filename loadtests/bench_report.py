@@ -1,0 +1,153 @@
+"""What the benchmark concludes: the targets, the peer ratios, and the table it prints."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+__all__ = ["evaluate_targets", "peer_ratios", "print_report", "sustainable"]
+
+MAX_ERROR_RATE = 0.01
+TARGET_CONCURRENCY = 200
+
+
+def sustainable(report: Mapping[str, Any], mode: str) -> dict[str, Any] | None:
+    """The step with the most token events/s for `mode` among those under 1% errors."""
+    best: dict[str, Any] | None = None
+    for step in report.get("steps", []):
+        run = step["modes"].get(mode)
+        if run is None or run["error_rate"] >= MAX_ERROR_RATE:
+            continue
+        if best is None or run["token_events_per_s"] > best["token_events_per_s"]:
+            best = {
+                "concurrency": step["concurrency"],
+                "token_events_per_s": run["token_events_per_s"],
+                "turns_per_s": run["turns_per_s"],
+            }
+    return best
+
+
+def _step(report: Mapping[str, Any], concurrency: int) -> Mapping[str, Any] | None:
+    steps = report.get("steps", [])
+    if not steps:
+        return None
+    exact = [s for s in steps if s["concurrency"] == concurrency]
+    return exact[0] if exact else None
+
+
+def _ratio(peer: float | None, ours: float | None) -> float | None:
+    """peer / ours for costs (>1: the gateway is better); floors ours at 0.01 ms."""
+    if peer is None or ours is None:
+        return None
+    return round(max(peer, 0.01) / max(ours, 0.01), 2)
+
+
+def peer_ratios(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    peer = report.get("peer")
+    if not peer or not peer.get("ran"):
+        return None
+    per_step = []
+    for step in report.get("steps", []):
+        ours, theirs = (
+            step["added_ttft_ms"].get("gateway_http"),
+            step["added_ttft_ms"].get("peer_http"),
+        )
+        if ours is None or theirs is None:
+            continue
+        per_step.append(
+            {
+                "concurrency": step["concurrency"],
+                "gateway_added_ttft_ms": ours,
+                "peer_added_ttft_ms": theirs,
+                "peer_over_gateway": {q: _ratio(theirs[q], ours[q]) for q in ours},
+                "gateway_cpu_percent": step["modes"]["gateway_http"]["cpu_percent"].get("gateway"),
+                "peer_cpu_percent": step["modes"]["peer_http"]["cpu_percent"].get("peer"),
+            }
+        )
+    ours_max, peer_max = sustainable(report, "gateway_http"), sustainable(report, "peer_http")
+    throughput = None
+    if ours_max and peer_max and peer_max["token_events_per_s"]:
+        throughput = round(ours_max["token_events_per_s"] / peer_max["token_events_per_s"], 2)
+    return {
+        "added_ttft": per_step,
+        "max_sustainable": {"gateway_http": ours_max, "peer_http": peer_max},
+        "throughput_gateway_over_peer": throughput,
+    }
+
+
+def evaluate_targets(report: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    step = _step(report, TARGET_CONCURRENCY)
+    if step is not None:
+        ws = step["added_ttft_ms"]["ws"]
+        out["added_ttft_p50_le_1ms_at_200"] = {"value": ws["p50"], "met": _le(ws["p50"], 1.0)}
+        out["added_ttft_p99_le_5ms_at_200"] = {"value": ws["p99"], "met": _le(ws["p99"], 5.0)}
+    best = sustainable(report, "ws")
+    value = best["token_events_per_s"] if best else None
+    out["token_events_per_s_ge_10000"] = {"value": value, "met": value is not None and value >= 1e4}
+    idle = report.get("idle")
+    if idle:
+        kib = idle["rss_per_session_kib"]
+        out["idle_rss_le_50kib"] = {"value": kib, "met": _le(kib, 50.0)}
+    errors = {
+        str(s["concurrency"]): s["modes"]["ws"]["error_rate"] for s in report.get("steps", [])
+    }
+    out["ws_error_rate_by_step"] = errors
+    comparison = report.get("peer_comparison")
+    if comparison:
+        out["better_than_peer"] = _better_than_peer(comparison)
+    return out
+
+
+def _le(value: float | None, limit: float) -> bool:
+    return value is not None and value <= limit
+
+
+def _better_than_peer(comparison: Mapping[str, Any]) -> dict[str, Any]:
+    ratios: list[float] = []
+    for row in comparison["added_ttft"]:
+        ratios += [r for r in row["peer_over_gateway"].values() if r is not None]
+    throughput = comparison["throughput_gateway_over_peer"]
+    if throughput is not None:
+        ratios.append(throughput)
+    return {"ratios": ratios, "met": bool(ratios) and all(r > 1 for r in ratios)}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
+    head = (
+        f"{'sessions':>8} {'mode':<13} {'ttft p50':>9} {'p99':>9} {'added p50':>9} "
+        f"{'p95':>8} {'p99':>8} {'gw-own p50':>10} {'p99':>8} {'ev/s':>9} {'turns/s':>8} "
+        f"{'err':>7} {'cpu% proxy':>10} {'sim':>6} {'client':>6}"
+    )
+    print(head, file=out)
+    for step in report.get("steps", []):
+        for mode, run in step["modes"].items():
+            add = step["added_ttft_ms"].get(mode, {})
+            own = run["gateway_reported_added_ms"]
+            cpu = run["cpu_percent"]
+            proxy = cpu.get("gateway", cpu.get("peer")) if mode != "direct" else None
+            print(
+                f"{step['concurrency']:>8} {mode:<13} {_fmt(run['ttft_ms']['p50']):>9} "
+                f"{_fmt(run['ttft_ms']['p99']):>9} {_fmt(add.get('p50')):>9} "
+                f"{_fmt(add.get('p95')):>8} {_fmt(add.get('p99')):>8} {_fmt(own['p50']):>10} "
+                f"{_fmt(own['p99']):>8} {_fmt(run['token_events_per_s']):>9} "
+                f"{_fmt(run['turns_per_s']):>8} {run['error_rate']:>7.2%} {_fmt(proxy):>10} "
+                f"{_fmt(cpu.get('sim')):>6} {_fmt(cpu.get('client')):>6}",
+                file=out,
+            )
+    if report.get("idle"):
+        print(f"idle sessions: {report['idle']}", file=out)
+    if report.get("peer") and not report["peer"].get("ran"):
+        print(f"peer did not run: {report['peer'].get('reason')}", file=out)
+    if report.get("peer_comparison"):
+        print(f"peer comparison: {report['peer_comparison']}", file=out)
+    print(f"targets: {report.get('targets')}", file=out)

@@ -1,0 +1,67 @@
+"""Percentiles and the per-mode summary of one client run."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["added", "percentile", "summarize", "summarize_run"]
+
+QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks; `sorted_values` must be sorted, non-empty."""
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    rank = q * (len(sorted_values) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    weight = rank - low
+    return float(sorted_values[low] * (1 - weight) + sorted_values[high] * weight)
+
+
+def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
+    """n, mean, p50, p95, p99 and max, in the values' unit (ms here), rounded to microseconds."""
+    if not values:
+        return {"n": 0, "mean": None, **dict.fromkeys(QUANTILES), "max": None}
+    ordered = sorted(values)
+    out: dict[str, float | int | None] = {
+        "n": len(ordered),
+        "mean": round(sum(ordered) / len(ordered), 3),
+    }
+    for name, q in QUANTILES.items():
+        out[name] = round(percentile(ordered, q), 3)
+    out["max"] = round(ordered[-1], 3)
+    return out
+
+
+def summarize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """From the client's `result` line to the figures kept in the report (no raw samples)."""
+    window = float(raw["window_s"])
+    ok, failed = int(raw["turns_ok"]), int(raw["turns_failed"])
+    turns = ok + failed
+    return {
+        "sessions": raw["sessions"],
+        "window_s": window,
+        "ttft_ms": summarize(raw["ttft_ms"]),
+        "turn_ms": summarize(raw["turn_ms"]),
+        "gateway_reported_added_ms": summarize(raw["gateway_added_ms"]),
+        "turns_ok": ok,
+        "turns_failed": failed,
+        "error_rate": round(failed / turns, 4) if turns else 1.0,
+        "errors": raw["errors"],
+        "turns_per_s": round(ok / window, 1),
+        "token_events_per_s": round(int(raw["token_events"]) / window, 1),
+        "unfinished_sessions": raw.get("unfinished_sessions", 0),
+    }
+
+
+def added(through: Mapping[str, Any], direct: Mapping[str, Any]) -> dict[str, float | None]:
+    """Percentile by percentile: TTFT through a proxy minus TTFT calling the upstream directly."""
+    out: dict[str, float | None] = {}
+    for name in QUANTILES:
+        a, b = through["ttft_ms"].get(name), direct["ttft_ms"].get(name)
+        out[name] = None if a is None or b is None else round(a - b, 3)
+    return out

@@ -1,0 +1,155 @@
+"""The audio endpoints through the official `openai` SDK against a real uvicorn on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import wave
+from collections.abc import AsyncIterator
+
+import openai
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from gateway.audio_api import audio_routes
+from gateway.auth import Authenticator, mint_token
+from gateway.errors import ApiError, api_error_handler
+from gateway.settings import Settings, VoiceSettings
+from providers.audio import SAMPLE_RATE, decode_audio, encode_audio
+from providers.tts import EdgeTTS, FallbackTTS, PiperTTS
+from tests.speech import shared_piper, shared_whisper, speak, word_error_rate
+
+SECRET = "audio-api-test-secret-0123456789-abcdefghijklmnop"
+UPLOAD_LIMIT = 300_000
+
+
+def build_app(tts: PiperTTS | FallbackTTS) -> Starlette:
+    app = Starlette(routes=audio_routes(), exception_handlers={ApiError: api_error_handler})
+    app.state.settings = Settings(
+        jwt_secret=SECRET, voice=VoiceSettings(max_upload_bytes=UPLOAD_LIMIT)
+    )
+    app.state.auth = Authenticator(secret=SECRET)
+    app.state.stt = shared_whisper()
+    app.state.tts = tts
+    return app
+
+
+@pytest.fixture(scope="module")
+async def base_url() -> AsyncIterator[str]:
+    app = build_app(FallbackTTS([EdgeTTS(), shared_piper()]))
+    config = uvicorn.Config(app, lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
+    # A socket bound up front: requests wait in its backlog until uvicorn accepts them.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(server.serve(sockets=[sock]))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        server.should_exit = True
+
+
+@pytest.fixture
+def client(base_url: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=base_url, api_key=mint_token(SECRET, "alice"), max_retries=0, timeout=60
+    )
+
+
+SENTENCE = "Keep your shoulders relaxed and breathe from the diaphragm."
+
+
+async def test_transcription_json_from_webm(client: openai.AsyncOpenAI) -> None:
+    webm = encode_audio(speak(SENTENCE), SAMPLE_RATE, "webm")
+    result = await client.audio.transcriptions.create(
+        model="whisper-1", file=("utterance.webm", webm, "audio/webm")
+    )
+    assert word_error_rate(SENTENCE, result.text) < 0.25
+
+
+async def test_transcription_text_from_wav(client: openai.AsyncOpenAI) -> None:
+    wav = encode_audio(speak(SENTENCE), SAMPLE_RATE, "wav")
+    text = await client.audio.transcriptions.create(
+        model="whisper-1", file=("take.wav", wav), response_format="text"
+    )
+    assert isinstance(text, str)
+    assert word_error_rate(SENTENCE, text) < 0.25
+
+
+async def test_transcription_verbose_json(client: openai.AsyncOpenAI) -> None:
+    result = await client.audio.transcriptions.create(
+        model="whisper-1",
+        file=("take.mp3", encode_audio(speak(SENTENCE), SAMPLE_RATE, "mp3")),
+        response_format="verbose_json",
+    )
+    assert result.language == "en"
+    assert 3.0 < result.duration < 6.0
+    assert result.segments and result.segments[0].end > result.segments[0].start
+
+
+async def test_upload_over_the_limit_is_413(client: openai.AsyncOpenAI) -> None:
+    too_big = encode_audio(b"\x00\x00" * (UPLOAD_LIMIT // 2 + 50_000), SAMPLE_RATE, "wav")
+    with pytest.raises(openai.APIStatusError) as info:
+        await client.audio.transcriptions.create(model="whisper-1", file=("big.wav", too_big))
+    assert info.value.status_code == 413
+    assert info.value.body["code"] == "file_too_large"  # type: ignore[index]
+
+
+async def test_undecodable_upload_is_400(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.audio.transcriptions.create(
+            model="whisper-1", file=("noise.webm", b"\x1aE\xdf\xa3" + b"junk" * 500)
+        )
+    body = info.value.body
+    assert isinstance(body, dict)
+    assert body["code"] == "audio_decode_error" and body["type"] == "invalid_request_error"
+    assert "could not decode" in body["message"]
+
+
+async def test_bad_token_is_401(base_url: str) -> None:
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-a-jwt", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        await client.audio.transcriptions.create(model="whisper-1", file=("a.wav", b"RIFF"))
+    with pytest.raises(openai.AuthenticationError):
+        await client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.")
+
+
+async def test_speech_wav_is_playable(client: openai.AsyncOpenAI) -> None:
+    text = "Great session today. See you tomorrow."
+    response = await client.audio.speech.create(
+        model="tts-1", voice="alloy", input=text, response_format="wav"
+    )
+    assert response.response.headers["content-type"] == "audio/wav"
+    audio = response.content
+    samples = decode_audio(audio, "wav")  # FFmpeg reads the streamed (unsized) header
+    assert len(samples) / SAMPLE_RATE > 1.5
+    with wave.open(io.BytesIO(audio)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+    transcript = await shared_whisper().transcribe(audio, "wav")
+    assert word_error_rate(text, transcript.text) < 0.3
+
+
+async def test_speech_streams_mp3_and_pcm(client: openai.AsyncOpenAI) -> None:
+    text = "First sentence here. And a second one."
+    async with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=text, response_format="mp3"
+    ) as response:
+        assert response.headers["content-type"] == "audio/mpeg"
+        mp3 = b"".join([chunk async for chunk in response.iter_bytes()])
+    assert len(decode_audio(mp3, "mp3")) / SAMPLE_RATE > 1.5
+    pcm = await client.audio.speech.create(
+        model="tts-1", voice="alloy", input=text, response_format="pcm"
+    )
+    assert len(pcm.content) / 2 / 22_050 > 1.5
+
+
+async def test_speech_bad_input_is_400(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError):
+        await client.audio.speech.create(model="tts-1", voice="alloy", input="  ")
+    with pytest.raises(openai.BadRequestError):
+        await client.audio.speech.create(model="tts-1", voice="alloy", input="x" * 5000)
+    with pytest.raises(openai.BadRequestError):
+        await client.audio.speech.create(
+            model="tts-1", voice="alloy", input="Hi.", response_format="flac"
+        )

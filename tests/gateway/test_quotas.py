@@ -1,0 +1,273 @@
+"""Per-user quotas: in memory, in Redis, and shared by two separate OS processes over Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.quotas import QuotaExceeded, Quotas, QuotaStoreUnavailable, hash_user
+from gateway.settings import QuotaSettings
+
+REDIS_URL = os.environ.get("COACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REPO = Path(__file__).resolve().parents[2]
+
+LIMITS = QuotaSettings(
+    turns_per_minute=3,
+    tokens_per_day=100,
+    audio_seconds_per_day=10,
+    concurrent_streams=2,
+    connections=1,
+)
+
+
+async def redis_reachable() -> bool:
+    client: Redis = Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        await client.ping()
+        return True
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str | None]:
+    """A unique Redis key prefix (keys removed afterwards), or None if Redis is not reachable."""
+    if not await redis_reachable():
+        yield None
+        return
+    name = f"coach-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    client: Redis = Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(f"{name}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+def prefix(redis_prefix: str | None) -> str:
+    if redis_prefix is None:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    return redis_prefix
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def quotas(request: pytest.FixtureRequest, redis_prefix: str | None) -> AsyncIterator[Quotas]:
+    if request.param == "memory":
+        opened = await Quotas.open(LIMITS, None)
+    elif redis_prefix is None:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    else:
+        opened = await Quotas.open(LIMITS, REDIS_URL, key_prefix=redis_prefix)
+    yield opened
+    await opened.aclose()
+
+
+async def test_turns_per_minute(quotas: Quotas) -> None:
+    for _ in range(LIMITS.turns_per_minute):
+        await quotas.check_turn("alice")
+    with pytest.raises(QuotaExceeded) as caught:
+        await quotas.check_turn("alice")
+    assert caught.value.scope == "turns_per_minute"
+    assert 1.0 <= caught.value.retry_after_s <= 60.0
+    await quotas.check_turn("bob")  # quotas are per user
+    assert quotas.rejections()["turns_per_minute"] == 1
+
+
+async def test_tokens_per_day_block_turns_without_using_them(quotas: Quotas) -> None:
+    await quotas.check_turn("alice")
+    await quotas.record_tokens("alice", 60)
+    await quotas.check_turn("alice")
+    await quotas.record_tokens("alice", 60)  # over: usage is recorded even past the limit
+    with pytest.raises(QuotaExceeded) as caught:
+        await quotas.check_turn("alice")
+    assert caught.value.scope == "tokens_per_day"
+    assert 3600 < caught.value.retry_after_s <= 86400
+    assert quotas.rejections()["turns_per_minute"] == 0
+
+
+async def test_audio_seconds_per_day(quotas: Quotas) -> None:
+    await quotas.check_audio("alice", 6.0)
+    await quotas.record_audio("alice", 6.0)
+    await quotas.check_audio("alice", 3.5)
+    with pytest.raises(QuotaExceeded) as caught:
+        await quotas.check_audio("alice", 4.5)
+    assert caught.value.scope == "audio_seconds_per_day"
+    assert caught.value.limit == LIMITS.audio_seconds_per_day
+
+
+async def test_concurrent_streams(quotas: Quotas) -> None:
+    async with quotas.stream_slot("alice"), quotas.stream_slot("alice"):
+        with pytest.raises(QuotaExceeded) as caught:
+            async with quotas.stream_slot("alice"):
+                pytest.fail("a third stream was let in")
+        assert caught.value.scope == "concurrent_streams"
+        async with quotas.stream_slot("bob"):
+            pass
+    async with quotas.stream_slot("alice"):  # the slots were given back
+        pass
+
+
+async def test_slot_is_released_when_the_body_fails(quotas: Quotas) -> None:
+    with pytest.raises(RuntimeError):
+        async with quotas.connection_slot("alice"):
+            raise RuntimeError("connection dropped")
+    async with quotas.connection_slot("alice"):
+        pass
+
+
+async def test_connections(quotas: Quotas) -> None:
+    async with quotas.connection_slot("alice"):
+        with pytest.raises(QuotaExceeded) as caught:
+            async with quotas.connection_slot("alice"):
+                pass
+    assert caught.value.scope == "connections"
+    assert quotas.rejections()["connections"] == 1
+
+
+async def test_rejection_logs_a_hashed_user(caplog: pytest.LogCaptureFixture) -> None:
+    quotas = await Quotas.open(LIMITS, None)
+    with caplog.at_level(logging.INFO, logger="coach.quota"):
+        async with quotas.connection_slot("alice@example.com"):
+            with pytest.raises(QuotaExceeded):
+                async with quotas.connection_slot("alice@example.com"):
+                    pass
+    await quotas.aclose()
+    (record,) = [r for r in caplog.records if r.name == "coach.quota"]
+    assert record.scope == "connections"  # type: ignore[attr-defined]
+    assert record.user == hash_user("alice@example.com")  # type: ignore[attr-defined]
+    assert "alice" not in record.getMessage()
+    assert len(hash_user("alice@example.com")) == 16
+
+
+async def test_zero_disables_a_quota() -> None:
+    quotas = await Quotas.open(QuotaSettings(turns_per_minute=0, connections=0), None)
+    for _ in range(50):
+        await quotas.check_turn("alice")
+    async with quotas.connection_slot("alice"), quotas.connection_slot("alice"):
+        pass
+    await quotas.aclose()
+
+
+async def test_unreachable_redis_fails_at_start() -> None:
+    with pytest.raises(QuotaStoreUnavailable, match=r"redis://:\*\*\*@127.0.0.1:1/0"):
+        await Quotas.open(LIMITS, "redis://:secret@127.0.0.1:1/0")
+
+
+SLOT_TTL_S = 2.0
+
+WORKER = f"""
+import asyncio, json, os, sys
+from gateway.quotas import Quotas, QuotaExceeded
+from gateway.settings import QuotaSettings
+
+async def main(mode: str) -> None:
+    settings = QuotaSettings(turns_per_minute=5, connections=1)
+    quotas = await Quotas.open(
+        settings, os.environ["REDIS_URL"], key_prefix=os.environ["PREFIX"], slot_ttl_s={SLOT_TTL_S}
+    )
+    loop = asyncio.get_running_loop()
+    if mode == "turns":
+        print("ready", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
+        ok = 0
+        for _ in range(4):
+            try:
+                await quotas.check_turn("shared-user")
+                ok += 1
+            except QuotaExceeded:
+                pass
+        print(json.dumps({{"ok": ok, "rejections": quotas.rejections()}}), flush=True)
+    elif mode == "hold":
+        async with quotas.connection_slot("shared-user"):
+            print("held", flush=True)
+            await loop.run_in_executor(None, sys.stdin.readline)
+    elif mode == "try":
+        try:
+            async with quotas.connection_slot("shared-user"):
+                print("ok", flush=True)
+        except QuotaExceeded as exc:
+            print(exc.scope, flush=True)
+    await quotas.aclose()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def spawn(mode: str, prefix: str) -> asyncio.subprocess.Process:
+    env = {**os.environ, "REDIS_URL": REDIS_URL, "PREFIX": prefix, "PYTHONPATH": str(REPO)}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        WORKER,
+        mode,
+        env=env,
+        cwd=REPO,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
+async def line(process: asyncio.subprocess.Process) -> str:
+    assert process.stdout is not None
+    return (await asyncio.wait_for(process.stdout.readline(), 20)).decode().strip()
+
+
+async def test_turn_limit_holds_across_two_processes(prefix: str) -> None:
+    first, second = await spawn("turns", prefix), await spawn("turns", prefix)
+    assert [await line(first), await line(second)] == ["ready", "ready"]
+    for process in (first, second):  # both start hitting Redis at about the same moment
+        assert process.stdin is not None
+        process.stdin.write(b"go\n")
+    results = [json.loads(await line(first)), json.loads(await line(second))]
+    assert sum(r["ok"] for r in results) == 5  # 8 attempts, 5 allowed per minute in total
+    assert sum(r["rejections"]["turns_per_minute"] for r in results) == 3
+    assert [await first.wait(), await second.wait()] == [0, 0]
+
+
+async def try_slot(prefix: str) -> str:
+    """Try the shared user's only connection slot from this process."""
+    quotas = await Quotas.open(QuotaSettings(connections=1), REDIS_URL, key_prefix=prefix)
+    try:
+        async with quotas.connection_slot("shared-user"):
+            return "ok"
+    except QuotaExceeded as exc:
+        return exc.scope
+    finally:
+        await quotas.aclose()
+
+
+async def test_slot_held_in_one_process_is_seen_by_another(prefix: str) -> None:
+    holder = await spawn("hold", prefix)
+    assert await line(holder) == "held"
+    other = await spawn("try", prefix)
+    assert await line(other) == "connections"
+    await asyncio.sleep(SLOT_TTL_S + 0.5)  # past the slot TTL: only the heartbeat keeps it
+    assert await try_slot(prefix) == "connections"
+    assert holder.stdin is not None
+    holder.stdin.write(b"done\n")
+    assert await holder.wait() == 0
+    assert await try_slot(prefix) == "ok"
+    assert await other.wait() == 0
+
+
+async def test_slot_of_a_crashed_process_lapses(prefix: str) -> None:
+    holder = await spawn("hold", prefix)
+    assert await line(holder) == "held"
+    holder.kill()  # no release, no more heartbeats
+    await holder.wait()
+    assert await try_slot(prefix) == "connections"
+    await asyncio.sleep(SLOT_TTL_S + 0.2)
+    assert await try_slot(prefix) == "ok"

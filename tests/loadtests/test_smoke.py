@@ -1,0 +1,170 @@
+"""Smoke runs of the load tools (a few users for a few seconds), so that they cannot rot.
+
+Each drives a real gateway on loopback and asserts on what the tool itself reports; none of
+them is a benchmark (figures come from `python -m loadtests.bench`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.server import RunningGateway, running_gateway
+from gateway.settings import QuotaSettings
+from tests.conftest import make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+LOADTESTS = ROOT / "loadtests"
+BIN = Path(sys.executable).parent
+ROOMY = QuotaSettings(
+    turns_per_minute=100_000, tokens_per_day=10**9, concurrent_streams=100, connections=100
+)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name, path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if found is None:
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def _read(path: Path) -> str:
+    # Small files the finished tool wrote: reading them cannot stall the gateway under test.
+    return path.read_text()
+
+
+async def _run(*argv: str, env: dict[str, str], timeout_s: float = 60) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+@pytest.fixture
+async def load_gateway(fast_sim: Any, tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    settings = make_settings(fast_sim.url, tmp_path, quotas=ROOMY)
+    async with running_gateway(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def tokens(token: Callable[..., str]) -> str:
+    return ",".join(token(f"load-{i}") for i in range(4))
+
+
+async def _k6(script: str, gateway: RunningGateway, tokens: str, tmp_path: Path) -> dict[str, Any]:
+    summary = tmp_path / "summary.json"
+    code, out = await _run(
+        _tool("k6"),
+        "run",
+        "--quiet",
+        "--no-usage-report",
+        "--summary-export",
+        str(summary),
+        str(LOADTESTS / "k6" / script),
+        env={
+            "GATEWAY_URL": gateway.url,
+            "TOKENS": tokens,
+            "VUS": "2",
+            "DURATION": "3s",
+            "TURNS": "2",
+            "K6_NO_USAGE_REPORT": "true",
+        },
+    )
+    assert code == 0, out[-3000:]
+    metrics: dict[str, Any] = json.loads(_read(summary))["metrics"]
+    return metrics
+
+
+async def test_k6_realtime_websocket(
+    load_gateway: RunningGateway, tokens: str, tmp_path: Path
+) -> None:
+    metrics = await _k6("ws_realtime.js", load_gateway, tokens, tmp_path)
+    assert metrics["checks"]["passes"] > 0
+    assert metrics["checks"]["fails"] == 0
+    assert metrics["turns_completed"]["count"] > 0
+    assert metrics.get("ws_errors", {}).get("count", 0) == 0
+    assert metrics["ttft_client_ms"]["count"] == metrics["turns_completed"]["count"]
+
+
+async def test_k6_openai_streaming(
+    load_gateway: RunningGateway, tokens: str, tmp_path: Path
+) -> None:
+    metrics = await _k6("openai_http.js", load_gateway, tokens, tmp_path)
+    assert metrics["checks"]["passes"] > 0
+    assert metrics["checks"]["fails"] == 0
+    assert metrics["token_events"]["count"] > 0
+    assert metrics.get("stream_errors", {}).get("count", 0) == 0
+
+
+async def test_locust_headless(load_gateway: RunningGateway, tokens: str, tmp_path: Path) -> None:
+    prefix = tmp_path / "locust"
+    code, out = await _run(
+        _tool("locust"),
+        "-f",
+        str(LOADTESTS / "locustfile.py"),
+        "--headless",
+        "-u",
+        "3",
+        "-r",
+        "3",
+        "-t",
+        "5s",
+        "--stop-timeout",
+        "10",
+        "--host",
+        load_gateway.url,
+        "--csv",
+        str(prefix),
+        env={"TOKENS": tokens, "TURNS": "2"},
+    )
+    stats = _read(Path(f"{prefix}_stats.csv"))
+    rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(io.StringIO(stats))}
+    total = rows[("", "Aggregated")]
+    assert int(total["Request Count"]) > 0, out[-3000:]
+    assert int(total["Failure Count"]) == 0, out[-3000:]
+    assert any(kind == "TTFT" for kind, _ in rows), sorted(rows)
+    assert code == 0, out[-3000:]
+
+
+async def test_bench_quick_writes_results(tmp_path: Path) -> None:
+    code, out = await _run(
+        sys.executable,
+        "-m",
+        "loadtests.bench",
+        "--quick",
+        "--idle",
+        "20",
+        "--out",
+        str(tmp_path),
+        env={},
+        timeout_s=90,
+    )
+    assert code == 0, out[-3000:]
+    report = json.loads(_read(tmp_path / "bench-quick.json"))
+    assert {"meta", "steps", "idle", "targets"} <= report.keys()
+    assert [s["concurrency"] for s in report["steps"]] == [5, 10]
+    for step in report["steps"]:
+        assert {"direct", "ws"} <= step["modes"].keys()
+        ws = step["modes"]["ws"]
+        assert ws["turns_ok"] > 0 and ws["error_rate"] == 0, ws
+        assert ws["ttft_ms"]["p50"] is not None
+        assert ws["cpu_percent"]["gateway"] > 0
+        assert step["added_ttft_ms"]["ws"]["p99"] is not None
+    assert report["idle"]["sessions_connected"] == 20
+    assert report["idle"]["rss_per_session_kib"] is not None
