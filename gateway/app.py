@@ -9,17 +9,23 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from gateway.audio_api import audio_routes
 from gateway.auth import Authenticator, load_secret
 from gateway.chat_sse import chat_routes
 from gateway.errors import ApiError, api_error_handler
 from gateway.health import health_routes
+from gateway.observability import middleware, observability_routes, open_observability
 from gateway.openai_compat import openai_routes
 from gateway.pages import page_routes
+from gateway.persistence import open_persistence
 from gateway.quotas import Quotas
 from gateway.realtime import realtime_routes
+from gateway.rest import rest_routes
 from gateway.runtime import Gateway
 from gateway.settings import Settings
+from gateway.speech import open_speech
 from gateway.upstreams import build_router
+from streams.events import AssessmentCreated
 from streams.records import SessionStore, TurnObserver
 from streams.session import MemorySessionStore, SessionRegistry
 from streams.turn import TurnEngine
@@ -33,6 +39,9 @@ def _routes() -> list[BaseRoute]:
         *realtime_routes(),
         *chat_routes(),
         *openai_routes(),
+        *audio_routes(),
+        *rest_routes(),
+        *observability_routes(),
         *page_routes(),
     ]
 
@@ -55,13 +64,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.gateway = await _open_gateway(settings, auth, stack)
+            gateway = await _open_gateway(settings, auth, stack)
+            app.state.gateway = gateway
+            app.state.persistence = gateway.persistence
+            app.state.stt, app.state.tts = gateway.stt, gateway.tts
             yield
             await app.state.gateway.drain(settings.shutdown_grace_s)
 
     app = Starlette(
         routes=_routes(),
         lifespan=lifespan,
+        middleware=middleware(settings),
         exception_handlers={ApiError: api_error_handler},
     )
     app.state.settings = settings
@@ -70,27 +83,48 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 async def _open_gateway(settings: Settings, auth: Authenticator, stack: AsyncExitStack) -> Gateway:
-    router = build_router(settings)
+    persistence: Any = None
+    observers: list[TurnObserver] = []
+    sessions: SessionStore = MemorySessionStore(settings.assess.session_idle_minutes)
+    if settings.persistence:
+        persistence = await open_persistence(settings)
+        sessions = persistence.sessions
+        observers.append(persistence.observer)
+    budget_store = persistence.budgets if persistence is not None else None
+    router = build_router(settings, budget_store=budget_store)
+    # Closed in reverse: the assessment pipeline drains before the router it calls is closed.
     stack.push_async_callback(router.aclose)
+    if persistence is not None:
+        stack.push_async_callback(persistence.aclose)
     quotas = await Quotas.open(settings.quotas, settings.redis_url)
     stack.push_async_callback(quotas.aclose)
-    registry = SessionRegistry(settings.history_turns)
-    sessions: SessionStore = MemorySessionStore(settings.assess.session_idle_minutes)
-    observers: list[TurnObserver] = []
-    persistence: Any = None
+    stt, tts = await open_speech(settings.voice, stack)
     engine = TurnEngine(
         router,
         observers,
         max_reply_tokens=settings.max_reply_tokens,
         turn_timeout_s=settings.deadlines.turn_s,
     )
-    return Gateway(
+    gateway = Gateway(
         settings=settings,
         auth=auth,
         router=router,
         quotas=quotas,
         sessions=sessions,
-        registry=registry,
+        registry=SessionRegistry(settings.history_turns),
         engine=engine,
+        stt=stt,
+        tts=tts,
         persistence=persistence,
     )
+    await open_observability(gateway, stack)
+    if persistence is not None:
+        await persistence.start_assessments(router, notify=_assessment_notifier(gateway))
+    return gateway
+
+
+def _assessment_notifier(gateway: Gateway) -> Any:
+    async def notify(user_id: str, session_id: str, assessment: dict[str, Any]) -> None:
+        gateway.observability.deliver(session_id, AssessmentCreated(assessment))
+
+    return notify

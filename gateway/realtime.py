@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import assert_never
 
 from starlette.routing import WebSocketRoute
@@ -15,6 +16,8 @@ from gateway.errors import ApiError
 from gateway.outbound import Outbound
 from gateway.quotas import QuotaExceeded
 from gateway.runtime import Draining, Gateway, gateway_of, new_id
+from gateway.telemetry import session_span
+from providers.errors import ProviderError
 from streams.events import (
     ClientEvent,
     ErrorEvent,
@@ -30,11 +33,13 @@ from streams.events import (
     SessionCreated,
     SessionUpdate,
     SessionUpdated,
+    Transcript,
     encode,
     parse_client_event,
 )
 from streams.session import LiveSession
 from streams.turn import TurnControl, TurnInput
+from streams.voice import AudioIn, SpeechOut
 
 __all__ = ["realtime_routes"]
 
@@ -66,6 +71,7 @@ class Connection:
         self._tasks: asyncio.TaskGroup | None = None
         self._stopping: tuple[int, str] | None = None
         self._stopped = asyncio.Event()
+        self.audio_in = AudioIn("pcm16", max_utterance_s=gateway.settings.voice.max_utterance_s)
 
     def send(self, event: ServerEvent) -> None:
         self.outbound.put(event)
@@ -151,48 +157,119 @@ class Connection:
                 self.send(Pong())
             case SessionUpdate(session=patch):
                 self.live.config = self.live.config.updated(patch)
+                if self.live.config.input_audio_format != self.audio_in.format:
+                    self.audio_in.set_format(self.live.config.input_audio_format)  # type: ignore[arg-type]
                 self.send(SessionUpdated(self.live.config.to_dict()))
             case InputText(text=text, turn_id=turn_id):
                 self._start_turn(text, turn_id)
             case ResponseCancel(turn_id=turn_id):
                 self._cancel_turn(turn_id)
-            case InputAudioCommit():
-                self.send(ErrorEvent("audio_unavailable", "voice input is not enabled"))
+            case InputAudioCommit(turn_id=turn_id):
+                self._commit_audio(turn_id)
             case MetricsPush(metrics=metrics):
                 self.gateway.on_metrics(self.live, metrics)
             case _:
                 assert_never(event)
 
     def _on_audio(self, frame: bytes) -> None:
-        self.send(ErrorEvent("audio_unavailable", "voice input is not enabled"))
+        if self.gateway.stt is None:
+            self.send(ErrorEvent("audio_unavailable", "voice input is not enabled"))
+            return
+        if self.audio_in.nbytes == 0 and self.has_running_turn():
+            # New speech while a reply plays is a barge-in: stop the reply at once.
+            self._cancel_turn(None)
+        try:
+            self.audio_in.append(frame)
+        except ProviderError as exc:
+            self.send(ErrorEvent(exc.code, exc.message))
 
-    def _start_turn(self, text: str, turn_id: str | None, audio_ms: int = 0) -> None:
+    def _commit_audio(self, turn_id: str | None) -> None:
+        if self.gateway.stt is None:
+            self.send(ErrorEvent("audio_unavailable", "voice input is not enabled"))
+            return
+        audio, fmt = self.audio_in.take(), self.audio_in.format
+        if not audio:
+            self.send(ErrorEvent("empty_audio", "no audio was sent before the commit"))
+            return
+        self._start_turn(None, turn_id, audio=(audio, fmt))
+
+    def _start_turn(
+        self, text: str | None, turn_id: str | None, audio: tuple[bytes, str] | None = None
+    ) -> None:
         if self.has_running_turn():
             self.send(ErrorEvent("turn_in_progress", "a reply is still streaming", retryable=True))
             return
         assert self._tasks is not None
-        turn = TurnInput(
-            turn_id=turn_id or new_id("turn"),
-            text=text,
-            request_id=new_id("req"),
-            channel="ws",
-            audio_ms=audio_ms,
-        )
         self._turn_control = TurnControl()
-        self._turn_id = turn.turn_id
-        self._turn = self._tasks.create_task(self._run_turn(turn, self._turn_control))
+        self._turn_id = turn_id or new_id("turn")
+        self._turn = self._tasks.create_task(
+            self._run_turn(self._turn_id, text, audio, self._turn_control)
+        )
 
-    async def _run_turn(self, turn: TurnInput, control: TurnControl) -> None:
+    async def _transcribe(self, turn_id: str, audio: bytes, fmt: str) -> TurnInput | None:
+        received = time.perf_counter()
+        user_id = self.principal.user_id
+        # pcm16's length is known before decoding; other formats are charged after.
+        estimate = len(audio) / AudioIn.PCM16_BYTES_PER_S if fmt == "pcm16" else 0.0
+        await self.gateway.quotas.check_audio(user_id, estimate)
+        transcript = await self.gateway.stt.transcribe(audio, fmt)
+        await self.gateway.quotas.record_audio(user_id, transcript.audio_ms / 1000)
+        self.send(Transcript(turn_id, transcript.text, transcript.audio_ms, transcript.stt_ms))
+        if not transcript.text.strip():
+            self.send(ErrorEvent("no_speech", "no speech was recognised in the audio"))
+            return None
+        return TurnInput(
+            turn_id,
+            transcript.text,
+            new_id("req"),
+            "ws",
+            received_at=received + transcript.stt_ms / 1000,
+            audio_ms=transcript.audio_ms,
+        )
+
+    async def _run_turn(
+        self,
+        turn_id: str,
+        text: str | None,
+        audio: tuple[bytes, str] | None,
+        control: TurnControl,
+    ) -> None:
         try:
             await self.gateway.admit_turn(self.principal.user_id)
-            await self.gateway.run_turn(self.live, turn, self.send, control=control)
+            if audio is not None:
+                turn = await self._transcribe(turn_id, *audio)
+                if turn is None:
+                    return
+            else:
+                assert text is not None
+                turn = TurnInput(turn_id, text, new_id("req"), "ws")
+            await self._reply(turn, control)
+        except ProviderError as exc:
+            self.send(ErrorEvent(exc.code, exc.message, retryable=exc.transient))
         except QuotaExceeded as exc:
             self.send(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
         except Draining:
             self.send(ErrorEvent("shutting_down", "the server is restarting", retryable=True))
         except Exception:
-            log.exception("turn crashed", extra={"turn_id": turn.turn_id})
+            log.exception("turn crashed", extra={"turn_id": turn_id})
             self.send(ErrorEvent("internal_error", "the turn failed unexpectedly", retryable=True))
+
+    async def _reply(self, turn: TurnInput, control: TurnControl) -> None:
+        tts = self.gateway.tts
+        if not (self.live.config.voice_output and tts is not None):
+            await self.gateway.run_turn(self.live, turn, self.send, control=control)
+            return
+
+        async def emit(event: ServerEvent) -> None:
+            self.send(event)
+
+        async with SpeechOut(tts, turn.turn_id, emit) as speech:
+            try:
+                await self.gateway.run_turn(
+                    self.live, turn, self.send, control=control, speech=speech
+                )
+            finally:
+                await self.gateway.quotas.record_audio(self.principal.user_id, speech.audio_seconds)
 
     def _cancel_turn(self, turn_id: str | None) -> None:
         if not self.has_running_turn() or (turn_id is not None and turn_id != self._turn_id):
@@ -248,7 +325,10 @@ async def _serve_session(ws: WebSocket, gateway: Gateway, principal: Principal) 
                 info.session_id, principal.user_id, gateway.settings.public_limits(), info.resumed
             )
         )
-        with contextlib.suppress(WebSocketDisconnect):
+        with (
+            session_span("ws", principal.user_id, info.session_id),
+            contextlib.suppress(WebSocketDisconnect),
+        ):
             await conn.serve()
     finally:
         gateway.connections.discard(conn)

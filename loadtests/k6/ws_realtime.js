@@ -9,7 +9,7 @@
 // quotas do not cap the test; otherwise every VU uses TOKEN.
 import { check } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
-import { WebSocket } from 'k6/websockets';
+import { WebSocket } from 'k6/experimental/websockets';
 
 const BASE = (__ENV.GATEWAY_URL || 'http://127.0.0.1:8000').replace(/\/$/, '');
 const WS_URL = BASE.replace(/^http/, 'ws') + '/v1/realtime';
