@@ -59,14 +59,14 @@ class ChatEndpoint:
                 503, "shutting_down", "the server is restarting", retryable=True
             ) from exc
         info = await gateway.open_session(principal, session_id)
-        outbound = Outbound(gateway.settings.send_queue_size)
+        outbound = Outbound(gateway.settings.send_queue_size, gateway.settings.send_timeout_s)
         control = TurnControl()
         turn = TurnInput(new_id("turn"), message, new_id("req"), "sse")
 
         async def produce() -> None:
-            live = gateway.registry.attach(info, outbound.put)
+            live = gateway.registry.attach(info, outbound.put_nowait)
             try:
-                outbound.put(
+                outbound.put_nowait(
                     SessionCreated(
                         info.session_id,
                         principal.user_id,
@@ -77,9 +77,9 @@ class ChatEndpoint:
                 try:
                     await gateway.run_turn(live, turn, outbound.put, control=control)
                 except QuotaExceeded as exc:
-                    outbound.put(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
+                    outbound.put_nowait(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
             finally:
-                gateway.registry.detach(live, outbound.put)
+                gateway.registry.detach(live, outbound.put_nowait)
 
         return EventStream(outbound, produce, control, _render)
 

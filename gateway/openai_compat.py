@@ -179,7 +179,7 @@ class CompletionsEndpoint:
             max_tokens=max_tokens,
             model=model,
         )
-        outbound = Outbound(gateway.settings.send_queue_size)
+        outbound = Outbound(gateway.settings.send_queue_size, gateway.settings.send_timeout_s)
         control = TurnControl()
 
         async def produce() -> None:
@@ -187,7 +187,7 @@ class CompletionsEndpoint:
             try:
                 await gateway.run_turn(live, turn, outbound.put, control=control)
             except QuotaExceeded as exc:
-                outbound.put(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
+                outbound.put_nowait(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
             finally:
                 gateway.registry.detach(live, _discard)
 

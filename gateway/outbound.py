@@ -12,16 +12,34 @@ __all__ = ["Outbound"]
 class Outbound:
     """Events for one client, numbered, in a bounded queue.
 
-    Overflow policy: a client that does not read fast enough to keep fewer than `maxsize`
-    events waiting is dropped (`overflowed` is set) rather than allowed to grow memory.
+    Overflow policy: a turn that streams faster than the socket drains waits for room (`put`),
+    which slows the upstream read instead of buffering; a client that leaves the queue full for
+    `send_timeout_s` is dropped (`overflowed` is set) rather than allowed to grow memory.
+    Side-channel events (`put_nowait`: assessments, coaching) never wait: a full queue drops
+    the client the same way.
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, send_timeout_s: float = 10.0) -> None:
         self._queue: asyncio.Queue[tuple[int, ServerEvent] | None] = asyncio.Queue(maxsize)
         self._seq = 0
+        self._send_timeout_s = send_timeout_s
         self.overflowed = asyncio.Event()
 
-    def put(self, event: ServerEvent) -> None:
+    async def put(self, event: ServerEvent) -> None:
+        if self.overflowed.is_set():
+            return
+        self._seq += 1
+        item = (self._seq, event)
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            try:
+                async with asyncio.timeout(self._send_timeout_s):
+                    await self._queue.put(item)
+            except TimeoutError:
+                self.overflowed.set()
+
+    def put_nowait(self, event: ServerEvent) -> None:
         if self.overflowed.is_set():
             return
         self._seq += 1

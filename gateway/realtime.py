@@ -64,7 +64,7 @@ class Connection:
         self.gateway = gateway
         self.principal = principal
         self.live = live
-        self.outbound = Outbound(gateway.settings.send_queue_size)
+        self.outbound = Outbound(gateway.settings.send_queue_size, gateway.settings.send_timeout_s)
         self._turn: asyncio.Task[None] | None = None
         self._turn_control = TurnControl()
         self._turn_id: str | None = None
@@ -74,7 +74,8 @@ class Connection:
         self.audio_in = AudioIn("pcm16", max_utterance_s=gateway.settings.voice.max_utterance_s)
 
     def send(self, event: ServerEvent) -> None:
-        self.outbound.put(event)
+        """Queue an event without waiting (control replies, side-channel events)."""
+        self.outbound.put_nowait(event)
 
     def has_running_turn(self) -> bool:
         return self._turn is not None and not self._turn.done()
@@ -126,7 +127,11 @@ class Connection:
             item = await self.outbound.get()
             if item is None:
                 return
-            await self.ws.send_text(encode(item[1]))
+            try:
+                await self.ws.send_text(encode(item[1]))
+            except (WebSocketDisconnect, OSError):
+                self._stopped.set()  # the client went away mid-send: end the connection
+                return
 
     async def _read_loop(self) -> None:
         limit = self.gateway.settings.max_message_bytes
@@ -257,16 +262,13 @@ class Connection:
     async def _reply(self, turn: TurnInput, control: TurnControl) -> None:
         tts = self.gateway.tts
         if not (self.live.config.voice_output and tts is not None):
-            await self.gateway.run_turn(self.live, turn, self.send, control=control)
+            await self.gateway.run_turn(self.live, turn, self.outbound.put, control=control)
             return
 
-        async def emit(event: ServerEvent) -> None:
-            self.send(event)
-
-        async with SpeechOut(tts, turn.turn_id, emit) as speech:
+        async with SpeechOut(tts, turn.turn_id, self.outbound.put) as speech:
             try:
                 await self.gateway.run_turn(
-                    self.live, turn, self.send, control=control, speech=speech
+                    self.live, turn, self.outbound.put, control=control, speech=speech
                 )
             finally:
                 await self.gateway.quotas.record_audio(self.principal.user_id, speech.audio_seconds)

@@ -87,7 +87,7 @@ class Gateway:
         self,
         live: LiveSession,
         turn: TurnInput,
-        emit: Callable[[ServerEvent], None],
+        emit: Callable[[ServerEvent], Awaitable[None]],
         *,
         control: TurnControl | None = None,
         speech: SpeechSink | None = None,
@@ -108,13 +108,13 @@ class Gateway:
         return record
 
     def _publisher(
-        self, live: LiveSession, emit: Callable[[ServerEvent], None]
-    ) -> Callable[[ServerEvent], None]:
+        self, live: LiveSession, emit: Callable[[ServerEvent], Awaitable[None]]
+    ) -> Callable[[ServerEvent], Awaitable[None]]:
         if not self.publishers:
             return emit
 
-        def publish(event: ServerEvent) -> None:
-            emit(event)
+        async def publish(event: ServerEvent) -> None:
+            await emit(event)
             for publisher in self.publishers:
                 publisher(live, event)
 

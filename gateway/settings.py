@@ -137,6 +137,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = 64 * 1024
     max_audio_frame_bytes: int = 256 * 1024
     send_queue_size: int = 256
+    send_timeout_s: float = 10.0  # a client whose queue stays full this long is dropped
     history_turns: int = 20
     max_reply_tokens: int = 512
     shutdown_grace_s: float = 10.0

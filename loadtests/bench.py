@@ -172,7 +172,8 @@ async def run_step(
         modes[target.name] = summary
         print(
             f"ttft p50 {summary['ttft_ms']['p50']} ms  {summary['token_events_per_s']} ev/s  "
-            f"err {summary['error_rate']:.2%}  cpu {summary['cpu_percent']}",
+            f"err {summary['error_rate']:.2%}  open {summary['sessions_open']}  "
+            f"cpu {summary['cpu_percent']}",
             file=sys.stderr,
         )
     direct = modes["direct"]

@@ -74,7 +74,13 @@ class Recorder:
     turns_failed: int = 0
     token_events: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # Whole-run counts, window or not: a session that never opens is a failure too.
+    sessions_open: int = 0
+    session_failures: dict[str, int] = field(default_factory=dict)
     stopping: bool = False
+
+    def session_failed(self, kind: str) -> None:
+        self.session_failures[kind] = self.session_failures.get(kind, 0) + 1
 
     def in_window(self, at: float) -> bool:
         return self.window_open <= at < self.window_close
@@ -142,18 +148,18 @@ async def ws_session(
     http: aiohttp.ClientSession, rec: Recorder, cfg: ClientConfig, index: int
 ) -> None:
     headers = {"Authorization": f"Bearer {cfg.credential(index)}"}
-    started = time.perf_counter()
     try:
         ws = await http.ws_connect(cfg.url, headers=headers, autoping=True, max_msg_size=0)
     except (aiohttp.ClientError, OSError) as exc:
-        rec.error(f"connect:{type(exc).__name__}", started)
+        rec.session_failed(f"connect:{type(exc).__name__}")
         return
     async with ws:
         try:
             await _expect(ws, "session.created")
         except TurnError as exc:
-            rec.error(exc.kind, started)
+            rec.session_failed(exc.kind)
             return
+        rec.sessions_open += 1
         seq = 0
 
         async def turn() -> tuple[float | None, int]:
@@ -220,6 +226,7 @@ async def openai_session(
         }
     )
     headers["Content-Type"] = "application/json"
+    rec.sessions_open += 1
 
     async def turn() -> tuple[float | None, int]:
         async with http.post(cfg.url, data=body, headers=headers) as resp:
@@ -296,6 +303,8 @@ async def run_load(cfg: ClientConfig) -> None:
         token_events=rec.token_events,
         errors=rec.errors,
         unfinished_sessions=len(pending),
+        sessions_open=rec.sessions_open,
+        session_failures=rec.session_failures,
         crashed=crashed[:5],
     )
 

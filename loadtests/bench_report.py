@@ -151,3 +151,33 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
     if report.get("peer_comparison"):
         print(f"peer comparison: {report['peer_comparison']}", file=out)
     print(f"targets: {report.get('targets')}", file=out)
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The figures table of BENCHMARKS.md, from a result file."""
+    rows = [
+        "| sessions | mode | TTFT p50 / p99 (ms) | added p50 / p95 / p99 (ms) | gateway's own "
+        "p50 / p99 (ms) | token ev/s | turns/s | errors | CPU% proxy / sim / client |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for step in report.get("steps", []):
+        for mode, run in step["modes"].items():
+            add = step["added_ttft_ms"].get(mode, {})
+            own, cpu, ttft = run["gateway_reported_added_ms"], run["cpu_percent"], run["ttft_ms"]
+            proxy = cpu.get("gateway", cpu.get("peer")) if mode != "direct" else None
+            rows.append(
+                f"| {step['concurrency']} | {mode} | {_fmt(ttft['p50'])} / {_fmt(ttft['p99'])} "
+                f"| {_fmt(add.get('p50'))} / {_fmt(add.get('p95'))} / {_fmt(add.get('p99'))} "
+                f"| {_fmt(own['p50'])} / {_fmt(own['p99'])} | {_fmt(run['token_events_per_s'])} "
+                f"| {_fmt(run['turns_per_s'])} | {run['error_rate']:.2%} "
+                f"| {_fmt(proxy)} / {_fmt(cpu.get('sim'))} / {_fmt(cpu.get('client'))} |"
+            )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import orjson
+
+    for name in sys.argv[1:]:
+        with open(name, "rb") as source:
+            print(markdown(orjson.loads(source.read())))

@@ -41,7 +41,9 @@ def summarize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
     """From the client's `result` line to the figures kept in the report (no raw samples)."""
     window = float(raw["window_s"])
     ok, failed = int(raw["turns_ok"]), int(raw["turns_failed"])
-    turns = ok + failed
+    # Sessions that never opened count as failed attempts in the error rate.
+    lost = sum(raw.get("session_failures", {}).values())
+    turns = ok + failed + lost
     return {
         "sessions": raw["sessions"],
         "window_s": window,
@@ -50,8 +52,10 @@ def summarize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
         "gateway_reported_added_ms": summarize(raw["gateway_added_ms"]),
         "turns_ok": ok,
         "turns_failed": failed,
-        "error_rate": round(failed / turns, 4) if turns else 1.0,
+        "error_rate": round((failed + lost) / turns, 4) if turns else 1.0,
         "errors": raw["errors"],
+        "sessions_open": raw.get("sessions_open"),
+        "session_failures": raw.get("session_failures", {}),
         "turns_per_s": round(ok / window, 1),
         "token_events_per_s": round(int(raw["token_events"]) / window, 1),
         "unfinished_sessions": raw.get("unfinished_sessions", 0),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -36,7 +36,7 @@ __all__ = ["SpeechSink", "TurnControl", "TurnEngine", "TurnInput"]
 log = logging.getLogger("coach.turn")
 tracer = trace.get_tracer("coach.streams")
 
-Emit = Callable[[ServerEvent], None]
+Emit = Callable[[ServerEvent], Awaitable[None]]
 
 
 class SpeechSink(Protocol):
@@ -152,7 +152,7 @@ class TurnEngine:
             span.set_attribute("coach.status", status)
             record = self._record(live, turn, progress, status, error, first_audio_ms)
             _annotate_span(span, record)  # observability: the turn's outcome on its span
-            self._emit_end(emit, turn, progress, record, error)
+            await self._emit_end(emit, turn, progress, record, error)
         if status != "failed" and (progress.reply or status == "completed"):
             live.add_exchange(turn.text, progress.reply)
         for observer in self.observers:
@@ -172,13 +172,13 @@ class TurnEngine:
         routed = await self._router.open_stream(self._route, request, model=model)
         progress.routed = routed
         progress.fallbacks = routed.fallbacks
-        emit(ResponseStarted(turn.turn_id, routed.target.provider, routed.target.model))
+        await emit(ResponseStarted(turn.turn_id, routed.target.provider, routed.target.model))
         async for chunk in routed:
             if chunk.text:
                 if progress.ttft_ms is None:
                     progress.ttft_ms = (time.perf_counter() - turn.received_at) * 1000
                 progress.text.append(chunk.text)
-                emit(ResponseDelta(turn.turn_id, chunk.text))
+                await emit(ResponseDelta(turn.turn_id, chunk.text))
                 if speech is not None:
                     speech.feed(chunk.text)
             if chunk.usage is not None:
@@ -236,7 +236,7 @@ class TurnEngine:
         )
 
     @staticmethod
-    def _emit_end(
+    async def _emit_end(
         emit: Emit,
         turn: TurnInput,
         progress: _Progress,
@@ -245,9 +245,9 @@ class TurnEngine:
     ) -> None:
         if error is not None:
             body = {"code": error.code, "message": error.message, "retryable": error.transient}
-            emit(ResponseFailed(turn.turn_id, body, progress.reply))
+            await emit(ResponseFailed(turn.turn_id, body, progress.reply))
             return
-        emit(
+        await emit(
             ResponseCompleted(
                 turn_id=turn.turn_id,
                 text=progress.reply,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from gateway.auth import mint_token
 from gateway.server import RunningGateway, running_gateway
 from gateway.settings import Settings
-from providers.sim import running_sim
+from providers.sim import SimKnobs, running_sim
 
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
@@ -31,15 +32,8 @@ async def fast_sim(sim: Any) -> AsyncIterator[Any]:
     await sim.set_knobs(**FAST_KNOBS)
 
 
-FAST_KNOBS: dict[str, Any] = {
-    "ttft_ms": 5,
-    "tokens_per_s": 0,
-    "fail_rate": 0.0,
-    "hang_rate": 0.0,
-    "drop_after": 0,
-    "malformed_rate": 0.0,
-    "retry_after": None,
-}
+# Every knob at its default (no faults), but with a quick first token and no pacing.
+FAST_KNOBS: dict[str, Any] = {**asdict(SimKnobs()), "ttft_ms": 5, "tokens_per_s": 0}
 
 
 def make_settings(sim_url: str, tmp_path: Path, **overrides: Any) -> Settings:

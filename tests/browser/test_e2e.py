@@ -36,7 +36,10 @@ async def ask(page: Any, text: str) -> Any:
 
 
 async def test_chat_streams_a_reply_with_its_ttft(
-    browser: Any, site: RunningGateway, fast_sim: Any, token: Callable[..., str],
+    browser: Any,
+    site: RunningGateway,
+    fast_sim: Any,
+    token: Callable[..., str],
     page_errors: PageErrors,
 ) -> None:
     await fast_sim.set_knobs(tokens_per_s=40)
@@ -66,7 +69,10 @@ async def test_chat_streams_a_reply_with_its_ttft(
 
 
 async def test_chat_on_a_phone(
-    browser: Any, site: RunningGateway, fast_sim: Any, token: Callable[..., str],
+    browser: Any,
+    site: RunningGateway,
+    fast_sim: Any,
+    token: Callable[..., str],
     page_errors: PageErrors,
 ) -> None:
     phone = {"viewport": PHONE, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
@@ -85,7 +91,10 @@ async def test_chat_on_a_phone(
 
 
 async def test_stop_cancels_the_reply_and_the_next_message_goes_through(
-    browser: Any, site: RunningGateway, fast_sim: Any, token: Callable[..., str],
+    browser: Any,
+    site: RunningGateway,
+    fast_sim: Any,
+    token: Callable[..., str],
     page_errors: PageErrors,
 ) -> None:
     await fast_sim.set_knobs(tokens_per_s=4)
@@ -182,8 +191,12 @@ def speech_wav(path: Path) -> Path:
 
 
 async def test_voice_turn_through_the_fake_microphone(
-    launch: Callable[[list[str]], Any], site: RunningGateway, fast_sim: Any,
-    token: Callable[..., str], tmp_path: Path, page_errors: PageErrors,
+    launch: Callable[[list[str]], Any],
+    site: RunningGateway,
+    fast_sim: Any,
+    token: Callable[..., str],
+    tmp_path: Path,
+    page_errors: PageErrors,
 ) -> None:
     wav = speech_wav(tmp_path / "speech.wav")
     browser = await launch([f"--use-file-for-fake-audio-capture={wav}%noloop"])

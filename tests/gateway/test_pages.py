@@ -124,7 +124,7 @@ async def test_asset_revalidates_with_etag(http: httpx.AsyncClient) -> None:
     async with http:
         url = asset_urls((await http.get("/")).text)[0]
         first = await http.get(url)
-        again = await http.get(url, headers={"if-none-match": f'W/{first.headers["etag"]}'})
+        again = await http.get(url, headers={"if-none-match": f"W/{first.headers['etag']}"})
     assert again.status_code == 304
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -181,25 +182,50 @@ async def test_upstream_failure_before_first_token_fails_the_turn(
     assert failed["error"]["retryable"] is True
 
 
+def _small_window_socket(url: str) -> socket.socket:
+    """A client socket with a tiny receive buffer, so unread data backs up to the server."""
+    host, port = url.removeprefix("ws://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    return sock
+
+
+def _shrink_server_send_buffers(gw: RunningGateway) -> None:
+    """Small kernel and transport buffers on the server's side of every open connection, so
+    a client that stops reading blocks the server's sends within kilobytes, not megabytes."""
+    for protocol in gw.server.server_state.connections:
+        transport = protocol.transport
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        transport.set_write_buffer_limits(high=4096)
+
+
 async def test_slow_reader_is_dropped(fast_sim: Any, tmp_path: Path, token: Token) -> None:
-    await fast_sim.set_knobs(tokens_per_s=0, reply_tokens=60_000)
-    settings = make_settings(fast_sim.url, tmp_path, send_queue_size=8, max_reply_tokens=60_000)
-    async with (
-        running_gateway(settings) as gw,
-        ws_client(gw.ws_url, token(), max_queue=1) as client,
-    ):
-        await client.recv()
-        await client.send(type="input_text", text="flood me")
-        # Do not read; the server's bounded queue overflows and it drops the connection.
-        gateway = gw.app.state.gateway
-        for _ in range(200):
-            if not gateway.connections:
-                break
-            await asyncio.sleep(0.05)
-        assert not gateway.connections
-        with pytest.raises(ConnectionClosed):
-            while True:
-                await client.recv()
+    await fast_sim.set_knobs(tokens_per_s=0, reply_tokens=20_000)
+    settings = make_settings(
+        fast_sim.url, tmp_path, send_queue_size=8, send_timeout_s=0.5, max_reply_tokens=20_000
+    )
+    async with running_gateway(settings) as gw:
+        sock = _small_window_socket(gw.ws_url)
+        async with ws_client(gw.ws_url, token(), max_queue=1, sock=sock) as client:
+            await client.recv()
+            _shrink_server_send_buffers(gw)
+            await client.send(type="input_text", text="flood me")
+            # Do not read: the socket backs up, the bounded queue stays full past the send
+            # timeout, and the server drops the connection instead of buffering the reply.
+            gateway = gw.app.state.gateway
+            for _ in range(400):
+                if not gateway.connections:
+                    break
+                await asyncio.sleep(0.05)
+            assert not gateway.connections
+            received = 0
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await client.recv()
+                    received += 1
+            assert received < 20_000
 
 
 async def test_shutdown_finishes_the_turn_then_closes_1012(

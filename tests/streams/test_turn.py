@@ -55,15 +55,26 @@ def _engine(provider: Scripted, recorder: Recorder) -> TurnEngine:
     return TurnEngine(router, [recorder])
 
 
+class Events(list[ServerEvent]):
+    """Collects what a turn emits."""
+
+    async def emit(self, event: ServerEvent) -> None:
+        self.append(event)
+
+
+async def _ignore(event: ServerEvent) -> None:
+    return None
+
+
 def _live(turns: int = 2) -> LiveSession:
     return LiveSession("s1", "u1", deque(maxlen=2 * turns))
 
 
 async def test_history_is_sent_and_bounded() -> None:
     provider, recorder = Scripted(["Hello ", "there."]), Recorder()
-    engine, live, events = _engine(provider, recorder), _live(turns=2), list[ServerEvent]()
+    engine, live, events = _engine(provider, recorder), _live(turns=2), Events()
     for i in range(3):
-        await engine.run(live, TurnInput(f"t{i}", f"question {i}", "r", "ws"), events.append)
+        await engine.run(live, TurnInput(f"t{i}", f"question {i}", "r", "ws"), events.emit)
     last = provider.requests[-1].messages
     assert [m.role for m in last] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert [m.content for m in last if m.role == "user"] == [
@@ -78,9 +89,9 @@ async def test_history_is_sent_and_bounded() -> None:
 
 async def test_mid_stream_failure_keeps_partial_text() -> None:
     provider, recorder = Scripted(["One ", "two ", "three"], fail_after=2), Recorder()
-    events: list[ServerEvent] = []
+    events = Events()
     record = await _engine(provider, recorder).run(
-        _live(), TurnInput("t", "q", "r", "ws"), events.append
+        _live(), TurnInput("t", "q", "r", "ws"), events.emit
     )
     failed = events[-1]
     assert isinstance(failed, ResponseFailed)
@@ -94,7 +105,7 @@ async def test_cancel_records_what_was_sent() -> None:
     events: list[ServerEvent] = []
     three_sent = asyncio.Event()
 
-    def emit(event: ServerEvent) -> None:
+    async def emit(event: ServerEvent) -> None:
         events.append(event)
         if sum(isinstance(e, ResponseDelta) for e in events) >= 3:
             three_sent.set()
@@ -116,7 +127,7 @@ async def test_cancel_records_what_was_sent() -> None:
 async def test_unrequested_cancel_propagates() -> None:
     provider = Scripted(["a "] * 50, delay=0.01)
     task = asyncio.create_task(
-        _engine(provider, Recorder()).run(_live(), TurnInput("t", "q", "r", "ws"), lambda e: None)
+        _engine(provider, Recorder()).run(_live(), TurnInput("t", "q", "r", "ws"), _ignore)
     )
     await asyncio.sleep(0.03)
     task.cancel()
