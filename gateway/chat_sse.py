@@ -14,6 +14,7 @@ from gateway.quotas import QuotaExceeded
 from gateway.requests import read_json
 from gateway.runtime import Draining, gateway_of, new_id, quota_error
 from gateway.streaming import EventStream, sse_frame
+from gateway.telemetry import session_span
 from streams.events import (
     MAX_TEXT_CHARS,
     RateLimitedEvent,
@@ -47,6 +48,9 @@ class ChatEndpoint:
             raise ApiError(400, "empty_text", "`message` must be a non-empty string")
         if len(message) > MAX_TEXT_CHARS:
             raise ApiError(400, "text_too_long", f"`message` is over {MAX_TEXT_CHARS} characters")
+        voice = body.get("voice", False)
+        if not isinstance(voice, bool):
+            raise ApiError(400, "invalid_request", "`voice` must be true or false")
         session_id = body.get("session_id")
         if session_id is not None and not isinstance(session_id, str):
             raise ApiError(400, "invalid_request", "`session_id` must be a string")
@@ -75,7 +79,10 @@ class ChatEndpoint:
                     )
                 )
                 try:
-                    await gateway.run_turn(live, turn, outbound.put, control=control)
+                    with session_span("sse", principal.user_id, info.session_id):
+                        await gateway.run_turn(
+                            live, turn, outbound.put, control=control, speak=voice
+                        )
                 except QuotaExceeded as exc:
                     outbound.put_nowait(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
             finally:

@@ -39,7 +39,7 @@ from streams.events import (
 )
 from streams.session import LiveSession
 from streams.turn import TurnControl, TurnInput
-from streams.voice import AudioIn, SpeechOut
+from streams.voice import AudioIn
 
 __all__ = ["realtime_routes"]
 
@@ -248,7 +248,13 @@ class Connection:
             else:
                 assert text is not None
                 turn = TurnInput(turn_id, text, new_id("req"), "ws")
-            await self._reply(turn, control)
+            await self.gateway.run_turn(
+                self.live,
+                turn,
+                self.outbound.put,
+                control=control,
+                speak=self.live.config.voice_output,
+            )
         except ProviderError as exc:
             self.send(ErrorEvent(exc.code, exc.message, retryable=exc.transient))
         except QuotaExceeded as exc:
@@ -258,20 +264,6 @@ class Connection:
         except Exception:
             log.exception("turn crashed", extra={"turn_id": turn_id})
             self.send(ErrorEvent("internal_error", "the turn failed unexpectedly", retryable=True))
-
-    async def _reply(self, turn: TurnInput, control: TurnControl) -> None:
-        tts = self.gateway.tts
-        if not (self.live.config.voice_output and tts is not None):
-            await self.gateway.run_turn(self.live, turn, self.outbound.put, control=control)
-            return
-
-        async with SpeechOut(tts, turn.turn_id, self.outbound.put) as speech:
-            try:
-                await self.gateway.run_turn(
-                    self.live, turn, self.outbound.put, control=control, speech=speech
-                )
-            finally:
-                await self.gateway.quotas.record_audio(self.principal.user_id, speech.audio_seconds)
 
     def _cancel_turn(self, turn_id: str | None) -> None:
         if not self.has_running_turn() or (turn_id is not None and turn_id != self._turn_id):

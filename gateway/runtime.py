@@ -18,7 +18,8 @@ from providers.routing import Router
 from streams.events import ServerEvent
 from streams.records import SessionInfo, SessionStore, TurnRecord
 from streams.session import LiveSession, SessionRegistry
-from streams.turn import SpeechSink, TurnControl, TurnEngine, TurnInput
+from streams.turn import TurnControl, TurnEngine, TurnInput
+from streams.voice import SpeechOut
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
@@ -90,15 +91,19 @@ class Gateway:
         emit: Callable[[ServerEvent], Awaitable[None]],
         *,
         control: TurnControl | None = None,
-        speech: SpeechSink | None = None,
+        speak: bool = False,
     ) -> TurnRecord:
-        """Run one admitted turn inside the user's concurrent-stream slot."""
+        """Run one admitted turn inside the user's concurrent-stream slot; with `speak` (and a
+        text-to-speech provider) the reply is also spoken, sentence by sentence."""
         publish = self._publisher(live, emit)
         async with self.quotas.stream_slot(live.user_id):
             self.running_turns += 1
             self._idle.clear()
             try:
-                record = await self.engine.run(live, turn, publish, control=control, speech=speech)
+                if speak and self.tts is not None:
+                    record = await self._spoken_turn(live, turn, publish, control)
+                else:
+                    record = await self.engine.run(live, turn, publish, control=control)
             finally:
                 self.running_turns -= 1
                 if self.running_turns == 0:
@@ -106,6 +111,19 @@ class Gateway:
         await self.quotas.record_tokens(live.user_id, record.input_tokens + record.output_tokens)
         await self.sessions.touch(live.session_id)
         return record
+
+    async def _spoken_turn(
+        self,
+        live: LiveSession,
+        turn: TurnInput,
+        emit: Callable[[ServerEvent], Awaitable[None]],
+        control: TurnControl | None,
+    ) -> TurnRecord:
+        async with SpeechOut(self.tts, turn.turn_id, emit) as speech:
+            try:
+                return await self.engine.run(live, turn, emit, control=control, speech=speech)
+            finally:
+                await self.quotas.record_audio(live.user_id, speech.audio_seconds)
 
     def _publisher(
         self, live: LiveSession, emit: Callable[[ServerEvent], Awaitable[None]]

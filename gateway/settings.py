@@ -212,7 +212,7 @@ class Settings(BaseSettings):
             providers["anthropic"] = ProviderConfig(
                 kind="anthropic", api_key=self.anthropic_api_key
             )
-            chat.append("anthropic:claude-3-5-haiku-latest")
+            chat.append("anthropic:claude-haiku-4-5")
         if not providers:
             providers["primary"] = ProviderConfig(
                 kind="openai", base_url=f"{self.sim_url}/v1", api_key="sk-sim"
@@ -220,7 +220,7 @@ class Settings(BaseSettings):
             providers["backup"] = ProviderConfig(
                 kind="anthropic", base_url=self.sim_url, api_key="sk-sim"
             )
-            chat = ["primary:gpt-4o-mini", "backup:claude-3-5-haiku-latest"]
+            chat = ["primary:gpt-4o-mini", "backup:claude-haiku-4-5"]
         routes = {"chat": chat, "assess": chat[:1], **self.routes}
         return self.model_copy(update={"providers": providers, "routes": routes})
 

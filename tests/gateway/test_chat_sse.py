@@ -76,3 +76,21 @@ async def test_health(gateway: RunningGateway) -> None:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         ready = await http.get("/readyz")
         assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+async def test_sse_spoken_reply(gateway: RunningGateway, token: Token) -> None:
+    events = await _events(gateway, token(), {"message": "One tip, spoken", "voice": True})
+    audio = [d for n, _, d in events if n == "response.audio"]
+    assert audio and [a["seq"] for a in audio] == list(range(len(audio)))
+    assert events[-1][0] == "response.completed"
+    assert events[-1][2]["timings"]["first_audio_ms"] > 0
+
+
+async def test_sse_voice_must_be_a_boolean(gateway: RunningGateway, token: Token) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        response = await http.post(
+            "/v1/chat",
+            json={"message": "hi", "voice": "yes"},
+            headers={"Authorization": f"Bearer {token()}"},
+        )
+    assert response.status_code == 400

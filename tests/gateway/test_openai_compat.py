@@ -56,7 +56,7 @@ async def test_models_lists_route_models(gateway: RunningGateway, token: Token) 
     async with _client(gateway, token()) as client:
         models = [m.id async for m in client.models.list()]
     assert models[0] == "coach"
-    assert "gpt-4o-mini" in models and "claude-3-5-haiku-latest" in models
+    assert "gpt-4o-mini" in models and "claude-haiku-4-5" in models
 
 
 async def test_bad_key_raises_authentication_error(gateway: RunningGateway) -> None:
