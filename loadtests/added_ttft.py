@@ -1,9 +1,11 @@
 """Gateway-added time to first token over sequential turns (the issue's first figure).
 
 Starts the simulated upstream and the gateway as their own processes on loopback, runs N
-sequential turns over one WebSocket, and prints p50/p99 of `ttft_ms - upstream_ttft_ms` from
-each `response.completed` (what the gateway adds between receiving a turn and sending its first
-delta), plus the client-observed TTFT. Writes `loadtests/results/added_ttft.json`.
+sequential turns over one WebSocket (one session, so the context grows to its bound), and prints
+p50/p99 of `ttft_ms - upstream_ttft_ms` from each `response.completed` (what the gateway adds
+between receiving a turn and sending its first delta, by its own clocks), the client-observed
+TTFT through the gateway, and the client-observed TTFT calling the upstream directly. Writes
+`loadtests/results/added_ttft.json`.
 
     python -m loadtests.added_ttft [--turns 200]
 """
@@ -83,7 +85,7 @@ async def run_turns(ws_url: str, token: str, turns: int) -> tuple[list[float], l
                 event = orjson.loads(await ws.recv())
                 if event["type"] == "response.delta" and first is None:
                     first = time.perf_counter()
-                if event["type"] in ("response.completed", "response.failed"):
+                if event["type"] in ("response.completed", "response.failed", "rate_limited"):
                     break
             if event["type"] != "response.completed" or first is None:
                 raise RuntimeError(f"turn {i} failed: {event}")
@@ -91,6 +93,26 @@ async def run_turns(ws_url: str, token: str, turns: int) -> tuple[list[float], l
             added.append(timings["ttft_ms"] - timings["upstream_ttft_ms"])
             client_ttft.append((first - sent) * 1000)
     return added, client_ttft
+
+
+async def direct_ttft(sim_url: str, turns: int) -> list[float]:
+    """Client-observed TTFT calling the upstream itself, for the same kind of request."""
+    body = {
+        "model": "gpt-4o-mini",
+        "stream": True,
+        "messages": [{"role": "user", "content": "tip"}],
+    }
+    headers = {"Authorization": "Bearer sk-sim"}
+    samples = []
+    async with httpx.AsyncClient(base_url=sim_url, timeout=30) as http:
+        for _ in range(turns):
+            sent = time.perf_counter()
+            async with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data:") and '"content":"' in line:
+                        samples.append((time.perf_counter() - sent) * 1000)
+                        break
+    return samples
 
 
 async def main_async(turns: int) -> dict[str, object]:
@@ -101,6 +123,7 @@ async def main_async(turns: int) -> dict[str, object]:
         "COACH_PERSISTENCE": "false",
         "COACH_SIM_URL": f"http://127.0.0.1:{sim_port}",
         "COACH_QUOTAS__TURNS_PER_MINUTE": "100000",
+        "COACH_QUOTAS__TOKENS_PER_DAY": "1000000000",
         "COACH_LOG_LEVEL": "warning",
     }
     sim_args = [exe, "sim-upstream", "--port", str(sim_port), "--ttft-ms", "20"]
@@ -111,6 +134,7 @@ async def main_async(turns: int) -> dict[str, object]:
         token = mint_token(SECRET, "bench", ttl_s=3600)
         await run_turns(f"ws://127.0.0.1:{gw_port}", token, 10)  # warm up
         added, client = await run_turns(f"ws://127.0.0.1:{gw_port}", token, turns)
+        direct = await direct_ttft(f"http://127.0.0.1:{sim_port}", turns)
     return {
         "turns": turns,
         "added_ttft_ms": {
@@ -119,6 +143,11 @@ async def main_async(turns: int) -> dict[str, object]:
             "mean": round(statistics.fmean(added), 3),
         },
         "client_ttft_ms": {"p50": round(pct(client, 0.5), 3), "p99": round(pct(client, 0.99), 3)},
+        "direct_upstream_ttft_ms": {
+            "p50": round(pct(direct, 0.5), 3),
+            "p99": round(pct(direct, 0.99), 3),
+        },
+        "client_added_ttft_ms_p50": round(pct(client, 0.5) - pct(direct, 0.5), 3),
         "sim_ttft_ms": 20,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
     }

@@ -173,6 +173,8 @@ async def run_step(
         print(
             f"ttft p50 {summary['ttft_ms']['p50']} ms  {summary['token_events_per_s']} ev/s  "
             f"err {summary['error_rate']:.2%}  open {summary['sessions_open']}  "
+            f"in flight {summary['in_flight_at_close']} "
+            f"(oldest {summary['oldest_in_flight_s']} s)  "
             f"cpu {summary['cpu_percent']}",
             file=sys.stderr,
         )
@@ -207,7 +209,14 @@ def _git_rev() -> str | None:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
         )
-        return out.stdout.strip() or None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        rev = out.stdout.strip()
+        return f"{rev}-dirty" if rev and status.stdout.strip() else rev or None
     return None
 
 

@@ -76,6 +76,7 @@ class Recorder:
     errors: dict[str, int] = field(default_factory=dict)
     # Whole-run counts, window or not: a session that never opens is a failure too.
     sessions_open: int = 0
+    in_flight: dict[object, float] = field(default_factory=dict)  # turn start per session
     session_failures: dict[str, int] = field(default_factory=dict)
     stopping: bool = False
 
@@ -86,12 +87,15 @@ class Recorder:
         return self.window_open <= at < self.window_close
 
     def error(self, kind: str, started: float) -> None:
-        if self.in_window(started):
+        # Like turns, failures count when they end inside the window.
+        if self.in_window(time.perf_counter()):
             self.turns_failed += 1
             self.errors[kind] = self.errors.get(kind, 0) + 1
 
     def turn(self, started: float, first: float | None, ended: float) -> None:
-        if not self.in_window(started):
+        # Turns count when they end inside the window, whenever they started: at saturation a
+        # turn can outlast the whole window, and counting by start would hide the slowest.
+        if not self.in_window(ended):
             return
         if first is None:
             self.error("no_tokens", started)
@@ -114,8 +118,10 @@ Turn = Callable[[], Awaitable[tuple[float | None, int]]]
 
 async def run_turns(rec: Recorder, cfg: ClientConfig, turn: Turn) -> None:
     """Turns back to back until the window closes; `turn` returns (first token time, events)."""
+    key = object()
     while not rec.stopping:
         started = time.perf_counter()
+        rec.in_flight[key] = started
         try:
             async with asyncio.timeout(cfg.turn_timeout_s):
                 first, _ = await turn()
@@ -132,6 +138,8 @@ async def run_turns(rec: Recorder, cfg: ClientConfig, turn: Turn) -> None:
             rec.error(type(exc).__name__, started)
             await asyncio.sleep(0.05)
             continue
+        finally:
+            rec.in_flight.pop(key, None)
         rec.turn(started, first, time.perf_counter())
         if cfg.think_ms:
             await asyncio.sleep(cfg.think_ms / 1000)
@@ -286,7 +294,10 @@ async def run_load(cfg: ClientConfig) -> None:
         await asyncio.sleep(cfg.duration_s)
         emit("window_end")
         rec.stopping = True
-        done, pending = await asyncio.wait(tasks, timeout=cfg.turn_timeout_s + 5)
+        now = time.perf_counter()
+        ages = sorted(now - at for at in rec.in_flight.values())
+        # Turns still running at the close are reported (with their age), not waited for.
+        done, pending = await asyncio.wait(tasks, timeout=1.0)
         for task in pending:
             task.cancel()
         crashed = [repr(t.exception()) for t in done if not t.cancelled() and t.exception()]
@@ -303,6 +314,9 @@ async def run_load(cfg: ClientConfig) -> None:
         token_events=rec.token_events,
         errors=rec.errors,
         unfinished_sessions=len(pending),
+        in_flight_at_close=len(ages),
+        oldest_in_flight_s=round(ages[-1], 2) if ages else None,
+        in_flight_started_before_window=sum(1 for a in ages if a > cfg.duration_s),
         sessions_open=rec.sessions_open,
         session_failures=rec.session_failures,
         crashed=crashed[:5],

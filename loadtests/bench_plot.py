@@ -34,6 +34,7 @@ def plot(report: Mapping[str, Any], path: Path) -> Path:
     left.axhline(5.0, color="grey", linewidth=0.8, linestyle="--")
     left.set_xscale("log")
     left.set_yscale("symlog", linthresh=1.0)
+    left.set_ylim(bottom=0)
     left.set_xlabel("concurrent streaming sessions")
     left.set_ylabel("added TTFT, ms (vs. upstream direct)")
     left.set_title("Added time to first token")

@@ -156,9 +156,11 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
 def markdown(report: Mapping[str, Any]) -> str:
     """The figures table of BENCHMARKS.md, from a result file."""
     rows = [
-        "| sessions | mode | TTFT p50 / p99 (ms) | added p50 / p95 / p99 (ms) | gateway's own "
-        "p50 / p99 (ms) | token ev/s | turns/s | errors | CPU% proxy / sim / client |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| sessions (open at close) | mode | TTFT p50 / p99 (ms) | added p50 / p95 / p99 (ms) "
+        "| gateway's own p50 / p99 (ms) | token ev/s | turns/s | errors "
+        "| in flight at close (oldest s) "
+        "| CPU% proxy / sim / client |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for step in report.get("steps", []):
         for mode, run in step["modes"].items():
@@ -166,10 +168,12 @@ def markdown(report: Mapping[str, Any]) -> str:
             own, cpu, ttft = run["gateway_reported_added_ms"], run["cpu_percent"], run["ttft_ms"]
             proxy = cpu.get("gateway", cpu.get("peer")) if mode != "direct" else None
             rows.append(
-                f"| {step['concurrency']} | {mode} | {_fmt(ttft['p50'])} / {_fmt(ttft['p99'])} "
+                f"| {step['concurrency']} ({_fmt(run.get('sessions_open'))}) | {mode} "
+                f"| {_fmt(ttft['p50'])} / {_fmt(ttft['p99'])} "
                 f"| {_fmt(add.get('p50'))} / {_fmt(add.get('p95'))} / {_fmt(add.get('p99'))} "
                 f"| {_fmt(own['p50'])} / {_fmt(own['p99'])} | {_fmt(run['token_events_per_s'])} "
                 f"| {_fmt(run['turns_per_s'])} | {run['error_rate']:.2%} "
+                f"| {_fmt(run.get('in_flight_at_close'))} ({_fmt(run.get('oldest_in_flight_s'))}) "
                 f"| {_fmt(proxy)} / {_fmt(cpu.get('sim'))} / {_fmt(cpu.get('client'))} |"
             )
     return "\n".join(rows)

@@ -58,7 +58,9 @@ def summarize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
         "session_failures": raw.get("session_failures", {}),
         "turns_per_s": round(ok / window, 1),
         "token_events_per_s": round(int(raw["token_events"]) / window, 1),
-        "unfinished_sessions": raw.get("unfinished_sessions", 0),
+        "in_flight_at_close": raw.get("in_flight_at_close"),
+        "in_flight_started_before_window": raw.get("in_flight_started_before_window"),
+        "oldest_in_flight_s": raw.get("oldest_in_flight_s"),
     }
 
 

@@ -99,7 +99,7 @@ async def test_k6_realtime_websocket(
     assert metrics["checks"]["fails"] == 0
     assert metrics["turns_completed"]["count"] > 0
     assert metrics.get("ws_errors", {}).get("count", 0) == 0
-    assert metrics["ttft_client_ms"]["count"] == metrics["turns_completed"]["count"]
+    assert 0 < metrics["ttft_client_ms"]["max"] <= metrics["turn_time_ms"]["max"]
 
 
 async def test_k6_openai_streaming(
