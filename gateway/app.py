@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.gateway = gateway
             app.state.persistence = gateway.persistence
             app.state.stt, app.state.tts = gateway.stt, gateway.tts
+            app.state.quotas = gateway.quotas
             yield
             await app.state.gateway.drain(settings.shutdown_grace_s)
 

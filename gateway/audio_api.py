@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import PurePath
 from typing import Any
 
@@ -23,6 +23,7 @@ from starlette.types import Message, Receive
 
 from gateway.auth import authenticate_request
 from gateway.errors import ApiError, json_response
+from gateway.quotas import QuotaExceeded, Quotas
 from gateway.requests import read_json
 from providers.audio import (
     CONTAINER_FORMATS,
@@ -63,8 +64,26 @@ def provider_api_error(exc: ProviderError) -> ApiError:
 # ------------------------------------------------------------------ transcriptions
 
 
+async def _check_audio_quota(request: Request, user_id: str) -> Quotas:
+    """The app's quotas, after checking the user has audio seconds left today (429 if not)."""
+    quotas: Quotas = request.app.state.quotas
+    try:
+        await quotas.check_audio(user_id, 0.0)
+    except QuotaExceeded as exc:
+        retry = str(max(1, round(exc.retry_after_s)))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"quota {exc.scope} exceeded",
+            retryable=True,
+            headers={"Retry-After": retry},
+        ) from exc
+    return quotas
+
+
 async def transcriptions(request: Request) -> Response:
-    await authenticate_request(request)
+    principal = await authenticate_request(request)
+    quotas = await _check_audio_quota(request, principal.user_id)
     limit: int = request.app.state.settings.voice.max_upload_bytes
     form = await _read_form(request, limit)
     try:
@@ -87,6 +106,7 @@ async def transcriptions(request: Request) -> Response:
         transcript = await stt.transcribe(data, _format_of(filename))
     except ProviderError as exc:
         raise provider_api_error(exc) from exc
+    await quotas.record_audio(principal.user_id, transcript.audio_ms / 1000)
     return _transcript_response(transcript, response_format)
 
 
@@ -149,7 +169,8 @@ def _transcript_response(transcript: Transcript, response_format: str) -> Respon
 
 
 async def speech(request: Request) -> Response:
-    await authenticate_request(request)
+    principal = await authenticate_request(request)
+    quotas = await _check_audio_quota(request, principal.user_id)
     body = await read_json(request)
     text = body.get("input")
     if not isinstance(text, str) or not text.strip():
@@ -170,19 +191,30 @@ async def speech(request: Request) -> Response:
     except ProviderError as exc:
         await chunks.aclose()
         raise provider_api_error(exc) from exc
-    return StreamingResponse(_speech_body(first, chunks, wanted), media_type=_SPEECH_TYPES[wanted])
+
+    async def spoken(seconds: float) -> None:
+        await quotas.record_audio(principal.user_id, seconds)
+
+    body_stream = _speech_body(first, chunks, wanted, spoken)
+    return StreamingResponse(body_stream, media_type=_SPEECH_TYPES[wanted])
 
 
 async def _speech_body(
-    first: AudioChunk, rest: AsyncGenerator[AudioChunk, None], wanted: str
+    first: AudioChunk,
+    rest: AsyncGenerator[AudioChunk, None],
+    wanted: str,
+    spoken: Callable[[float], Awaitable[None]],
 ) -> AsyncIterator[bytes]:
-    """The audio as `wanted`; a provider failure mid-stream aborts the response (truncated)."""
+    """The audio as `wanted`; a provider failure mid-stream aborts the response (truncated).
+    Each chunk's seconds are charged to the caller's audio quota as it goes out."""
     async with contextlib.aclosing(rest):
         if wanted == "wav":
             yield wav_header(first.sample_rate)
         yield await _convert(first, wanted)
+        await spoken(first.duration_s())
         async for chunk in rest:
             yield await _convert(chunk, wanted)
+            await spoken(chunk.duration_s())
 
 
 async def _convert(chunk: AudioChunk, wanted: str) -> bytes:

@@ -240,20 +240,20 @@ class Quotas:
     async def record_tokens(self, user_id: str, tokens: int) -> None:
         item = self._item("tokens_per_day")
         if item is not None and tokens > 0:
-            await self._hit(self._daily, item, hash_user(user_id), tokens)
+            await self._consume(self._daily, item, hash_user(user_id), tokens)
 
     async def check_audio(self, user_id: str, seconds: float) -> None:
         """Refuse `seconds` more audio if they would pass today's allowance."""
         user = hash_user(user_id)
         item = self._item("audio_seconds_per_day")
-        cost = _ms(seconds)
+        cost = max(1, _ms(seconds))  # at least 1 ms: a zero-cost test always passes
         if item is not None and not await self._test(self._daily, item, user, cost):
             await self._reject("audio_seconds_per_day", self._daily, item, user)
 
     async def record_audio(self, user_id: str, seconds: float) -> None:
         item = self._item("audio_seconds_per_day")
         if item is not None and seconds > 0:
-            await self._hit(self._daily, item, hash_user(user_id), _ms(seconds))
+            await self._consume(self._daily, item, hash_user(user_id), _ms(seconds))
 
     def stream_slot(self, user_id: str) -> AbstractAsyncContextManager[None]:
         """Hold one of the user's concurrent streams; raises `QuotaExceeded` on entry."""
@@ -319,6 +319,21 @@ class Quotas:
         except STORE_ERRORS:
             log.warning("quota store failed; letting the call through", exc_info=True)
             return True
+
+    async def _consume(
+        self, limiter: RateLimiter, item: RateLimitItem, user: str, cost: int
+    ) -> None:
+        """Count usage that already happened. A hit past the limit is refused by `limits` and
+        would count nothing, so the rest of the window is used up instead: the next check is
+        then refused until the window resets."""
+        if await self._hit(limiter, item, user, cost):
+            return
+        try:
+            remaining = (await limiter.get_window_stats(item, user)).remaining
+            if remaining > 0:
+                await limiter.hit(item, user, cost=remaining)
+        except STORE_ERRORS:
+            log.warning("quota store failed; usage not counted", exc_info=True)
 
     async def _test(self, limiter: RateLimiter, item: RateLimitItem, user: str, cost: int) -> bool:
         try:

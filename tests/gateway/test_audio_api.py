@@ -16,7 +16,8 @@ from starlette.applications import Starlette
 from gateway.audio_api import audio_routes
 from gateway.auth import Authenticator, mint_token
 from gateway.errors import ApiError, api_error_handler
-from gateway.settings import Settings, VoiceSettings
+from gateway.quotas import Quotas
+from gateway.settings import QuotaSettings, Settings, VoiceSettings
 from providers.audio import SAMPLE_RATE, decode_audio, encode_audio
 from providers.tts import EdgeTTS, FallbackTTS, PiperTTS
 from tests.speech import shared_piper, shared_whisper, speak, word_error_rate
@@ -36,9 +37,20 @@ def build_app(tts: PiperTTS | FallbackTTS) -> Starlette:
     return app
 
 
+AUDIO_S_PER_DAY = 600
+
+
 @pytest.fixture(scope="module")
-async def base_url() -> AsyncIterator[str]:
+async def audio_quotas() -> AsyncIterator[Quotas]:
+    quotas = await Quotas.open(QuotaSettings(audio_seconds_per_day=AUDIO_S_PER_DAY), None)
+    yield quotas
+    await quotas.aclose()
+
+
+@pytest.fixture(scope="module")
+async def base_url(audio_quotas: Quotas) -> AsyncIterator[str]:
     app = build_app(FallbackTTS([EdgeTTS(), shared_piper()]))
+    app.state.quotas = audio_quotas
     config = uvicorn.Config(app, lifespan="off", log_config=None)
     server = uvicorn.Server(config)
     # A socket bound up front: requests wait in its backlog until uvicorn accepts them.
@@ -153,3 +165,18 @@ async def test_speech_bad_input_is_400(client: openai.AsyncOpenAI) -> None:
         await client.audio.speech.create(
             model="tts-1", voice="alloy", input="Hi.", response_format="flac"
         )
+
+
+async def test_audio_quota_is_charged_and_enforced(base_url: str, audio_quotas: Quotas) -> None:
+    """Spoken seconds in and out count against the caller's daily audio quota; past it, 429."""
+    client = openai.AsyncOpenAI(
+        base_url=base_url, api_key=mint_token(SECRET, "quota-user"), max_retries=0, timeout=60
+    )
+    await audio_quotas.record_audio("quota-user", AUDIO_S_PER_DAY - 5)  # 5 s left today
+    take = encode_audio(speak(SENTENCE) * 3, SAMPLE_RATE, "webm")  # about 10 s of speech
+    await client.audio.transcriptions.create(model="whisper-1", file=("a.webm", take))
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.audio.transcriptions.create(model="whisper-1", file=("b.webm", take))
+    assert info.value.response.headers["retry-after"]
+    with pytest.raises(openai.RateLimitError):
+        await client.audio.speech.create(model="tts-1", voice="alloy", input="Hello there.")

@@ -271,3 +271,22 @@ async def test_slot_of_a_crashed_process_lapses(prefix: str) -> None:
     assert await try_slot(prefix) == "connections"
     await asyncio.sleep(SLOT_TTL_S + 0.2)
     assert await try_slot(prefix) == "ok"
+
+
+async def test_usage_past_the_limit_still_counts() -> None:
+    """Tokens and audio are counted after the fact; a turn that overshoots uses up the day."""
+    quotas = await Quotas.open(QuotaSettings(tokens_per_day=100, audio_seconds_per_day=10), None)
+    try:
+        await quotas.check_turn("over")
+        await quotas.record_tokens("over", 60)
+        await quotas.record_tokens("over", 60)  # 120 > 100: refused by the limiter, still counts
+        with pytest.raises(QuotaExceeded) as info:
+            await quotas.check_turn("over")
+        assert info.value.scope == "tokens_per_day"
+        await quotas.record_audio("over", 8)
+        await quotas.record_audio("over", 8)
+        with pytest.raises(QuotaExceeded) as audio:
+            await quotas.check_audio("over", 0.0)
+        assert audio.value.scope == "audio_seconds_per_day"
+    finally:
+        await quotas.aclose()
