@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from assess.assessor import Assessor
@@ -16,6 +17,7 @@ from assess.pipeline import Notify, Pipeline, PipelineConfig
 from assess.work import JobRules
 from db import embedded
 from db.budgets import BudgetStore
+from db.focuses import list_focuses, set_active_focuses
 from db.interactions import NewInteraction, recent_interactions, record_turn
 from db.migrate import migrate
 from db.pool import DATABASE_ERRORS, Pool, open_pool
@@ -198,6 +200,14 @@ class Persistence:
         )
         await pipeline.start()
         self.hints.pipeline = pipeline
+
+    async def save_focuses(self, user_id: str, focus_ids: Sequence[str]) -> None:
+        """Make `focus_ids` the user's active focuses; `ValueError` names unknown ones."""
+        known = {focus.id for focus in await list_focuses(self.pool)}
+        unknown = [f for f in focus_ids if f not in known]
+        if unknown:
+            raise ValueError(f"unknown focus ids {unknown}; known: {sorted(known)}")
+        await set_active_focuses(self.pool, user_id, focus_ids)
 
     async def ping(self) -> None:
         """Raises if the database does not answer."""

@@ -165,6 +165,9 @@ class Connection:
                 if self.live.config.input_audio_format != self.audio_in.format:
                     self.audio_in.set_format(self.live.config.input_audio_format)  # type: ignore[arg-type]
                 self.send(SessionUpdated(self.live.config.to_dict()))
+                if "focus_ids" in patch and self.gateway.persistence is not None:
+                    assert self._tasks is not None
+                    self._tasks.create_task(self._save_focuses(self.live.config.focus_ids))
             case InputText(text=text, turn_id=turn_id):
                 self._start_turn(text, turn_id)
             case ResponseCancel(turn_id=turn_id):
@@ -175,6 +178,12 @@ class Connection:
                 self.gateway.on_metrics(self.live, metrics)
             case _:
                 assert_never(event)
+
+    async def _save_focuses(self, focus_ids: tuple[str, ...]) -> None:
+        try:
+            await self.gateway.persistence.save_focuses(self.principal.user_id, focus_ids)
+        except ValueError as exc:
+            self.send(ErrorEvent("unknown_focus", str(exc)))
 
     def _on_audio(self, frame: bytes) -> None:
         if self.gateway.stt is None:

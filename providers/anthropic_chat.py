@@ -2,6 +2,11 @@
 
 JSON-schema requests use one forced tool (see `providers.wire`); its streamed input JSON is
 yielded as the text of the answer.
+
+As for OpenAI (see `providers.openai_chat`), the request goes through the SDK's generic `post`
+and events come back as decoded JSON, with no pydantic model per event. The SDK still owns the
+HTTP client, auth headers, SSE decoding (it drops `ping`s and raises on an `error` event) and
+error classes.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from collections.abc import AsyncIterator
 import anthropic
 import httpx
 import httpx2
-from anthropic.types import RawMessageStreamEvent
 
 from providers import wire
 from providers.chat import ChatChunk, ChatProvider, ChatRequest
@@ -52,9 +56,15 @@ class AnthropicChat(ChatProvider):
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         if self._closed:  # misuse, not an upstream failure: not a ProviderError
             raise RuntimeError(f"chat provider {self.name!r} is closed")
-        params = wire.anthropic_params(request)
+        body = wire.anthropic_params(request)
         try:
-            response = await self._client.messages.create(**params)
+            response = await self._client.post(
+                "/v1/messages",
+                body=body,
+                cast_to=object,
+                stream=True,
+                stream_cls=anthropic.AsyncStream[object],
+            )
         except _STREAM_ERRORS as exc:
             raise map_anthropic_error(exc, self.name, streaming=False) from exc
         tally = wire.StreamTally(model=request.model)
@@ -62,12 +72,16 @@ class AnthropicChat(ChatProvider):
             events = aiter(response)
             while True:
                 try:
-                    event: RawMessageStreamEvent = await anext(events)
+                    event = await anext(events)
                 except StopAsyncIteration:
                     break
                 except _STREAM_ERRORS as exc:
                     raise map_anthropic_error(exc, self.name, streaming=True) from exc
-                if text := wire.anthropic_feed(tally, event):
+                try:
+                    text = wire.anthropic_feed(tally, event)
+                except MalformedResponse as exc:
+                    raise MalformedResponse(f"{self.name}: {exc}", provider=self.name) from exc
+                if text:
                     yield ChatChunk(text=text, model=tally.model)
         if not tally.finished:
             raise StreamInterrupted(

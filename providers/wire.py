@@ -6,6 +6,10 @@ JSON-schema requests: OpenAI gets `response_format: {"type": "json_schema", ...}
 one tool named `ChatRequest.schema_name` whose `input_schema` is the schema (its top level must be
 an object), forced with `tool_choice: {"type": "tool", "name": ...}`; the tool input, streamed as
 `input_json_delta` events, is the JSON text of the answer.
+
+Streamed answers arrive as decoded JSON (dicts, as the vendors send them), not as SDK models.
+The feeds read them defensively: a missing key or a `null` means "not said", while a chunk
+that is not an object, or a field of the wrong type, raises `MalformedResponse`.
 """
 
 from __future__ import annotations
@@ -16,13 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from anthropic.types import RawMessageStreamEvent
-from openai.types.chat import ChatCompletionChunk
-
 from providers.chat import ChatChunk, ChatRequest, Message, Usage
 from providers.errors import (
     AuthenticationFailed,
     BadRequest,
+    MalformedResponse,
     ProviderError,
     RateLimited,
     UpstreamTimeout,
@@ -82,7 +84,7 @@ def normalize_finish(reason: str | None) -> str:
 
 
 def openai_params(request: ChatRequest) -> dict[str, Any]:
-    """Keyword arguments for `chat.completions.create`, streaming with usage."""
+    """The JSON body of a streamed `POST /chat/completions`, usage included."""
     params: dict[str, Any] = {
         "model": request.model,
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -102,7 +104,7 @@ def openai_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def anthropic_params(request: ChatRequest) -> dict[str, Any]:
-    """Keyword arguments for `messages.create`: system text apart, roles alternating."""
+    """The JSON body of a streamed `POST /v1/messages`: system text apart, roles alternating."""
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
     params: dict[str, Any] = {
         "model": request.model,
@@ -163,51 +165,88 @@ class StreamTally:
         )
 
 
-def openai_feed(tally: StreamTally, chunk: ChatCompletionChunk) -> str:
-    """Record one streamed chunk in `tally`; returns its text delta ("" when none)."""
-    if chunk.model:
-        tally.model = chunk.model
-    if chunk.usage is not None:
-        tally.input_tokens = chunk.usage.prompt_tokens
-        tally.output_tokens = chunk.usage.completion_tokens
+def openai_feed(tally: StreamTally, chunk: object) -> str:
+    """Record one decoded `chat.completion.chunk` in `tally`; returns its text delta, or ""."""
+    chunk = _object(chunk, "chunk")
+    if model := _string(chunk, "model"):
+        tally.model = model
+    if (usage := chunk.get("usage")) is not None:
+        usage = _object(usage, "usage")
+        tally.input_tokens = _count(usage, "prompt_tokens")
+        tally.output_tokens = _count(usage, "completion_tokens")
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise MalformedResponse(f"`choices` is not a list: {choices!r:.80}")
     text = ""
-    for choice in chunk.choices:
-        if choice.index != 0:
+    for choice in choices:
+        choice = _object(choice, "choice")
+        if choice.get("index", 0) != 0:
             continue
-        if choice.delta is not None and choice.delta.content:
-            text = choice.delta.content
-        if choice.finish_reason is not None:
-            tally.finish_reason = choice.finish_reason
+        if (delta := choice.get("delta")) is not None:
+            text = _string(_object(delta, "delta"), "content") or text
+        if (finish := _string(choice, "finish_reason")) is not None:
+            tally.finish_reason = finish
             tally.finished = True
     if text:
         tally.deltas += 1
     return text
 
 
-def anthropic_feed(tally: StreamTally, event: RawMessageStreamEvent) -> str:
-    """Record one streamed event in `tally`; returns its text (or tool JSON) delta."""
-    match event.type:
+def anthropic_feed(tally: StreamTally, event: object) -> str:
+    """Record one decoded Messages stream event in `tally`; returns its text (or tool JSON)."""
+    event = _object(event, "event")
+    match event.get("type"):
         case "message_start":
-            tally.model = event.message.model
-            tally.input_tokens = event.message.usage.input_tokens
+            message = _object(event.get("message"), "message")
+            tally.model = _string(message, "model") or tally.model
+            if (usage := message.get("usage")) is not None:
+                tally.input_tokens = _count(_object(usage, "usage"), "input_tokens")
         case "content_block_delta":
-            delta = event.delta
-            text = ""
-            if delta.type == "text_delta":
-                text = delta.text
-            elif delta.type == "input_json_delta":
-                text = delta.partial_json
-            if text:
-                tally.deltas += 1
-            return text
+            return _anthropic_delta(tally, _object(event.get("delta"), "delta"))
         case "message_delta":
-            tally.finish_reason = event.delta.stop_reason or tally.finish_reason
-            tally.output_tokens = event.usage.output_tokens
-            if event.usage.input_tokens is not None:
-                tally.input_tokens = event.usage.input_tokens
+            delta = _object(event.get("delta") or {}, "delta")
+            tally.finish_reason = _string(delta, "stop_reason") or tally.finish_reason
+            if (usage := event.get("usage")) is not None:
+                usage = _object(usage, "usage")
+                tally.output_tokens = _count(usage, "output_tokens")
+                if (input_tokens := _count(usage, "input_tokens")) is not None:
+                    tally.input_tokens = input_tokens
         case "message_stop":
             tally.finished = True
     return ""
+
+
+def _anthropic_delta(tally: StreamTally, delta: dict[str, Any]) -> str:
+    match delta.get("type"):
+        case "text_delta":
+            text = _string(delta, "text")
+        case "input_json_delta":
+            text = _string(delta, "partial_json")
+        case _:  # thinking, signatures, citations: not part of the answer
+            text = None
+    if text:
+        tally.deltas += 1
+    return text or ""
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedResponse(f"{what} is not a JSON object: {value!r:.80}")
+    return value
+
+
+def _string(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise MalformedResponse(f"`{key}` is not a string: {value!r:.80}")
+
+
+def _count(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise MalformedResponse(f"`{key}` is not an integer: {value!r:.80}")
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
 
+import orjson
 import pytest
+import uvicorn
 
-from providers.chat import ChatChunk, ChatProvider, ChatRequest, Message
+from providers.anthropic_chat import AnthropicChat
+from providers.chat import ChatChunk, ChatProvider, ChatRequest, Message, Usage
 from providers.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -19,9 +25,11 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from providers.openai_chat import OpenAIChat
 from providers.sim import RunningSim, schema_errors
 from providers.sim.corpus import SENTENCES
 from tests.providers.conftest import MakeProvider, eventually
+from tests.providers.test_wire import ANTHROPIC_TEXT_STREAM, OPENAI_STREAM
 
 PROMPT = (
     Message("system", "You are a patient singing coach."),
@@ -240,3 +248,144 @@ async def test_aclose_releases_the_client(make_provider: MakeProvider) -> None:
     await provider.aclose()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         await collect(provider, request())
+
+
+# -- recorded streams, replayed over real HTTP ------------------------------------------------
+# What the sim does not send: Anthropic pings and in-stream `error` events, OpenAI in-stream
+# error lines, and chunks that are valid JSON but not objects.
+
+
+@dataclass(slots=True)
+class Replay:
+    """An upstream on loopback that answers every request with `body` as an SSE stream."""
+
+    url: str = ""
+    body: bytes = b""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # pytest owns the signals
+
+
+@pytest.fixture(scope="module")
+async def replay() -> AsyncIterator[Replay]:
+    app = Replay()
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    server = _QuietServer(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not serving.done(), "the replay server did not start"
+        await asyncio.sleep(0.005)
+    app.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    yield app
+    server.should_exit = True
+    await serving
+
+
+def openai_sse(*data: object) -> bytes:
+    return b"".join(b"data: " + orjson.dumps(d) + b"\n\n" for d in data) + b"data: [DONE]\n\n"
+
+
+def anthropic_sse(*events: tuple[str, object]) -> bytes:
+    return b"".join(f"event: {e}\ndata: ".encode() + orjson.dumps(d) + b"\n\n" for e, d in events)
+
+
+@pytest.fixture
+async def replayed(replay: Replay) -> AsyncIterator[MakeProvider]:
+    """Builds adapters of a given kind against `replay`; closes them after the test."""
+    made: list[ChatProvider] = []
+
+    def make(kind: str) -> ChatProvider:
+        provider: ChatProvider
+        if kind == "openai":
+            provider = OpenAIChat("replayed", api_key="sk-test", base_url=f"{replay.url}/v1")
+        else:
+            provider = AnthropicChat("replayed", api_key="sk-test", base_url=replay.url)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+async def test_recorded_openai_stream(replay: Replay, replayed: MakeProvider) -> None:
+    replay.body = openai_sse(*OPENAI_STREAM)
+    chunks = await collect(replayed("openai"), request())
+    assert [c.text for c in chunks] == ["Breathe", " slowly.", ""]
+    assert chunks[-1] == ChatChunk(
+        usage=Usage(19, 4), finish_reason="stop", model="gpt-4o-mini-2024-07-18"
+    )
+
+
+async def test_recorded_anthropic_stream_with_pings(replay: Replay, replayed: MakeProvider) -> None:
+    ping = ("ping", {"type": "ping"})
+    events = [(e["type"], e) for e in ANTHROPIC_TEXT_STREAM]
+    replay.body = anthropic_sse(ping, *[x for event in events for x in (event, ping)])
+    chunks = await collect(replayed("anthropic"), request())
+    assert [c.text for c in chunks] == ["Relax", " your jaw", ""]
+    assert chunks[-1] == ChatChunk(
+        usage=Usage(25, 3), finish_reason="length", model="claude-haiku-4-5"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error_type", "expected", "status"),
+    [
+        ("overloaded_error", UpstreamUnavailable, 529),
+        ("rate_limit_error", RateLimited, 429),
+        ("api_error", UpstreamUnavailable, 500),
+        ("invalid_request_error", BadRequest, 400),
+        ("made_up_error", UpstreamUnavailable, 500),
+    ],
+)
+async def test_anthropic_error_event_mid_stream(
+    replay: Replay,
+    replayed: MakeProvider,
+    error_type: str,
+    expected: type[ProviderError],
+    status: int,
+) -> None:
+    error = {"type": "error", "error": {"type": error_type, "message": "Overloaded"}}
+    replay.body = anthropic_sse(
+        *[(e["type"], e) for e in ANTHROPIC_TEXT_STREAM[:3]], ("error", error)
+    )
+    text, raised = await read_until_error(replayed("anthropic"), request())
+    assert text == "Relax"
+    assert type(raised) is expected
+    assert raised.status == status
+    assert raised.provider == "replayed"
+
+
+async def test_openai_error_line_mid_stream(replay: Replay, replayed: MakeProvider) -> None:
+    error = {"error": {"message": "The server had an error.", "type": "server_error"}}
+    replay.body = openai_sse(*OPENAI_STREAM[:2], error)
+    text, raised = await read_until_error(replayed("openai"), request())
+    assert text == "Breathe"
+    assert isinstance(raised, UpstreamUnavailable) and raised.transient
+    assert "The server had an error." in raised.message
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+@pytest.mark.parametrize("data", [None, [1, 2], "text", 42])
+async def test_a_chunk_that_is_not_an_object_is_malformed(
+    replay: Replay, replayed: MakeProvider, kind: str, data: object
+) -> None:
+    if kind == "openai":
+        replay.body = openai_sse(OPENAI_STREAM[1], data)
+    else:
+        start = ANTHROPIC_TEXT_STREAM[0]
+        replay.body = anthropic_sse(("message_start", start), ("content_block_delta", data))
+    _, raised = await read_until_error(replayed(kind), request())
+    assert isinstance(raised, MalformedResponse) and raised.transient
+    assert raised.provider == "replayed"
