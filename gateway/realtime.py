@@ -100,9 +100,10 @@ class Connection:
 
     async def _end_turn(self) -> None:
         if self._turn is not None and not self._turn.done():
-            self._turn_control.cancel_requested = True
-            self._turn.cancel()
-            await asyncio.wait({self._turn}, timeout=2.0)
+            if not self._turn_control.replied:  # a turn that has replied is only storing
+                self._turn_control.cancel_requested = True
+                self._turn.cancel()
+            await asyncio.wait({self._turn}, timeout=5.0)
 
     async def _wait_until_done(self, reader: asyncio.Task[None]) -> None:
         overflow = asyncio.ensure_future(self.outbound.overflowed.wait())
@@ -189,7 +190,7 @@ class Connection:
         if self.gateway.stt is None:
             self.send(ErrorEvent("audio_unavailable", "voice input is not enabled"))
             return
-        if self.audio_in.nbytes == 0 and self.has_running_turn():
+        if self.audio_in.nbytes == 0 and self.has_running_turn() and not self._turn_control.replied:
             # New speech while a reply plays is a barge-in: stop the reply at once.
             self._cancel_turn(None)
         try:
@@ -210,14 +211,15 @@ class Connection:
     def _start_turn(
         self, text: str | None, turn_id: str | None, audio: tuple[bytes, str] | None = None
     ) -> None:
-        if self.has_running_turn():
+        previous = self._turn if self.has_running_turn() else None
+        if previous is not None and not self._turn_control.replied:
             self.send(ErrorEvent("turn_in_progress", "a reply is still streaming", retryable=True))
             return
         assert self._tasks is not None
         self._turn_control = TurnControl()
         self._turn_id = turn_id or new_id("turn")
         self._turn = self._tasks.create_task(
-            self._run_turn(self._turn_id, text, audio, self._turn_control)
+            self._run_turn(self._turn_id, text, audio, self._turn_control, after=previous)
         )
 
     async def _transcribe(self, turn_id: str, audio: bytes, fmt: str) -> TurnInput | None:
@@ -247,7 +249,13 @@ class Connection:
         text: str | None,
         audio: tuple[bytes, str] | None,
         control: TurnControl,
+        *,
+        after: asyncio.Task[None] | None = None,
     ) -> None:
+        if after is not None:
+            # The previous turn has replied and is storing its record: start right after it,
+            # so the history this turn sends includes the previous exchange.
+            await asyncio.wait({after})
         try:
             await self.gateway.admit_turn(self.principal.user_id)
             if audio is not None:
@@ -275,7 +283,8 @@ class Connection:
             self.send(ErrorEvent("internal_error", "the turn failed unexpectedly", retryable=True))
 
     def _cancel_turn(self, turn_id: str | None) -> None:
-        if not self.has_running_turn() or (turn_id is not None and turn_id != self._turn_id):
+        replying = self.has_running_turn() and not self._turn_control.replied
+        if not replying or (turn_id is not None and turn_id != self._turn_id):
             self.send(ErrorEvent("no_active_turn", "there is no such turn to cancel"))
             return
         assert self._turn is not None

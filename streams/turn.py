@@ -68,6 +68,9 @@ class TurnControl:
     """Shared between the engine and whoever may barge in on the turn."""
 
     cancel_requested: bool = False
+    # Set once the turn's final event is out; what follows (storing, observers) does not hold
+    # up the client, which may send its next turn at once.
+    replied: bool = False
 
 
 @dataclass(slots=True)
@@ -153,6 +156,7 @@ class TurnEngine:
             record = self._record(live, turn, progress, status, error, first_audio_ms)
             _annotate_span(span, record)  # observability: the turn's outcome on its span
             await self._emit_end(emit, turn, progress, record, error)
+            control.replied = True
         if status != "failed" and (progress.reply or status == "completed"):
             live.add_exchange(turn.text, progress.reply)
         for observer in self.observers:
