@@ -7,7 +7,10 @@ between receiving a turn and sending its first delta, by its own clocks), the cl
 TTFT through the gateway, and the client-observed TTFT calling the upstream directly. Writes
 `loadtests/results/added_ttft.json`.
 
-    python -m loadtests.added_ttft [--turns 200]
+    python -m loadtests.added_ttft [--turns 200] [--pipeline]
+
+With `--pipeline`, a second gateway with persistence and the assessment pipeline on is measured
+against the same upstream in the same run (chat TTFT with the pipeline on versus off).
 """
 
 from __future__ import annotations
@@ -115,8 +118,35 @@ async def direct_ttft(sim_url: str, turns: int) -> list[float]:
     return samples
 
 
-async def main_async(turns: int) -> dict[str, object]:
-    sim_port, gw_port = free_port(), free_port()
+def summary(added: list[float], client: list[float], direct: list[float]) -> dict[str, object]:
+    return {
+        "added_ttft_ms": {
+            "p50": round(pct(added, 0.5), 3),
+            "p99": round(pct(added, 0.99), 3),
+            "mean": round(statistics.fmean(added), 3),
+        },
+        "client_ttft_ms": {"p50": round(pct(client, 0.5), 3), "p99": round(pct(client, 0.99), 3)},
+        "client_added_ttft_ms": {
+            "p50": round(pct(client, 0.5) - pct(direct, 0.5), 3),
+            "p99": round(pct(client, 0.99) - pct(direct, 0.99), 3),
+        },
+    }
+
+
+async def measure_gateway(
+    exe: str, env: dict[str, str], sim_port: int, turns: int, direct: list[float]
+) -> dict[str, object]:
+    gw_port = free_port()
+    with process([exe, "serve", "--port", str(gw_port)], env):
+        await wait_ready(f"http://127.0.0.1:{gw_port}/healthz")
+        token = mint_token(SECRET, f"bench-{gw_port}", ttl_s=3600)
+        await run_turns(f"ws://127.0.0.1:{gw_port}", token, 10)  # warm up
+        added, client = await run_turns(f"ws://127.0.0.1:{gw_port}", token, turns)
+    return summary(added, client, direct)
+
+
+async def main_async(turns: int, pipeline: bool) -> dict[str, object]:
+    sim_port = free_port()
     exe = str(Path(sys.executable).with_name("coach-gateway"))
     env = {
         "COACH_JWT_SECRET": SECRET,
@@ -126,38 +156,32 @@ async def main_async(turns: int) -> dict[str, object]:
         "COACH_QUOTAS__TOKENS_PER_DAY": "1000000000",
         "COACH_LOG_LEVEL": "warning",
     }
-    sim_args = [exe, "sim-upstream", "--port", str(sim_port), "--ttft-ms", "20"]
-    gw_args = [exe, "serve", "--port", str(gw_port)]
-    with process(sim_args, env), process(gw_args, env):
+    result: dict[str, object] = {"turns": turns, "sim_ttft_ms": 20}
+    with process([exe, "sim-upstream", "--port", str(sim_port), "--ttft-ms", "20"], env):
         await wait_ready(f"http://127.0.0.1:{sim_port}/_sim/stats")
-        await wait_ready(f"http://127.0.0.1:{gw_port}/healthz")
-        token = mint_token(SECRET, "bench", ttl_s=3600)
-        await run_turns(f"ws://127.0.0.1:{gw_port}", token, 10)  # warm up
-        added, client = await run_turns(f"ws://127.0.0.1:{gw_port}", token, turns)
         direct = await direct_ttft(f"http://127.0.0.1:{sim_port}", turns)
-    return {
-        "turns": turns,
-        "added_ttft_ms": {
-            "p50": round(pct(added, 0.5), 3),
-            "p99": round(pct(added, 0.99), 3),
-            "mean": round(statistics.fmean(added), 3),
-        },
-        "client_ttft_ms": {"p50": round(pct(client, 0.5), 3), "p99": round(pct(client, 0.99), 3)},
-        "direct_upstream_ttft_ms": {
+        result["direct_upstream_ttft_ms"] = {
             "p50": round(pct(direct, 0.5), 3),
             "p99": round(pct(direct, 0.99), 3),
-        },
-        "client_added_ttft_ms_p50": round(pct(client, 0.5) - pct(direct, 0.5), 3),
-        "sim_ttft_ms": 20,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-    }
+        }
+        result["pipeline_off"] = await measure_gateway(exe, env, sim_port, turns, direct)
+        if pipeline:
+            # Same sim, same client: persistence on, so every turn is stored and assessed by the
+            # in-process pipeline (DATABASE_URL if set, else the embedded Postgres).
+            with_db = {**env, "COACH_PERSISTENCE": "true"}
+            result["pipeline_on"] = await measure_gateway(exe, with_db, sim_port, turns, direct)
+    result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument(
+        "--pipeline", action="store_true", help="also run with persistence and assessment on"
+    )
     args = parser.parse_args()
-    result = asyncio.run(main_async(args.turns))
+    result = asyncio.run(main_async(args.turns, args.pipeline))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "added_ttft.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())

@@ -7,7 +7,7 @@ Every event is a frozen, slotted dataclass. `ServerEvent` and `ClientEvent` are 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import orjson
@@ -176,13 +176,16 @@ ServerEvent = (
 
 
 def to_dict(event: ServerEvent) -> dict[str, Any]:
-    """The event as a JSON-ready dict with its `type` first."""
-    return {"type": event.type, **asdict(event)}
+    """The event as a JSON-ready dict with its `type` first (a shallow copy of its fields)."""
+    return {"type": event.type, **{name: getattr(event, name) for name in event.__slots__}}
 
 
 def encode(event: ServerEvent) -> str:
-    """One JSON text frame."""
-    return orjson.dumps(to_dict(event)).decode()
+    """One JSON text frame. On the per-token path: orjson serialises the dataclass natively
+    (about 10x faster than building a dict first), and the `type` is spliced in front."""
+    body = orjson.dumps(event)
+    head = b'{"type":"' + event.type.encode() + (b'",' if len(body) > 2 else b'"')
+    return (head + body[1:]).decode()
 
 
 # ---------------------------------------------------------------- client -> server

@@ -6,11 +6,17 @@ import pytest
 from streams.events import (
     InputText,
     MetricsPush,
+    Pong,
     ProtocolError,
+    RateLimitedEvent,
     ResponseCompleted,
+    ResponseDelta,
+    ServerEvent,
+    SessionCreated,
     SessionUpdate,
     encode,
     parse_client_event,
+    to_dict,
 )
 
 
@@ -53,3 +59,21 @@ def test_parse_rejects_with_a_code(raw: str, code: str) -> None:
     with pytest.raises(ProtocolError) as info:
         parse_client_event(raw)
     assert info.value.code == code
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Pong(),
+        ResponseDelta("t1", 'says "hi"\n'),
+        ResponseCompleted(
+            "t", "x", "stop", {"input_tokens": 1}, {"ttft_ms": None}, "p", "m", [{"a": 1}]
+        ),
+        SessionCreated("s", "u", {"connections": 5}, True),
+        RateLimitedEvent("turns_per_minute", 1500),
+    ],
+)
+def test_encode_matches_to_dict(event: ServerEvent) -> None:
+    frame = encode(event)
+    assert orjson.loads(frame) == to_dict(event)
+    assert next(iter(orjson.loads(frame))) == "type"
