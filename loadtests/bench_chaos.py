@@ -349,11 +349,24 @@ def death_figures(
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    exe = str(Path(sys.executable).with_name("coach-gateway"))
-    sim_port, gw1, gw2 = free_port(), free_port(), free_port()
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    env = {
+async def warm_backup(gw: str, requests: int) -> None:
+    """Open the gateway's connections to the backup before anything is timed.
+
+    Only the backup: a success on the primary would sit in its breaker window and hold the
+    failure share below the threshold, so the primary's first connections are in the figures.
+    """
+    headers = {"Authorization": f"Bearer {mint_token(SECRET, 'warm', ttl_s=3600)}"}
+    body = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "warm up"}]}
+    async with httpx.AsyncClient(base_url=gw, headers=headers, timeout=30) as http:
+        replies = await asyncio.gather(
+            *(http.post("/v1/chat/completions", json=body) for _ in range(requests))
+        )
+    for reply in replies:
+        reply.raise_for_status()
+
+
+def gateway_env(sim_url: str) -> dict[str, str]:
+    return {
         "COACH_JWT_SECRET": SECRET,
         "COACH_PERSISTENCE": "false",
         "COACH_SIM_URL": sim_url,
@@ -363,33 +376,42 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "COACH_QUOTAS__CONNECTIONS": "100",
         "COACH_LOG_LEVEL": "error",
     }
-    sim = [exe, "sim-upstream", "--port", str(sim_port), *SIM_FLAGS]
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    exe = str(Path(sys.executable).with_name("coach-gateway"))
+    sim_port, ports = free_port(), [free_port() for _ in range(3)]
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    env = gateway_env(sim_url)
+    # A failure rate above 1 can never be reached: that gateway's breakers never open on errors.
+    never_open = {**env, "COACH_BREAKER__FAILURE_RATE": "1.01"}
+    gws = [f"http://127.0.0.1:{port}" for port in ports]
     with (
-        process(sim, env),
-        process([exe, "serve", "--port", str(gw1)], env),
-        process([exe, "serve", "--port", str(gw2)], env),
+        process([exe, "sim-upstream", "--port", str(sim_port), *SIM_FLAGS], env),
+        process([exe, "serve", "--port", str(ports[0])], env),
+        process([exe, "serve", "--port", str(ports[1])], never_open),
+        process([exe, "serve", "--port", str(ports[2])], env),
     ):
-        for url in (f"{sim_url}/_sim/stats", f"http://127.0.0.1:{gw1}/healthz"):
+        for url in (f"{sim_url}/_sim/stats", *(f"{gw}/healthz" for gw in gws)):
             await wait_ready(url)
-        await wait_ready(f"http://127.0.0.1:{gw2}/healthz")
-        first = await steady(
-            f"http://127.0.0.1:{gw1}", sim_url, args.turns, args.concurrency, args.fail_rate
+        result: dict[str, Any] = {}
+        for name, gw in (("steady_faults", gws[0]), ("steady_faults_breaker_never_opens", gws[1])):
+            await warm_backup(gw, args.concurrency)
+            result[name] = await steady(gw, sim_url, args.turns, args.concurrency, args.fail_rate)
+        result["primary_death"] = await death(
+            gws[2], sim_url, args.concurrency, args.warm_s, args.open_limit_s
         )
-        second = await death(
-            f"http://127.0.0.1:{gw2}", sim_url, args.concurrency, args.warm_s, args.open_limit_s
-        )
-    return {
-        "config": {
-            "turns": args.turns,
-            "concurrency": args.concurrency,
-            "sim": " ".join(SIM_FLAGS),
-            "breaker": "gateway defaults (window 30 s, min_calls 5, failure_rate 0.5)",
-            "retry": "gateway defaults (2 attempts per target, 50 ms base backoff)",
-        },
-        "steady_faults": first,
-        "primary_death": second,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    config = {
+        "turns": args.turns,
+        "concurrency": args.concurrency,
+        "sim": " ".join(SIM_FLAGS),
+        "breaker": "gateway defaults (window 30 s, min_calls 5, failure_rate 0.5, cooldown 15 s)"
+        " except steady_faults_breaker_never_opens (failure_rate 1.01)",
+        "retry": "gateway defaults (2 attempts per target, 50 ms base backoff)",
+        "warm_up": f"{args.concurrency} requests to the backup only before each steady phase",
     }
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    return {"config": config, **result, "machine": machine}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
