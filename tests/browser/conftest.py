@@ -11,6 +11,9 @@ import pytest
 
 from gateway.server import RunningGateway, running_gateway
 from tests.conftest import make_settings
+from tests.pg import database_dsn, server_dsn
+
+__all__ = ["database_dsn", "server_dsn"]
 
 CHROMIUM = Path(os.environ.get("COACH_CHROMIUM", "/usr/bin/chromium"))
 BASE_ARGS = [
@@ -63,9 +66,12 @@ def launch(playwright: Any) -> Callable[[list[str]], Any]:
 
 
 @pytest.fixture
-async def site(fast_sim: Any, tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    """A gateway whose origin allow-list admits its own (ephemeral) origin."""
-    settings = make_settings(fast_sim.url, tmp_path, allowed_origins=["*"])
+async def site(fast_sim: Any, tmp_path: Path, database_dsn: str) -> AsyncIterator[RunningGateway]:
+    """The whole gateway (Postgres and assessments included) whose origin allow-list admits
+    its own (ephemeral) origin."""
+    settings = make_settings(
+        fast_sim.url, tmp_path, allowed_origins=["*"], persistence=True, database_url=database_dsn
+    )
     async with running_gateway(settings) as running:
         yield running
 
