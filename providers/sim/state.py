@@ -99,7 +99,7 @@ async def hang_forever() -> None:
 def error_headers(knobs: SimKnobs) -> dict[str, str]:
     if knobs.retry_after is None:
         return {}
-    value = knobs.retry_after
+    value = float(knobs.retry_after)  # per-model overrides arrive as JSON ints or floats
     return {"retry-after": str(int(value)) if value.is_integer() else str(value)}
 
 

@@ -316,3 +316,13 @@ def test_run_rejects_bad_flags() -> None:
     with pytest.raises(SystemExit) as info:
         run(["--fail-rate", "3"])
     assert info.value.code == 2
+
+
+def test_retry_after_header_from_an_int_override() -> None:
+    """A per-model `retry_after` arrives as a JSON int; the header must still be written."""
+    from providers.sim.knobs import SimKnobs
+    from providers.sim.state import error_headers
+
+    knobs = SimKnobs(models={"m": {"retry_after": 30}}).for_model("m")
+    assert error_headers(knobs) == {"retry-after": "30"}
+    assert error_headers(SimKnobs(retry_after=1.5)) == {"retry-after": "1.5"}
