@@ -12,7 +12,7 @@ from gateway.errors import ApiError
 from gateway.outbound import Outbound
 from gateway.quotas import QuotaExceeded
 from gateway.requests import read_json
-from gateway.runtime import Draining, gateway_of, new_id, quota_error
+from gateway.runtime import gateway_of, new_id
 from gateway.streaming import EventStream, sse_frame
 from gateway.telemetry import session_span
 from streams.events import (
@@ -54,14 +54,7 @@ class ChatEndpoint:
         session_id = body.get("session_id")
         if session_id is not None and not isinstance(session_id, str):
             raise ApiError(400, "invalid_request", "`session_id` must be a string")
-        try:
-            await gateway.admit_turn(principal.user_id)
-        except QuotaExceeded as exc:
-            raise quota_error(exc) from exc
-        except Draining as exc:
-            raise ApiError(
-                503, "shutting_down", "the server is restarting", retryable=True
-            ) from exc
+        await gateway.admit_request(principal.user_id)
         info = await gateway.open_session(principal, session_id)
         outbound = Outbound(gateway.settings.send_queue_size, gateway.settings.send_timeout_s)
         control = TurnControl()

@@ -21,7 +21,7 @@ from gateway.errors import ApiError, error_body, json_response
 from gateway.outbound import Outbound
 from gateway.quotas import QuotaExceeded
 from gateway.requests import read_json
-from gateway.runtime import Draining, Gateway, gateway_of, new_id, quota_error
+from gateway.runtime import Gateway, gateway_of, new_id
 from gateway.streaming import EventStream, sse_frame
 from providers.chat import Message
 from streams.events import (
@@ -161,14 +161,7 @@ class CompletionsEndpoint:
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise ApiError(400, "invalid_request", "max_tokens must be a positive integer")
-        try:
-            await gateway.admit_turn(principal.user_id)
-        except QuotaExceeded as exc:
-            raise quota_error(exc) from exc
-        except Draining as exc:
-            raise ApiError(
-                503, "shutting_down", "the server is restarting", retryable=True
-            ) from exc
+        await gateway.admit_request(principal.user_id)
         info = await gateway.open_session(principal, None)
         turn = TurnInput(
             new_id("turn"),

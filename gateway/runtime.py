@@ -84,6 +84,17 @@ class Gateway:
             raise Draining()
         await self.quotas.check_turn(user_id)
 
+    async def admit_request(self, user_id: str) -> None:
+        """`admit_turn` for HTTP: quota -> 429 with Retry-After, draining -> 503."""
+        try:
+            await self.admit_turn(user_id)
+        except QuotaExceeded as exc:
+            raise quota_error(exc) from exc
+        except Draining as exc:
+            raise ApiError(
+                503, "shutting_down", "the server is restarting", retryable=True
+            ) from exc
+
     async def run_turn(
         self,
         live: LiveSession,
