@@ -11,14 +11,12 @@ error classes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anthropic
 import httpx
 import httpx2
 
 from providers import wire
-from providers.chat import ChatChunk, ChatProvider, ChatRequest
+from providers.chat import ChatRequest
 from providers.errors import (
     MalformedResponse,
     ProviderError,
@@ -26,6 +24,7 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from providers.sdk_chat import SdkChat
 
 __all__ = ["AnthropicChat", "map_anthropic_error"]
 
@@ -34,8 +33,12 @@ __all__ = ["AnthropicChat", "map_anthropic_error"]
 _STREAM_ERRORS = (anthropic.AnthropicError, ValueError, httpx2.TransportError, httpx.TransportError)
 
 
-class AnthropicChat(ChatProvider):
+class AnthropicChat(SdkChat):
     """A streamed message per request; system messages go to `system=`; SDK retries are off."""
+
+    _client: anthropic.AsyncAnthropic
+    _stream_errors = _STREAM_ERRORS
+    _end_marker = "message_stop"
 
     def __init__(
         self,
@@ -46,53 +49,26 @@ class AnthropicChat(ChatProvider):
         timeout_s: float = 60.0,
         kind: str = "anthropic",
     ) -> None:
-        self.name = name
-        self.kind = kind
-        self._closed = False
+        super().__init__(name, kind)
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        if self._closed:  # misuse, not an upstream failure: not a ProviderError
-            raise RuntimeError(f"chat provider {self.name!r} is closed")
-        body = wire.anthropic_params(request)
-        try:
-            response = await self._client.post(
-                "/v1/messages",
-                body=body,
-                cast_to=object,
-                stream=True,
-                stream_cls=anthropic.AsyncStream[object],
-            )
-        except _STREAM_ERRORS as exc:
-            raise map_anthropic_error(exc, self.name, streaming=False) from exc
-        tally = wire.StreamTally(model=request.model)
-        async with response:
-            events = aiter(response)
-            while True:
-                try:
-                    event = await anext(events)
-                except StopAsyncIteration:
-                    break
-                except _STREAM_ERRORS as exc:
-                    raise map_anthropic_error(exc, self.name, streaming=True) from exc
-                try:
-                    text = wire.anthropic_feed(tally, event)
-                except MalformedResponse as exc:
-                    raise MalformedResponse(f"{self.name}: {exc}", provider=self.name) from exc
-                if text:
-                    yield ChatChunk(text=text, model=tally.model)
-        if not tally.finished:
-            raise StreamInterrupted(
-                "the stream ended without message_stop", status=200, provider=self.name
-            )
-        yield tally.final_chunk()
+    async def _open(self, request: ChatRequest) -> anthropic.AsyncStream[object]:
+        return await self._client.post(
+            "/v1/messages",
+            body=wire.anthropic_params(request),
+            cast_to=object,
+            stream=True,
+            stream_cls=anthropic.AsyncStream[object],
+        )
 
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._client.close()
+    def _feed(self, tally: wire.StreamTally, event: object) -> str:
+        return wire.anthropic_feed(tally, event)
+
+    def _map_error(self, exc: BaseException, *, streaming: bool) -> ProviderError:
+        assert isinstance(exc, Exception)
+        return map_anthropic_error(exc, self.name, streaming=streaming)
 
 
 def map_anthropic_error(exc: Exception, provider: str, *, streaming: bool) -> ProviderError:

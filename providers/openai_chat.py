@@ -8,14 +8,12 @@ The SDK still owns the HTTP client, auth headers, base URL, SSE decoding and err
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import httpx2
 import openai
 
 from providers import wire
-from providers.chat import ChatChunk, ChatProvider, ChatRequest
+from providers.chat import ChatRequest
 from providers.errors import (
     MalformedResponse,
     ProviderError,
@@ -23,6 +21,7 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from providers.sdk_chat import SdkChat
 
 __all__ = ["OpenAIChat", "map_openai_error"]
 
@@ -31,8 +30,12 @@ __all__ = ["OpenAIChat", "map_openai_error"]
 _STREAM_ERRORS = (openai.OpenAIError, ValueError, httpx2.TransportError, httpx.TransportError)
 
 
-class OpenAIChat(ChatProvider):
+class OpenAIChat(SdkChat):
     """A streamed chat completion per request, usage included; the SDK's retries are off."""
+
+    _client: openai.AsyncOpenAI
+    _stream_errors = _STREAM_ERRORS
+    _end_marker = "a finish reason"
 
     def __init__(
         self,
@@ -43,55 +46,28 @@ class OpenAIChat(ChatProvider):
         timeout_s: float = 60.0,
         kind: str = "openai",
     ) -> None:
-        self.name = name
-        self.kind = kind
-        self._closed = False
+        super().__init__(name, kind)
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        if self._closed:  # misuse, not an upstream failure: not a ProviderError
-            raise RuntimeError(f"chat provider {self.name!r} is closed")
-        body = wire.openai_params(request)
-        try:
-            response = await self._client.post(
-                "/chat/completions",
-                body=body,
-                # as `chat.completions.create` asks: the API key as a bearer token, nothing else
-                options={"security": {"bearer_auth": True}},
-                cast_to=object,
-                stream=True,
-                stream_cls=openai.AsyncStream[object],
-            )
-        except _STREAM_ERRORS as exc:
-            raise map_openai_error(exc, self.name, streaming=False) from exc
-        tally = wire.StreamTally(model=request.model)
-        async with response:
-            chunks = aiter(response)
-            while True:
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                except _STREAM_ERRORS as exc:
-                    raise map_openai_error(exc, self.name, streaming=True) from exc
-                try:
-                    text = wire.openai_feed(tally, chunk)
-                except MalformedResponse as exc:
-                    raise MalformedResponse(f"{self.name}: {exc}", provider=self.name) from exc
-                if text:
-                    yield ChatChunk(text=text, model=tally.model)
-        if not tally.finished:
-            raise StreamInterrupted(
-                "the stream ended without a finish reason", status=200, provider=self.name
-            )
-        yield tally.final_chunk()
+    async def _open(self, request: ChatRequest) -> openai.AsyncStream[object]:
+        return await self._client.post(
+            "/chat/completions",
+            body=wire.openai_params(request),
+            # as `chat.completions.create` asks: the API key as a bearer token, nothing else
+            options={"security": {"bearer_auth": True}},
+            cast_to=object,
+            stream=True,
+            stream_cls=openai.AsyncStream[object],
+        )
 
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._client.close()
+    def _feed(self, tally: wire.StreamTally, event: object) -> str:
+        return wire.openai_feed(tally, event)
+
+    def _map_error(self, exc: BaseException, *, streaming: bool) -> ProviderError:
+        assert isinstance(exc, Exception)
+        return map_openai_error(exc, self.name, streaming=streaming)
 
 
 def map_openai_error(exc: Exception, provider: str, *, streaming: bool) -> ProviderError:
