@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from streams.events import ServerEvent
 
@@ -19,11 +20,23 @@ class Outbound:
     the client the same way.
     """
 
-    def __init__(self, maxsize: int, send_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        send_timeout_s: float = 10.0,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         self._queue: asyncio.Queue[tuple[int, ServerEvent] | None] = asyncio.Queue(maxsize)
         self._seq = 0
         self._send_timeout_s = send_timeout_s
+        self._on_overflow = on_overflow
         self.overflowed = asyncio.Event()
+
+    def _overflow(self) -> None:
+        if not self.overflowed.is_set():
+            self.overflowed.set()
+            if self._on_overflow is not None:
+                self._on_overflow()
 
     async def put(self, event: ServerEvent) -> None:
         if self.overflowed.is_set():
@@ -37,7 +50,7 @@ class Outbound:
                 async with asyncio.timeout(self._send_timeout_s):
                     await self._queue.put(item)
             except TimeoutError:
-                self.overflowed.set()
+                self._overflow()
 
     def put_nowait(self, event: ServerEvent) -> None:
         if self.overflowed.is_set():
@@ -46,7 +59,7 @@ class Outbound:
         try:
             self._queue.put_nowait((self._seq, event))
         except asyncio.QueueFull:
-            self.overflowed.set()
+            self._overflow()
 
     def close(self) -> None:
         """Let the reader finish after what is queued (the end-of-stream marker may be dropped
@@ -54,7 +67,7 @@ class Outbound:
         try:
             self._queue.put_nowait(None)
         except asyncio.QueueFull:
-            self.overflowed.set()
+            self._overflow()
 
     async def get(self) -> tuple[int, ServerEvent] | None:
         return await self._queue.get()

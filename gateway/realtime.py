@@ -64,13 +64,16 @@ class Connection:
         self.gateway = gateway
         self.principal = principal
         self.live = live
-        self.outbound = Outbound(gateway.settings.send_queue_size, gateway.settings.send_timeout_s)
+        settings = gateway.settings
+        self.outbound = Outbound(
+            settings.send_queue_size, settings.send_timeout_s, on_overflow=self._on_overflow
+        )
         self._turn: asyncio.Task[None] | None = None
         self._turn_control = TurnControl()
         self._turn_id: str | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._stopping: tuple[int, str] | None = None
-        self._stopped = asyncio.Event()
         self.audio_in = AudioIn("pcm16", max_utterance_s=gateway.settings.voice.max_utterance_s)
 
     def send(self, event: ServerEvent) -> None:
@@ -81,12 +84,13 @@ class Connection:
         return self._turn is not None and not self._turn.done()
 
     async def serve(self) -> None:
+        # Two tasks per connection (idle memory matters at thousands of sockets): a server-side
+        # stop or a send-queue overflow ends the connection by cancelling the reader.
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            reader = tasks.create_task(self._read_loop())
+            self._reader = tasks.create_task(self._read_loop())
             writer = tasks.create_task(self._write_loop())
-            await self._wait_until_done(reader)
-            reader.cancel()
+            await asyncio.wait({self._reader})
             await self._end_turn()
             if not self.outbound.overflowed.is_set():
                 # Flush what the turn said last (its final event) before closing.
@@ -105,23 +109,19 @@ class Connection:
                 self._turn.cancel()
             await asyncio.wait({self._turn}, timeout=5.0)
 
-    async def _wait_until_done(self, reader: asyncio.Task[None]) -> None:
-        overflow = asyncio.ensure_future(self.outbound.overflowed.wait())
-        stopped = asyncio.ensure_future(self._stopped.wait())
-        try:
-            await asyncio.wait({reader, overflow, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            overflow.cancel()
-            stopped.cancel()
-        if self.outbound.overflowed.is_set() and self._stopping is None:
-            log.warning("slow consumer dropped", extra={"queued": self.outbound.qsize()})
-            self._stopping = (CLOSE_POLICY, "send queue overflow")
+    def _on_overflow(self) -> None:
+        log.warning("slow consumer dropped", extra={"queued": self.outbound.qsize()})
+        self._end(CLOSE_POLICY, "send queue overflow")
 
     async def stop(self, code: int, reason: str) -> None:
         """Close from the server side (shutdown, policy)."""
+        self._end(code, reason)
+
+    def _end(self, code: int, reason: str) -> None:
         if self._stopping is None:
             self._stopping = (code, reason)
-        self._stopped.set()
+        if self._reader is not None:
+            self._reader.cancel()
 
     async def _write_loop(self) -> None:
         while True:
@@ -131,7 +131,8 @@ class Connection:
             try:
                 await self.ws.send_text(encode(item[1]))
             except (WebSocketDisconnect, OSError):
-                self._stopped.set()  # the client went away mid-send: end the connection
+                if self._reader is not None:  # the client went away mid-send
+                    self._reader.cancel()
                 return
 
     async def _read_loop(self) -> None:
