@@ -15,7 +15,7 @@ from gateway.auth import SUBPROTOCOL, Principal, authenticate_request, origin_al
 from gateway.errors import ApiError
 from gateway.outbound import Outbound
 from gateway.quotas import QuotaExceeded
-from gateway.runtime import Draining, Gateway, gateway_of, new_id
+from gateway.runtime import Draining, Gateway, Overloaded, gateway_of, new_id
 from gateway.telemetry import session_span
 from providers.errors import ProviderError
 from streams.events import (
@@ -279,6 +279,9 @@ class Connection:
             self.send(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
         except Draining:
             self.send(ErrorEvent("shutting_down", "the server is restarting", retryable=True))
+        except Overloaded:
+            message = "the server is at capacity; retry shortly"
+            self.send(ErrorEvent("server_busy", message, retryable=True))
         except Exception:
             log.exception("turn crashed", extra={"turn_id": turn_id})
             self.send(ErrorEvent("internal_error", "the turn failed unexpectedly", retryable=True))

@@ -24,7 +24,7 @@ from streams.voice import SpeechOut
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
 
-__all__ = ["Draining", "Gateway", "hash_id", "new_id"]
+__all__ = ["Draining", "Gateway", "Overloaded", "hash_id", "new_id"]
 
 log = logging.getLogger("coach.gateway")
 
@@ -40,6 +40,11 @@ def hash_id(value: str) -> str:
 
 class Draining(Exception):
     """The gateway is shutting down and takes no new turns."""
+
+
+class Overloaded(Exception):
+    """This process already runs `max_running_turns` turns: shed the new one, so the running
+    ones keep their latency (the client retries, or another replica takes it)."""
 
 
 class Stoppable(Protocol):
@@ -79,21 +84,27 @@ class Gateway:
             raise ApiError(404, "session_not_found", "no such session") from exc
 
     async def admit_turn(self, user_id: str) -> None:
-        """Raise `Draining` or `QuotaExceeded` if a new turn may not start now."""
+        """Raise `Draining`, `Overloaded` or `QuotaExceeded` if a new turn may not start now."""
         if self.draining:
             raise Draining()
+        limit = self.settings.max_running_turns
+        if limit and self.running_turns >= limit:
+            raise Overloaded()
         await self.quotas.check_turn(user_id)
 
     async def admit_request(self, user_id: str) -> None:
-        """`admit_turn` for HTTP: quota -> 429 with Retry-After, draining -> 503."""
+        """`admit_turn` for HTTP: quota -> 429, draining or at capacity -> 503."""
         try:
             await self.admit_turn(user_id)
         except QuotaExceeded as exc:
             raise quota_error(exc) from exc
         except Draining as exc:
-            raise ApiError(
-                503, "shutting_down", "the server is restarting", retryable=True
-            ) from exc
+            message = "the server is restarting"
+            raise ApiError(503, "shutting_down", message, retryable=True) from exc
+        except Overloaded as exc:
+            message = "the server is at capacity; retry shortly"
+            headers = {"Retry-After": "1"}
+            raise ApiError(503, "server_busy", message, retryable=True, headers=headers) from exc
 
     async def run_turn(
         self,

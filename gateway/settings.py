@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     send_timeout_s: float = 10.0  # a client whose queue stays full this long is dropped
     history_turns: int = 20
     max_reply_tokens: int = 512
+    max_running_turns: int = (
+        0  # per process; past it new turns are shed (503 / server_busy); 0 = no cap
+    )
     shutdown_grace_s: float = 10.0
 
     # upstreams

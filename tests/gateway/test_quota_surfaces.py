@@ -66,3 +66,32 @@ async def test_websocket_rate_limited_in_band_and_connection_cap(
             with pytest.raises(ConnectionClosed) as info:
                 await second.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 4429
+
+
+async def test_turns_past_the_process_cap_are_shed(
+    fast_sim: Any, tmp_path: Path, token: Token
+) -> None:
+    await fast_sim.set_knobs(tokens_per_s=20, reply_tokens=60)
+    settings = make_settings(fast_sim.url, tmp_path, max_running_turns=1)
+    async with (
+        running_gateway(settings) as gw,
+        ws_client(gw.ws_url, token("first")) as busy,
+        ws_client(gw.ws_url, token("second")) as late,
+    ):
+        await busy.recv()
+        await late.recv()
+        await busy.send(type="input_text", text="a long answer please")
+        await busy.until("response.delta")
+        await late.send(type="input_text", text="me too")
+        shed = (await late.until("error"))[-1]
+        assert shed["code"] == "server_busy" and shed["retryable"] is True
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            response = await http.post(
+                "/v1/chat",
+                json={"message": "and me"},
+                headers={"Authorization": f"Bearer {token('third')}"},
+            )
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "server_busy"
+        assert response.headers["retry-after"] == "1"
+        assert (await busy.until("response.completed"))[-1]["finish_reason"] == "stop"
