@@ -19,6 +19,11 @@ from gateway.server import RunningGateway
 from tests.browser.conftest import DESKTOP, PHONE, RESULTS, PageErrors
 
 QUESTION = "How should I breathe before a long phrase?"
+PRACTICE = (
+    "I practised the opening of my talk five times today and I rushed it every time.",
+    "My voice drops at the end of each sentence and people stop listening to me.",
+    "I tried pausing before the key number and it felt calmer and clearer.",
+)
 
 
 async def open_chat(browser: Any, site: RunningGateway, token: str, **context: Any) -> Any:
@@ -62,7 +67,13 @@ async def test_chat_streams_a_reply_with_its_ttft(
     await fast_sim.set_knobs(tokens_per_s=0)
     second = await ask(page, "And how do I keep my shoulders relaxed?")
     await expect(second).to_have_attribute("data-state", "done", timeout=20_000)
-    await page.wait_for_timeout(300)  # let the panel's REST calls settle
+    # A few substantive turns: the pipeline assesses them and the panel fills live from
+    # `assessment.created`, then focus levels from /v1/progress.
+    for text in PRACTICE:
+        reply = await ask(page, text)
+        await expect(reply).to_have_attribute("data-state", "done", timeout=20_000)
+    await expect(page.locator("#assessment-list > li").first).to_be_visible(timeout=20_000)
+    await page.wait_for_timeout(500)  # let the panel's REST calls settle
     await page.screenshot(path=str(RESULTS / "chat.png"))
     await page.context.close()
     assert page_errors.messages == []
