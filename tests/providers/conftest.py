@@ -16,7 +16,14 @@ from providers.sim import RunningSim, SimKnobs, running_sim
 # Every knob at a known value: fast, fault free, default seed.
 BASELINE: dict[str, Any] = {**SimKnobs().to_dict(), "ttft_ms": 1, "tokens_per_s": 0}
 
-CHAT_KINDS = ("openai", "anthropic", "sim")
+# Every adapter: each vendor kind over each client, and the sim kind over the default client.
+CHAT_ADAPTERS = (
+    ("openai", "native"),
+    ("openai", "sdk"),
+    ("anthropic", "native"),
+    ("anthropic", "sdk"),
+    ("sim", "native"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +32,7 @@ class ProviderCfg:
     base_url: str | None = None
     api_key: str | None = "sk-test"
     timeout_s: float = 10.0
+    client: str = "native"
 
 
 def provider_cfg(kind: str, sim_url: str, **overrides: Any) -> ProviderCfg:
@@ -51,16 +59,16 @@ async def fresh_sim(chat_sim: RunningSim) -> AsyncIterator[RunningSim]:
 MakeProvider = Callable[..., ChatProvider]
 
 
-@pytest.fixture(params=CHAT_KINDS)
+@pytest.fixture(params=CHAT_ADAPTERS, ids=[f"{k}-{c}" for k, c in CHAT_ADAPTERS])
 async def make_provider(
     request: pytest.FixtureRequest, fresh_sim: RunningSim
 ) -> AsyncIterator[MakeProvider]:
-    """Builds adapters of one kind against `fresh_sim`; closes them after the test."""
-    kind: str = request.param
+    """Builds adapters of one kind and client against `fresh_sim`; closes them after the test."""
+    kind, client = request.param
     made: list[ChatProvider] = []
 
     def make(**overrides: Any) -> ChatProvider:
-        cfg = provider_cfg(kind, fresh_sim.url, **overrides)
+        cfg = provider_cfg(kind, fresh_sim.url, **{"client": client, **overrides})
         provider = build_chat_provider(f"{kind}-under-test", cfg, sim_url=fresh_sim.url)
         made.append(provider)
         return provider

@@ -13,7 +13,6 @@ import orjson
 import pytest
 import uvicorn
 
-from providers.anthropic_chat import AnthropicChat
 from providers.chat import ChatChunk, ChatProvider, ChatRequest, Message, Usage
 from providers.errors import (
     AuthenticationFailed,
@@ -25,10 +24,10 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from providers.openai_chat import OpenAIChat
+from providers.factory import build_chat_provider
 from providers.sim import RunningSim, schema_errors
 from providers.sim.corpus import SENTENCES
-from tests.providers.conftest import MakeProvider, eventually
+from tests.providers.conftest import MakeProvider, ProviderCfg, eventually
 from tests.providers.test_wire import ANTHROPIC_TEXT_STREAM, OPENAI_STREAM
 
 PROMPT = (
@@ -160,7 +159,7 @@ async def test_maps_error_statuses(
     assert error.retry_after_s == retry_after
     assert error.provider == provider.name
     assert error.transient is (status in (429, 500, 503, 529))
-    assert isinstance(error.__cause__, Exception)  # raised `from` the SDK's error
+    assert isinstance(error.__cause__, Exception)  # raised `from` the client's own error
 
 
 async def test_bad_key_is_an_auth_failure(
@@ -300,17 +299,19 @@ def anthropic_sse(*events: tuple[str, object]) -> bytes:
     return b"".join(f"event: {e}\ndata: ".encode() + orjson.dumps(d) + b"\n\n" for e, d in events)
 
 
-@pytest.fixture
-async def replayed(replay: Replay) -> AsyncIterator[MakeProvider]:
-    """Builds adapters of a given kind against `replay`; closes them after the test."""
+@pytest.fixture(params=["native", "sdk"])
+async def replayed(request: pytest.FixtureRequest, replay: Replay) -> AsyncIterator[MakeProvider]:
+    """Builds adapters of a given kind (over each client) against `replay`; closes them after
+    the test."""
     made: list[ChatProvider] = []
 
     def make(kind: str) -> ChatProvider:
-        provider: ChatProvider
-        if kind == "openai":
-            provider = OpenAIChat("replayed", api_key="sk-test", base_url=f"{replay.url}/v1")
-        else:
-            provider = AnthropicChat("replayed", api_key="sk-test", base_url=replay.url)
+        base_url = f"{replay.url}/v1" if kind == "openai" else replay.url
+        provider = build_chat_provider(
+            "replayed",
+            ProviderCfg(kind, base_url, client=request.param),
+            sim_url=replay.url,
+        )
         made.append(provider)
         return provider
 
