@@ -14,6 +14,7 @@ they must not take chat down with them.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import logging
@@ -72,6 +73,42 @@ class QuotaStoreUnavailable(RuntimeError):
 def hash_user(user_id: str) -> str:
     """A stable pseudonym for logs and keys (never log raw user ids)."""
     return hashlib.sha256(user_id.encode()).hexdigest()[:16]
+
+
+class _MemoryStore(MemoryStorage):
+    """`limits`' in-memory storage with a cheaper sweep of expired entries.
+
+    Upstream (limits 5) starts a sweep after every call once the last one ended, and each sweep
+    takes a lock and hops to a thread per key: under load that was a steady few percent of the
+    process's CPU. Here a sweep runs at most once per `sweep_interval_s`, in the loop, without
+    a thread. Reads ignore expired entries either way: the sweep only returns their memory.
+    """
+
+    def __init__(self, sweep_interval_s: float = 1.0) -> None:
+        super().__init__()
+        self._sweep_interval_s = sweep_interval_s
+        self._next_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_interval_s
+            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+    async def _MemoryStorage__expire_events(self) -> None:
+        now = time.time()
+        for key, events in list(self.events.items()):  # newest first
+            alive = bisect.bisect_left(events, -now, key=lambda event: -event.expiry)
+            if alive:
+                self.events[key] = events[:alive]
+            else:
+                del self.events[key]
+                self.locks.pop(key, None)
+        for key, expiry in list(self.expirations.items()):
+            if expiry <= now:
+                self.storage.pop(key, None)
+                del self.expirations[key]
+                self.locks.pop(key, None)
 
 
 class _Slots(Protocol):
@@ -208,7 +245,7 @@ class Quotas:
     ) -> Quotas:
         """In memory without `redis_url`; raises `QuotaStoreUnavailable` if Redis is unreachable."""
         if not redis_url:
-            return cls(settings, MemoryStorage(), _MemorySlots())
+            return cls(settings, _MemoryStore(), _MemorySlots())
         client: Redis = Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=5)
         try:
             await client.ping()

@@ -4,6 +4,7 @@ the demo and benchmarks."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +22,13 @@ __all__ = ["GatewayServer", "RunningGateway", "running_gateway", "uvicorn_config
 
 class GatewayServer(uvicorn.Server):
     """Drains the gateway (running turns finish, sockets close with 1012) before uvicorn closes
-    its connections."""
+    its connections; freezes what start-up allocated out of the garbage collector's reach."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Modules, settings, pools and compiled routes live as long as the process: a full
+        # collection need not walk them again each time (GC pauses showed in the profile).
+        gc.freeze()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         app = self.config.loaded_app

@@ -40,6 +40,7 @@ from providers.resilience.config import (
 )
 from providers.resilience.prices import PriceTable
 from providers.resilience.retry import backoff_delay
+from providers.resilience.stall import StallDeadline
 from providers.resilience.telemetry import route_event, start_attempt_span
 
 __all__ = ["Fallback", "RoutedStream", "Router", "Target"]
@@ -100,7 +101,7 @@ class RoutedStream:
     finish_reason: str | None = None
     response_model: str | None = None
     _watch: AttemptWatch | None = None
-    _stall_s: float | None = None
+    _stall: StallDeadline = field(default_factory=lambda: StallDeadline(None))
 
     async def __aiter__(self) -> AsyncIterator[ChatChunk]:
         error: BaseException | None = None
@@ -131,14 +132,11 @@ class RoutedStream:
 
     async def _next(self) -> ChatChunk | None:
         try:
-            async with asyncio.timeout(self._stall_s):
-                return await anext(self._rest)
+            return await self._stall.next(self._rest)
         except StopAsyncIteration:
             return None
         except TimeoutError as exc:
-            raise UpstreamTimeout(
-                f"upstream stalled for more than {self._stall_s}s", provider=str(self.target)
-            ) from exc
+            raise UpstreamTimeout(f"upstream stalled: {exc}", provider=str(self.target)) from exc
 
     def _observe(self, chunk: ChatChunk) -> None:
         if chunk.usage is not None:
@@ -149,6 +147,7 @@ class RoutedStream:
             self.response_model = chunk.model
 
     async def _settle(self, *, completed: bool, error: BaseException | None) -> None:
+        self._stall.close()
         if not completed:
             await _close_quietly(self._rest)
         if self._watch is not None:
@@ -348,7 +347,7 @@ class Router:
             first,
             stream,
             _watch=watch,
-            _stall_s=self._deadlines.stall_s,
+            _stall=StallDeadline(self._deadlines.stall_s),
         )
 
     def _first_token_error(self, exc: BaseException, target: Target) -> ProviderError | None:

@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from limits import RateLimitItemPerSecond
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.quotas import QuotaExceeded, Quotas, QuotaStoreUnavailable, hash_user
+from gateway.quotas import QuotaExceeded, Quotas, QuotaStoreUnavailable, _MemoryStore, hash_user
 from gateway.settings import QuotaSettings
 
 REDIS_URL = os.environ.get("COACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -290,3 +292,22 @@ async def test_usage_past_the_limit_still_counts() -> None:
         assert audio.value.scope == "audio_seconds_per_day"
     finally:
         await quotas.aclose()
+
+
+async def test_memory_store_sweeps_expired_entries_at_most_once_per_interval() -> None:
+    store = _MemoryStore(sweep_interval_s=0.2)
+    moving, fixed = MovingWindowRateLimiter(store), FixedWindowRateLimiter(store)
+    item = RateLimitItemPerSecond(5)
+    try:
+        assert await moving.hit(item, "a") and await fixed.hit(item, "b")
+        assert store.events and store.storage
+        await asyncio.sleep(1.1)  # both entries have expired, but no call has swept them yet
+        assert store.events and store.storage
+        assert await moving.hit(item, "c")  # this call starts a sweep (the interval has passed)
+        await asyncio.sleep(0.05)
+        assert set(store.events) == {"LIMITER/c/5/1/second"} and not store.storage
+        assert await moving.hit(item, "c")  # within the interval: no new sweep
+        assert store.timer is not None and store.timer.done()
+    finally:
+        if store.timer is not None:
+            store.timer.cancel()
