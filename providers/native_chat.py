@@ -37,8 +37,6 @@ ANTHROPIC_VERSION = "2023-06-01"
 # As the SDKs allow: connections to one upstream at once, beyond which a request waits for one.
 MAX_CONNECTIONS = 1000
 
-_DONE = object()  # an event that ends the stream (OpenAI's `[DONE]`)
-
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
@@ -50,13 +48,14 @@ class Dialect:
     end_marker: str  # for error messages
     auth_headers: Callable[[str], dict[str, str]]
     params: Callable[[ChatRequest], dict[str, Any]]
-    # One event -> its text delta ("" when none) or `_DONE`; raises ProviderError.
-    read_event: Callable[[wire.StreamTally, SseEvent, str], str | object]
+    # One event -> its text delta ("" when none), or None for an end-of-stream event (OpenAI's
+    # `[DONE]`); raises ProviderError.
+    read_event: Callable[[wire.StreamTally, SseEvent, str], str | None]
 
 
-def _openai_event(tally: wire.StreamTally, event: SseEvent, provider: str) -> str | object:
+def _openai_event(tally: wire.StreamTally, event: SseEvent, provider: str) -> str | None:
     if event.data.startswith(b"[DONE]"):
-        return _DONE
+        return None
     chunk = _json(event.data, provider)
     if isinstance(chunk, dict) and (error := chunk.get("error")) is not None:
         # An error line inside a 200 stream (vLLM, LiteLLM and OpenAI itself send these).
@@ -64,7 +63,7 @@ def _openai_event(tally: wire.StreamTally, event: SseEvent, provider: str) -> st
     return wire.openai_feed(tally, chunk)
 
 
-def _anthropic_event(tally: wire.StreamTally, event: SseEvent, provider: str) -> str | object:
+def _anthropic_event(tally: wire.StreamTally, event: SseEvent, provider: str) -> str | None:
     if event.event == "ping":
         return ""
     body = _json(event.data, provider)
@@ -153,8 +152,27 @@ class NativeChat(ChatProvider):
                     headers=response.headers,
                 )
             tally = wire.StreamTally(model=request.model)
-            async for text in self._texts(response, tally):
-                yield ChatChunk(text=text, model=tally.model)
+            # One loop, no inner generator: this runs once per streamed chunk.
+            decoder = SseDecoder()
+            read_event = self._dialect.read_event
+            done = False
+            while not done:
+                try:
+                    data = await response.content.readany()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise self._transport_error(exc, streaming=True) from exc
+                done = not data
+                for event in decoder.feed(data) if data else decoder.flush():
+                    try:
+                        text = read_event(tally, event, self.name)
+                    except MalformedResponse as exc:
+                        message = f"{self.name}: {exc}"
+                        raise MalformedResponse(message, provider=self.name) from exc
+                    if text is None:
+                        done = True
+                        break
+                    if text:
+                        yield ChatChunk(text=text, model=tally.model)
         if not tally.finished:
             raise StreamInterrupted(
                 f"{self.name}: the stream ended without {self._dialect.end_marker}",
@@ -162,31 +180,6 @@ class NativeChat(ChatProvider):
                 provider=self.name,
             )
         yield tally.final_chunk()
-
-    async def _texts(
-        self, response: aiohttp.ClientResponse, tally: wire.StreamTally
-    ) -> AsyncIterator[str]:
-        """The text deltas of the response body, until its end marker or its end."""
-        decoder = SseDecoder()
-        read_event = self._dialect.read_event
-        while True:
-            try:
-                data = await response.content.readany()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise self._transport_error(exc, streaming=True) from exc
-            events = decoder.feed(data) if data else decoder.flush()
-            for event in events:
-                try:
-                    text = read_event(tally, event, self.name)
-                except MalformedResponse as exc:
-                    raise MalformedResponse(f"{self.name}: {exc}", provider=self.name) from exc
-                if text is _DONE:
-                    return
-                if text:
-                    assert isinstance(text, str)
-                    yield text
-            if not data:
-                return
 
     async def _status_error(self, response: aiohttp.ClientResponse) -> ProviderError:
         try:
