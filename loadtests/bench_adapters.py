@@ -1,12 +1,14 @@
-"""CPU cost of the chat adapters per turn and per streamed chunk, against the sim.
+"""CPU cost of the chat adapters (each wire format over the native client and over the SDK)
+per turn and per streamed chunk, against the sim.
 
 The sim runs in this process but on its own thread and event loop, so the CPU of the thread that
-drives the adapter (`time.thread_time`) is the adapter's alone: request preparation, the SDK's
-HTTP client and SSE decoding, and chunk handling. `time.process_time` (adapter + sim) is
-reported too. The upstream answers at once (ttft 0, unthrottled, 40 tokens), so wall time is
-CPU time, and turns run one after another so nothing else shares the loop.
+drives the adapter (`time.thread_time`) is the adapter's alone: request preparation, the HTTP
+client and SSE decoding, and chunk handling. `time.process_time` (adapter + sim) is reported
+too. The upstream answers at once (ttft 0, 40 tokens), unpaced unless `--tokens-per-s` is
+given: unpaced, several chunks arrive per read; paced, each chunk is a read of its own, as under
+real load. Turns run one after another so nothing else shares the loop.
 
-    python -m loadtests.bench_adapters [--turns 200] [--label before]
+    python -m loadtests.bench_adapters [--turns 200] [--tokens-per-s 1000] [--label before]
 
 Prints a table and merges the figures, under the label, into `loadtests/results/adapters.json`.
 """
@@ -22,7 +24,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import orjson
 
 from providers.anthropic_chat import AnthropicChat
 from providers.chat import ChatProvider, ChatRequest, Message
+from providers.native_chat import ANTHROPIC, OPENAI, NativeChat
 from providers.openai_chat import OpenAIChat
 from providers.sim import SimKnobs, running_sim
 from providers.sim.corpus import SENTENCES
@@ -37,6 +40,7 @@ from providers.sim.corpus import SENTENCES
 RESULTS = Path(__file__).parent / "results"
 KNOBS = SimKnobs(ttft_ms=0, tokens_per_s=0, reply_tokens=40)
 KINDS = ("openai", "anthropic")
+CLIENTS = ("native", "sdk")
 SIZES = (2, 42)  # a first turn; a long realtime session (system prompt + 41 history messages)
 
 
@@ -64,10 +68,14 @@ def conversation(size: int) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def make_adapter(kind: str, sim_url: str) -> ChatProvider:
-    if kind == "openai":
-        return OpenAIChat("bench-openai", api_key="sk-bench", base_url=f"{sim_url}/v1")
-    return AnthropicChat("bench-anthropic", api_key="sk-bench", base_url=sim_url)
+def make_adapter(kind: str, client: str, sim_url: str) -> ChatProvider:
+    base_url = f"{sim_url}/v1" if kind == "openai" else sim_url
+    name = f"bench-{kind}-{client}"
+    if client == "native":
+        dialect = OPENAI if kind == "openai" else ANTHROPIC
+        return NativeChat(name, dialect, api_key="sk-bench", base_url=base_url)
+    adapter = OpenAIChat if kind == "openai" else AnthropicChat
+    return adapter(name, api_key="sk-bench", base_url=base_url)
 
 
 @dataclass(slots=True)
@@ -98,8 +106,10 @@ async def one_turn(provider: ChatProvider, request: ChatRequest) -> _Turn:
     )
 
 
-async def measure(kind: str, size: int, sim_url: str, turns: int, warmup: int) -> Figures:
-    provider = make_adapter(kind, sim_url)
+async def measure(
+    kind: str, client: str, size: int, sim_url: str, turns: int, warmup: int
+) -> Figures:
+    provider = make_adapter(kind, client, sim_url)
     request = ChatRequest(model="gpt-4o-mini", messages=conversation(size))
     try:
         for _ in range(warmup):  # connection pool, imports, lazy SDK state
@@ -112,7 +122,7 @@ async def measure(kind: str, size: int, sim_url: str, turns: int, warmup: int) -
     chunks = sum(r.chunks for r in runs)
     later_chunks = chunks - turns  # the first chunk is counted with the request
     return Figures(
-        adapter=kind,
+        adapter=f"{kind}-{client}",
         messages=size,
         turns=turns,
         chunks_per_turn=chunks / turns,
@@ -125,7 +135,7 @@ async def measure(kind: str, size: int, sim_url: str, turns: int, warmup: int) -
 
 
 @contextmanager
-def sim_in_thread() -> Iterator[str]:
+def sim_in_thread(knobs: SimKnobs = KNOBS) -> Iterator[str]:
     """Serve the sim on a thread (and event loop) of its own; yields its base URL."""
     started = threading.Event()
     url: list[str] = []
@@ -135,7 +145,7 @@ def sim_in_thread() -> Iterator[str]:
     async def serve() -> None:
         stop = asyncio.Event()
         stopping.append((asyncio.get_running_loop(), stop))
-        async with running_sim(KNOBS) as sim:
+        async with running_sim(knobs) as sim:
             url.append(sim.url)
             started.set()
             await stop.wait()
@@ -161,28 +171,33 @@ def sim_in_thread() -> Iterator[str]:
         thread.join(10)
 
 
-def print_table(label: str, rows: list[Figures]) -> None:
-    print(f"\n{label}: CPU of the adapter's thread, {KNOBS.reply_tokens}-token replies")
+def print_table(label: str, rows: list[Figures], knobs: SimKnobs = KNOBS) -> None:
+    rate = f"{knobs.tokens_per_s:g} tokens/s" if knobs.tokens_per_s else "unpaced"
+    print(f"\n{label}: CPU of the adapter's thread, {knobs.reply_tokens}-token replies, {rate}")
     print(
-        f"{'adapter':<10} {'msgs':>4} {'turns':>5} {'chunks':>6} {'ms/turn':>8} "
+        f"{'adapter':<17} {'msgs':>4} {'turns':>5} {'chunks':>6} {'ms/turn':>8} "
         f"{'to 1st':>7} {'us/chunk':>8} {'proc ms':>8} {'wall p50':>8}"
     )
     for r in rows:
         print(
-            f"{r.adapter:<10} {r.messages:>4} {r.turns:>5} {r.chunks_per_turn:>6.1f} "
+            f"{r.adapter:<17} {r.messages:>4} {r.turns:>5} {r.chunks_per_turn:>6.1f} "
             f"{r.cpu_ms_per_turn:>8.2f} {r.cpu_ms_to_first_chunk:>7.2f} "
             f"{r.cpu_us_per_chunk:>8.1f} {r.process_cpu_ms_per_turn:>8.2f} "
             f"{r.wall_ms_per_turn_p50:>8.2f}"
         )
 
 
-def save(label: str, rows: list[Figures], out: Path) -> None:
+def save(label: str, rows: list[Figures], out: Path, knobs: SimKnobs = KNOBS) -> None:
     results: dict[str, Any] = orjson.loads(out.read_bytes()) if out.exists() else {}
     results[label] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": sys.version.split()[0],
         "machine": platform.processor() or platform.machine(),
-        "knobs": {"ttft_ms": 0, "tokens_per_s": 0, "reply_tokens": KNOBS.reply_tokens},
+        "knobs": {
+            "ttft_ms": 0,
+            "tokens_per_s": knobs.tokens_per_s,
+            "reply_tokens": knobs.reply_tokens,
+        },
         "rows": [asdict(r) for r in rows],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +206,12 @@ def save(label: str, rows: list[Figures], out: Path) -> None:
 
 
 async def run_all(sim_url: str, turns: int, warmup: int) -> list[Figures]:
-    return [await measure(kind, size, sim_url, turns, warmup) for kind in KINDS for size in SIZES]
+    return [
+        await measure(kind, client, size, sim_url, turns, warmup)
+        for kind in KINDS
+        for client in CLIENTS
+        for size in SIZES
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,12 +219,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--label", default="latest", help="key of this run in the JSON file")
+    parser.add_argument(
+        "--tokens-per-s",
+        type=float,
+        default=0.0,
+        help="pace the sim (0: as fast as it can; a pace makes each chunk its own read)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "adapters.json")
     args = parser.parse_args(argv)
-    with sim_in_thread() as sim_url:
+    knobs = replace(KNOBS, tokens_per_s=args.tokens_per_s)
+    with sim_in_thread(knobs) as sim_url:
         rows = asyncio.run(run_all(sim_url, args.turns, args.warmup))
-    print_table(args.label, rows)
-    save(args.label, rows, args.out)
+    print_table(args.label, rows, knobs)
+    save(args.label, rows, args.out, knobs)
 
 
 if __name__ == "__main__":

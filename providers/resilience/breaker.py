@@ -64,6 +64,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._generation = 0
         self._outcomes: deque[tuple[float, bool]] = deque()  # (when, failed)
+        self._failures = 0  # how many of `_outcomes` failed (kept, not summed: O(1) per call)
         self._open_until = 0.0
         self._retry_until = 0.0
         self._probes = 0
@@ -128,7 +129,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Back to closed with no history (after a configuration change)."""
-        self._outcomes.clear()
+        self._forget_outcomes()
         self._retry_until = 0.0
         if self._state is not BreakerState.CLOSED:
             self._transition(BreakerState.CLOSED, "reset")
@@ -150,14 +151,20 @@ class CircuitBreaker:
 
     def _count(self, failed: bool, reason: str) -> None:
         now = self._clock()
-        self._outcomes.append((now, failed))
-        while self._outcomes and self._outcomes[0][0] <= now - self._config.window_s:
-            self._outcomes.popleft()
-        calls = len(self._outcomes)
-        failures = sum(1 for _, bad in self._outcomes if bad)
+        outcomes = self._outcomes
+        outcomes.append((now, failed))
+        self._failures += failed
+        horizon = now - self._config.window_s
+        while outcomes and outcomes[0][0] <= horizon:
+            self._failures -= outcomes.popleft()[1]
+        calls, failures = len(outcomes), self._failures
         enough = calls >= self._config.min_calls
         if failed and enough and failures / calls >= self._config.failure_rate:
             self._open(f"failure rate {failures}/{calls}, last: {reason}")
+
+    def _forget_outcomes(self) -> None:
+        self._outcomes.clear()
+        self._failures = 0
 
     def _open(self, reason: str) -> None:
         now = self._clock()
@@ -175,7 +182,7 @@ class CircuitBreaker:
         self._generation += 1
         self._probes = 0
         if new is BreakerState.CLOSED:
-            self._outcomes.clear()
+            self._forget_outcomes()
         log.info(
             "breaker %s: %s -> %s",
             self.name,

@@ -3,7 +3,9 @@
 `asyncio.timeout()` around every chunk would arm and cancel a timer per chunk, which the profile
 showed as a tenth of the gateway's CPU under load. Here a wait only notes when it began; one
 timer per `limit_s` checks the wait in progress and either expires it (cancelling the waiting
-task, as `asyncio.timeout` does) or re-arms for the rest of the period.
+task, as `asyncio.timeout` does) or re-arms for the rest of the period. The loop and the task are
+looked up once per stream: on Python 3.11 each `get_running_loop()` is a `getpid()` system call,
+which this sandbox makes expensive enough to show at a chunk each.
 """
 
 from __future__ import annotations
@@ -23,15 +25,24 @@ _TOLERANCE_S = 0.001
 class StallDeadline:
     """Bounds each `next(stream)` to `limit_s` (None: unbounded); raises `TimeoutError`.
 
-    Used by one task at a time, for one stream; `close()` when the stream is done.
+    For one stream read by one task (the first to call `next`); `close()` when it is done.
     """
 
-    __slots__ = ("_cancelling", "_expired", "_handle", "_limit_s", "_task", "_waiting_since")
+    __slots__ = (
+        "_cancelling",
+        "_expired",
+        "_handle",
+        "_limit_s",
+        "_loop",
+        "_task",
+        "_waiting_since",
+    )
 
     def __init__(self, limit_s: float | None) -> None:
         self._limit_s = limit_s
         self._waiting_since: float | None = None
         self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
         self._expired = False
@@ -39,10 +50,12 @@ class StallDeadline:
     async def next(self, stream: AsyncIterator[T]) -> T:
         if self._limit_s is None:
             return await anext(stream)
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None, "StallDeadline.next must run in a task"
-        self._task = task
+        if self._task is None:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            assert self._task is not None, "StallDeadline.next must run in a task"
+        task, loop = self._task, self._loop
+        assert loop is not None
         self._cancelling = task.cancelling()
         self._waiting_since = now = loop.time()
         if self._handle is None:
@@ -67,7 +80,8 @@ class StallDeadline:
         if since is None or self._limit_s is None or self._task is None:
             return  # not waiting now: the next wait arms the timer again
         due = since + self._limit_s
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
         if loop.time() >= due - _TOLERANCE_S:
             self._expired = True
             self._task.cancel()

@@ -110,6 +110,18 @@ def test_old_outcomes_leave_the_window(breaker: CircuitBreaker, clock: FakeClock
     assert state(breaker) is BreakerState.CLOSED  # only 1 call left in the window
 
 
+def test_failures_that_left_the_window_no_longer_count(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        fail(breaker)
+    clock.advance(CONFIG.window_s + 1)
+    for _ in range(CONFIG.min_calls):
+        succeed(breaker)
+    fail(breaker)
+    assert state(breaker) is BreakerState.CLOSED  # 1 failure in the window, not 4
+
+
 def test_slow_first_tokens_count_as_failures(breaker: CircuitBreaker) -> None:
     for _ in range(CONFIG.min_calls):
         call = breaker.try_acquire()
