@@ -48,14 +48,17 @@ export class LineChart {
     ctx.font = `12px ${style.fontFamily || "system-ui"}`;
 
     const now = this.points.length ? this.points[this.points.length - 1].t : Date.now();
-    const t0 = now - this.windowMs;
+    // Until there is enough history, zoom in on what there is (at least a minute).
+    const span = this.points.length ? now - this.points[0].t : 0;
+    const windowMs = Math.min(this.windowMs, Math.max(60000, span));
+    const t0 = now - windowMs;
     const visible = this.points.filter((p) => p.t >= t0);
     const values = visible.flatMap((p) => this.series.map((s) => p.values[s.key])).filter(isNum);
-    const yMax = niceMax(values.length ? Math.max(...values) : 0);
-    const pad = { left: 52, right: 12, top: 12, bottom: 24 };
+    const { max: yMax, step } = niceScale(values.length ? Math.max(...values) : 0);
+    const pad = { left: 56, right: 14, top: 12, bottom: 24 };
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
-    const x = (t) => pad.left + ((t - t0) / this.windowMs) * plotW;
+    const x = (t) => pad.left + ((t - t0) / windowMs) * plotW;
     const y = (v) => pad.top + plotH - (v / yMax) * plotH;
 
     // grid and y labels
@@ -64,8 +67,7 @@ export class LineChart {
     ctx.lineWidth = 1;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (let i = 0; i <= 4; i += 1) {
-      const v = (yMax / 4) * i;
+    for (let v = 0; v <= yMax + step / 2; v += step) {
       const py = Math.round(y(v)) + 0.5;
       ctx.beginPath();
       ctx.moveTo(pad.left, py);
@@ -73,13 +75,16 @@ export class LineChart {
       ctx.stroke();
       ctx.fillText(this.format(v), pad.left - 6, py);
     }
-    // x labels: minutes ago
+    // x labels: time ago
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    const minutes = Math.round(this.windowMs / 60000);
-    for (let m = 0; m <= minutes; m += Math.max(1, Math.round(minutes / 5))) {
-      const px = x(now - m * 60000);
-      ctx.fillText(m === 0 ? "now" : `−${m} min`, px, height - pad.bottom + 6);
+    const tickMs = windowMs <= 120000 ? 15000 : 60000;
+    const every = Math.max(1, Math.round(windowMs / tickMs / 5));
+    for (let i = 0; i * tickMs <= windowMs + 1; i += every) {
+      const ago = i * tickMs;
+      const label = ago === 0 ? "now" : tickMs < 60000 ? `−${ago / 1000} s` : `−${ago / 60000} min`;
+      const px = Math.max(pad.left + 12, Math.min(x(now - ago), width - pad.right - 12));
+      ctx.fillText(label, px, height - pad.bottom + 6);
     }
 
     if (!visible.length) {
@@ -108,6 +113,13 @@ export class LineChart {
       drawing = true;
     }
     ctx.stroke();
+    const last = [...points].reverse().find((p) => isNum(p.values[series.key]));
+    if (last) {
+      ctx.fillStyle = stroke;
+      ctx.beginPath();
+      ctx.arc(x(last.t), y(last.values[series.key]), 3, 0, Math.PI * 2);
+      ctx.fill();
+    }
   }
 }
 
@@ -115,12 +127,12 @@ function isNum(v) {
   return typeof v === "number" && Number.isFinite(v);
 }
 
-/** The smallest 1/2/2.5/5 × 10^n at or above v (and at least 10). */
-export function niceMax(v) {
-  if (!(v > 10)) return 10;
-  const power = 10 ** Math.floor(Math.log10(v));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= v) return step * power;
-  return 10 * power;
+/** A y axis from 0 with 4-5 round steps (1/2/5 x 10^n) covering v; at least 0-10. */
+export function niceScale(v) {
+  const raw = Math.max(v, 10) / 4;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  return { max: step * Math.ceil(Math.max(v, 10) / step), step };
 }
 
 function formatTick(v) {

@@ -258,7 +258,13 @@ function renderBreakers() {
 }
 
 function renderOther(snap) {
-  const entries = Object.entries(snap).filter(([k, v]) => !(k in TILES) && !HIDDEN_KEYS.has(k) && (typeof v === "number" || typeof v === "string"));
+  // Scalars as they are; an object of numbers (quota_rejections: {scope: n}) one row per key.
+  const flat = Object.entries(snap).flatMap(([k, v]) =>
+    v && typeof v === "object" && !Array.isArray(v) ? Object.entries(v).map(([sub, x]) => [`${k} · ${sub}`, x, k]) : [[k, v, k]],
+  );
+  const entries = flat
+    .filter(([, v, top]) => !(top in TILES) && !HIDDEN_KEYS.has(top) && (typeof v === "number" || typeof v === "string"))
+    .map(([k, v]) => [k, v]);
   ui.other.replaceChildren(
     ...entries.flatMap(([k, v]) => [el("dt", { text: k.replace(/_/g, " ") }), el("dd", { text: formatOther(k, v) })]),
   );
