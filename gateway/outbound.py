@@ -1,13 +1,16 @@
-"""The bounded queue of frames waiting to go out to one client."""
+"""The bounded queue of frames waiting to go out to one client, and the writer of a socket."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from streams.events import ServerEvent
+from streams.events import ServerEvent, encode
 
-__all__ = ["Outbound"]
+__all__ = ["Outbound", "SocketWriter"]
+
+# Timers may fire a clock tick early (uvloop's clock counts milliseconds).
+_TOLERANCE_S = 0.001
 
 
 class Outbound:
@@ -32,7 +35,12 @@ class Outbound:
         self._on_overflow = on_overflow
         self.overflowed = asyncio.Event()
 
-    def _overflow(self) -> None:
+    @property
+    def send_timeout_s(self) -> float:
+        return self._send_timeout_s
+
+    def overflow(self) -> None:
+        """Give up on this client (as a full queue past the send timeout does)."""
         if not self.overflowed.is_set():
             self.overflowed.set()
             if self._on_overflow is not None:
@@ -50,7 +58,7 @@ class Outbound:
                 async with asyncio.timeout(self._send_timeout_s):
                     await self._queue.put(item)
             except TimeoutError:
-                self._overflow()
+                self.overflow()
 
     def put_nowait(self, event: ServerEvent) -> None:
         if self.overflowed.is_set():
@@ -59,7 +67,7 @@ class Outbound:
         try:
             self._queue.put_nowait((self._seq, event))
         except asyncio.QueueFull:
-            self._overflow()
+            self.overflow()
 
     def close(self) -> None:
         """Let the reader finish after what is queued (the end-of-stream marker may be dropped
@@ -67,10 +75,72 @@ class Outbound:
         try:
             self._queue.put_nowait(None)
         except asyncio.QueueFull:
-            self._overflow()
+            self.overflow()
 
     async def get(self) -> tuple[int, ServerEvent] | None:
         return await self._queue.get()
 
     def qsize(self) -> int:
         return self._queue.qsize()
+
+
+class SocketWriter:
+    """Sends one connection's events in order over `send_text`.
+
+    An event is sent at once, from the task that emits it, when nothing is queued or being sent
+    (the common case, one token at a time: no hop through the queue and a writer task, which
+    cost about 6 us per event). Otherwise it waits its turn in the bounded `outbound` queue,
+    which `run` (the writer task) drains. A send that is stuck itself (the client stopped
+    reading and the transport paused) is held to `outbound.send_timeout_s` like a full queue:
+    past it the client is dropped (`outbound.overflow()`). One timer per timeout period watches
+    the sends, as `providers.resilience.stall` does for chunks, instead of one per send.
+    """
+
+    def __init__(self, outbound: Outbound, send_text: Callable[[str], Awaitable[None]]) -> None:
+        self._outbound = outbound
+        self._send_text = send_text
+        self._loop = asyncio.get_running_loop()
+        self._in_flight = 0
+        self._direct_since: float | None = None  # when the running direct send began
+        self._watch: asyncio.TimerHandle | None = None
+
+    async def emit(self, event: ServerEvent) -> None:
+        """Send `event` after every event emitted before it; waits while the client is slow."""
+        outbound = self._outbound
+        if self._in_flight or outbound.qsize() or outbound.overflowed.is_set():
+            await outbound.put(event)
+            return
+        self._in_flight += 1
+        self._direct_since = now = self._loop.time()
+        if self._watch is None:
+            self._watch = self._loop.call_at(now + outbound.send_timeout_s, self._check)
+        try:
+            await self._send_text(encode(event))
+        finally:
+            self._direct_since = None
+            self._in_flight -= 1
+
+    async def run(self) -> None:
+        """Send what was queued, until the queue is closed."""
+        while (item := await self._outbound.get()) is not None:
+            self._in_flight += 1  # taken from the queue and counted with no await between
+            try:
+                await self._send_text(encode(item[1]))
+            finally:
+                self._in_flight -= 1
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _check(self) -> None:
+        self._watch = None
+        since = self._direct_since
+        if since is None:
+            return  # no direct send running: the next one arms the timer again
+        due = since + self._outbound.send_timeout_s
+        if self._loop.time() >= due - _TOLERANCE_S:
+            self._outbound.overflow()
+        else:
+            self._watch = self._loop.call_at(due, self._check)

@@ -13,7 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.auth import SUBPROTOCOL, Principal, authenticate_request, origin_allowed
 from gateway.errors import ApiError
-from gateway.outbound import Outbound
+from gateway.outbound import Outbound, SocketWriter
 from gateway.quotas import QuotaExceeded
 from gateway.runtime import Draining, Gateway, Overloaded, gateway_of, new_id
 from gateway.telemetry import session_span
@@ -68,6 +68,7 @@ class Connection:
         self.outbound = Outbound(
             settings.send_queue_size, settings.send_timeout_s, on_overflow=self._on_overflow
         )
+        self.writer = SocketWriter(self.outbound, self._send_text)
         self._turn: asyncio.Task[None] | None = None
         self._turn_control = TurnControl()
         self._turn_id: str | None = None
@@ -89,7 +90,7 @@ class Connection:
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
             self._reader = tasks.create_task(self._read_loop())
-            writer = tasks.create_task(self._write_loop())
+            writer = tasks.create_task(self.writer.run())
             await asyncio.wait({self._reader})
             await self._end_turn()
             if not self.outbound.overflowed.is_set():
@@ -97,6 +98,7 @@ class Connection:
                 self.outbound.close()
                 await asyncio.wait({writer}, timeout=1.0)
             writer.cancel()
+        self.writer.close()
         code, reason = self._stopping or (1000, "")
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
@@ -123,17 +125,12 @@ class Connection:
         if self._reader is not None:
             self._reader.cancel()
 
-    async def _write_loop(self) -> None:
-        while True:
-            item = await self.outbound.get()
-            if item is None:
-                return
-            try:
-                await self.ws.send_text(encode(item[1]))
-            except (WebSocketDisconnect, OSError):
-                if self._reader is not None:  # the client went away mid-send
-                    self._reader.cancel()
-                return
+    async def _send_text(self, text: str) -> None:
+        try:
+            await self.ws.send_text(text)
+        except (WebSocketDisconnect, OSError):
+            if self._reader is not None:  # the client went away mid-send
+                self._reader.cancel()
 
     async def _read_loop(self) -> None:
         limit = self.gateway.settings.max_message_bytes
@@ -269,7 +266,7 @@ class Connection:
             await self.gateway.run_turn(
                 self.live,
                 turn,
-                self.outbound.put,
+                self.writer.emit,
                 control=control,
                 speak=self.live.config.voice_output,
             )

@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict, deque
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Feed", "FeedItem", "Hub", "Subscription"]
 
 
-@dataclass(frozen=True, slots=True)
-class FeedItem:
+class FeedItem(NamedTuple):
     """One published item: `payload` is an event dataclass or a JSON-ready dict, encoded by the
-    reader (so publishing costs no encoding)."""
+    reader (so publishing costs no encoding). A named tuple: one is made per streamed token."""
 
     seq: int
     type: str
@@ -96,8 +94,9 @@ class Feed:
         self._seq += 1
         item = FeedItem(self._seq, type, payload)
         self._buffer.append(item)
-        for sub in list(self._subscribers):
-            sub.offer(item)
+        if self._subscribers:  # most feeds have no reader: this runs per streamed token
+            for sub in list(self._subscribers):
+                sub.offer(item)
         return item
 
     def subscribe(self, last_seq: int | None = None) -> Subscription:

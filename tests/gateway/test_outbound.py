@@ -1,0 +1,80 @@
+"""The bounded send queue and the socket writer: order, backpressure, and dropping slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from gateway.outbound import Outbound, SocketWriter
+from streams.events import ResponseDelta, ServerEvent
+
+
+class Socket:
+    """A fake socket: records what was sent; `jam()` makes sends wait until `unjam()`."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def send_text(self, text: str) -> None:
+        await self.open.wait()
+        self.sent.append(orjson.loads(text)["text"])
+
+    def jam(self) -> None:
+        self.open.clear()
+
+    def unjam(self) -> None:
+        self.open.set()
+
+
+def delta(text: str) -> ServerEvent:
+    return ResponseDelta("turn_1", text)
+
+
+async def test_events_keep_their_order_whether_sent_at_once_or_queued() -> None:
+    sock, dropped = Socket(), []
+    outbound = Outbound(8, send_timeout_s=5, on_overflow=lambda: dropped.append(True))
+    writer = SocketWriter(outbound, sock.send_text)
+    running = asyncio.create_task(writer.run())
+    await writer.emit(delta("a"))  # nothing ahead of it: sent at once
+    assert sock.sent == ["a"]
+    sock.jam()
+    first = asyncio.create_task(writer.emit(delta("b")))  # sent at once, stuck in the socket
+    await asyncio.sleep(0)
+    outbound.put_nowait(delta("c"))  # a side-channel event: queued behind b
+    third = asyncio.create_task(writer.emit(delta("d")))  # queued behind c
+    await asyncio.sleep(0.01)
+    assert sock.sent == ["a"] and outbound.qsize() == 1
+    sock.unjam()
+    await asyncio.gather(first, third)
+    outbound.close()
+    await running
+    writer.close()
+    assert sock.sent == ["a", "b", "c", "d"] and not dropped
+
+
+async def test_a_send_stuck_past_the_timeout_drops_the_client() -> None:
+    sock, dropped = Socket(), []
+    outbound = Outbound(8, send_timeout_s=0.1, on_overflow=lambda: dropped.append(True))
+    writer = SocketWriter(outbound, sock.send_text)
+    sock.jam()
+    stuck = asyncio.create_task(writer.emit(delta("a")))
+    await asyncio.sleep(0.05)
+    assert not dropped  # not yet past the timeout
+    await asyncio.sleep(0.15)
+    assert dropped == [True] and outbound.overflowed.is_set()
+    stuck.cancel()
+    writer.close()
+
+
+async def test_quick_sends_over_a_longer_time_do_not_drop_the_client() -> None:
+    sock, dropped = Socket(), []
+    outbound = Outbound(8, send_timeout_s=0.05, on_overflow=lambda: dropped.append(True))
+    writer = SocketWriter(outbound, sock.send_text)
+    for i in range(8):  # 8 sends, 20 ms apart: 160 ms in all, none of them stuck
+        await writer.emit(delta(str(i)))
+        await asyncio.sleep(0.02)
+    writer.close()
+    assert len(sock.sent) == 8 and not dropped
