@@ -88,27 +88,16 @@ def _token(settings: Settings, user: str, roles: str, ttl: int) -> int:
 
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> int:
-    import uvicorn
-
     from gateway.app import create_app
     from gateway.server import GatewayServer, uvicorn_config
 
     host = host or settings.host
     port = port or settings.port
+    app = create_app(settings)  # with --workers too: a bad configuration fails here, once
     if workers > 1:
-        # Each worker builds its app from the same environment (and config file).
-        uvicorn.run(
-            "gateway.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-            ws_max_size=settings.max_audio_frame_bytes + 1024,
-        )
-        return 0
-    app = create_app(settings)
+        from gateway.workers import serve_workers
+
+        return serve_workers(settings, host, port, workers)
     server = GatewayServer(uvicorn_config(app, settings, host=host, port=port))
     server.run()
     return 0

@@ -71,6 +71,7 @@ class BenchOptions:
     )
     out: Path = RESULTS
     peer_venv: Path = DEFAULT_VENV
+    workers: int = 1  # gateway worker processes (`serve --workers N`)
 
 
 @dataclass
@@ -102,6 +103,7 @@ async def servers(opts: BenchOptions, log_dir: Path) -> AsyncIterator[Servers]:
     sim_port, gw_port = free_port(), free_port()
     sim_url, gw_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{gw_port}"
     gw_argv = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(gw_port)]
+    gw_argv += ["--workers", str(opts.workers)]
     async with contextlib.AsyncExitStack() as stack:
         sim = await stack.enter_async_context(
             started("sim", sim_argv(sim_port, opts.knobs), f"{sim_url}/_sim/stats", log_dir=log_dir)
@@ -233,6 +235,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "sim_knobs": opts.knobs,
             "shape": {k: getattr(opts.shape, k) for k in opts.shape.__slots__},
             "steps": list(opts.steps),
+            "gateway_workers": opts.workers,
             "quick": opts.quick,
             "logs": str(log_dir),
         }
@@ -304,6 +307,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-per-s", type=float, default=50.0, help="upstream token rate")
     p.add_argument("--reply-tokens", type=int, default=40)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     return p
 
 
@@ -321,7 +325,9 @@ def options(argv: list[str] | None = None) -> BenchOptions:
         "reply_tokens": 10 if a.quick else a.reply_tokens,
     }
     idle = a.idle if a.idle is not None else (50 if a.quick else 5000)
-    return BenchOptions(steps, idle, a.peer, a.quick, shape, knobs, a.out, a.peer_venv)
+    return BenchOptions(
+        steps, idle, a.peer, a.quick, shape, knobs, a.out, a.peer_venv, workers=a.workers
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

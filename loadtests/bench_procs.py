@@ -63,12 +63,27 @@ class Proc:
     def pid(self) -> int:
         return self.process.pid
 
+    def _tree(self) -> list[psutil.Process]:
+        """The process and its live descendants (the workers of `serve --workers N`)."""
+        procs = [self.ps]
+        with contextlib.suppress(psutil.Error):
+            procs += self.ps.children(recursive=True)
+        return procs
+
     def rss(self) -> int:
-        return int(self.ps.memory_info().rss)
+        total = 0
+        for proc in self._tree():
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
 
     def cpu_s(self) -> float:
-        times = self.ps.cpu_times()
-        return float(times.user + times.system + times.children_user + times.children_system)
+        total = 0.0
+        for proc in self._tree():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+        return total
 
     async def stop(self, timeout_s: float = 10.0) -> int | None:
         if self.process.returncode is None:

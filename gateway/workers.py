@@ -1,0 +1,105 @@
+"""`serve --workers N`: N worker processes on one listening socket, each a full `GatewayServer`.
+
+uvicorn's own multi-worker mode would run its plain `Server` in each worker, without the
+gateway's drain on shutdown (running turns finish, sockets close with 1012) or its settings
+(WebSocket limits, keep-alive pings). Here the parent binds the socket, starts the workers
+(spawned, each building its app from the same environment and config file), forwards SIGINT
+and SIGTERM to them, and starts a worker again if one dies while the server is not stopping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from gateway.settings import Settings
+
+__all__ = ["serve_workers"]
+
+log = logging.getLogger("coach.workers")
+
+RESTART_DELAY_S = 1.0  # a worker that dies at once is not restarted in a tight loop
+POLL_S = 0.5
+STARTUP_FAILURE = 3  # uvicorn's exit status when a server cannot start: not worth a restart
+
+
+def serve_workers(settings: Settings, host: str, port: int, workers: int) -> int:
+    """Serve with `workers` processes until SIGINT or SIGTERM; returns the exit status."""
+    sock = _listen(host, port)
+    context = multiprocessing.get_context("spawn")
+    stopping: list[int] = []
+
+    def start() -> BaseProcess:
+        process = context.Process(target=_worker, args=(sock, host, port), name="coach-worker")
+        process.start()
+        return process
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        stopping.append(signum)
+        for process in processes:
+            if process.is_alive():
+                _signal(process, signal.SIGTERM)
+
+    processes = [start() for _ in range(workers)]
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    log.info("serving", extra={"workers": workers, "host": host, "port": port})
+    status = 0
+    try:
+        while not stopping:
+            time.sleep(POLL_S)
+            for index, process in enumerate(processes):
+                if process.is_alive() or stopping:
+                    continue
+                if process.exitcode == STARTUP_FAILURE:
+                    log.error("a worker could not start; stopping the others")
+                    status = STARTUP_FAILURE
+                    stop(signal.SIGTERM, None)
+                    break
+                log.warning("worker exited; starting another", extra={"code": process.exitcode})
+                time.sleep(RESTART_DELAY_S)
+                processes[index] = start()
+        for process in processes:
+            process.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    return status
+
+
+def _signal(process: BaseProcess, signum: int) -> None:
+    if process.pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+        os.kill(process.pid, signum)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(sock: socket.socket, host: str, port: int) -> None:
+    """One worker process: the app from the environment, served on the inherited socket."""
+    from gateway.app import create_app
+    from gateway.logs import configure_logging
+    from gateway.server import GatewayServer, uvicorn_config
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    server = GatewayServer(uvicorn_config(create_app(settings), settings, host=host, port=port))
+    server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
