@@ -22,6 +22,7 @@ from streams.records import TurnRecord
 __all__ = ["BREAKER_VALUES", "GatewayMetrics", "TurnWindow", "WindowStats"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2, "unusable": 3}
 TURN_LABELS = ("provider", "model", "route", "channel")
@@ -114,6 +115,13 @@ class GatewayMetrics:
             "Turn received to first reply audio sent.",
             ("channel",),
             buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "coach_event_loop_lag_seconds",
+            "How late the event loop ran a timer: every event waits about this long (CPU "
+            "saturation shows here first, and as upstream time in the TTFT figures).",
+            buckets=LAG_BUCKETS,
             registry=r,
         )
         self.turns = Counter("coach_turns", "Finished turns.", ("status", *TURN_LABELS), registry=r)

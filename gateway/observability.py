@@ -53,6 +53,7 @@ __all__ = [
 log = logging.getLogger("coach.observability")
 
 _JOB_OUTCOMES = ("done", "failed", "retried", "lost")
+LOOP_PROBE_S = 0.25  # how often the event-loop lag is read (four timers a second: no cost)
 
 
 def middleware(settings: Settings) -> list[Middleware]:
@@ -79,6 +80,7 @@ class Observability:
     hub: Hub
     metrics: GatewayMetrics
     coach: Coach = field(init=False)
+    loop_lag_s: float = 0.0  # the latest reading of `probe_loop_lag`
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- hooks into the gateway
@@ -133,6 +135,7 @@ class Observability:
             "assess_queue_depth": self.assess_queue_depth(),
             "feed_subscribers": self.hub.subscribers,
             "coaching_in_flight": self.coach.in_flight,
+            "event_loop_lag_ms": round(self.loop_lag_s * 1000, 3),
         }
 
     def publish_snapshot(self) -> None:
@@ -149,6 +152,15 @@ class Observability:
                     self.publish_snapshot()
                 except Exception:  # one bad read must not end the feed's loop
                     log.exception("ops snapshot failed")
+
+    async def probe_loop_lag(self, interval_s: float = LOOP_PROBE_S) -> None:
+        """Time a short sleep: whatever it overshoots by, every ready event also waited."""
+        loop = asyncio.get_running_loop()
+        while not self._stop.is_set():
+            started = loop.time()
+            await asyncio.sleep(interval_s)
+            self.loop_lag_s = max(0.0, loop.time() - started - interval_s)
+            self.metrics.loop_lag.observe(self.loop_lag_s)
 
     def stopping(self) -> bool:
         """True once the gateway drains or closes: feed streams end."""
@@ -249,6 +261,7 @@ async def open_observability(gateway: Gateway, stack: contextlib.AsyncExitStack)
     tasks = await stack.enter_async_context(asyncio.TaskGroup())
     stack.callback(obs.stop)  # runs first on exit: the snapshot loop ends, then its group
     tasks.create_task(obs.run_snapshots(settings.ops_snapshot_interval_s), name="ops-snapshots")
+    tasks.create_task(obs.probe_loop_lag(), name="loop-lag-probe")
     gateway.publishers.append(obs.publish)
     gateway.on_metrics = obs.on_metrics
     gateway.engine.observers.append(obs)

@@ -217,7 +217,14 @@ class Connection:
         self._turn_control = TurnControl()
         self._turn_id = turn_id or new_id("turn")
         self._turn = self._tasks.create_task(
-            self._run_turn(self._turn_id, text, audio, self._turn_control, after=previous)
+            self._run_turn(
+                self._turn_id,
+                text,
+                audio,
+                self._turn_control,
+                after=previous,
+                received_at=time.perf_counter(),  # TTFT counts from here: admission included
+            )
         )
 
     async def _transcribe(self, turn_id: str, audio: bytes, fmt: str) -> TurnInput | None:
@@ -249,6 +256,7 @@ class Connection:
         control: TurnControl,
         *,
         after: asyncio.Task[None] | None = None,
+        received_at: float,
     ) -> None:
         if after is not None:
             # The previous turn has replied and is storing its record: start right after it,
@@ -262,7 +270,7 @@ class Connection:
                     return
             else:
                 assert text is not None
-                turn = TurnInput(turn_id, text, new_id("req"), "ws")
+                turn = TurnInput(turn_id, text, new_id("req"), "ws", received_at=received_at)
             await self.gateway.run_turn(
                 self.live,
                 turn,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,20 @@ def test_traces_url() -> None:
     assert traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
     assert traces_url("http://collector:4318/") == "http://collector:4318/v1/traces"
     assert traces_url("http://c:4318/v1/traces") == "http://c:4318/v1/traces"
+
+
+async def test_event_loop_lag_is_measured(fast_sim: Any, tmp_path: Path) -> None:
+    async with observed_gateway(make_settings(fast_sim.url, tmp_path)) as gw:
+        obs = gw.app.state.gateway.observability
+        registry = obs.metrics.registry
+        await asyncio.sleep(0.6)  # a couple of readings of an idle loop
+
+        def lag_count(le: str = "+Inf") -> float:
+            value = registry.get_sample_value("coach_event_loop_lag_seconds_bucket", {"le": le})
+            return value or 0.0
+
+        assert lag_count() >= 2 and lag_count("0.1") == lag_count()  # all quick
+        time.sleep(0.5)  # noqa: ASYNC251 - blocks the event loop on purpose
+        await asyncio.sleep(0.05)
+        assert lag_count("0.1") < lag_count()  # one reading came at least 0.1 s late
+        assert "event_loop_lag_ms" in obs.snapshot()
