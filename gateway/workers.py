@@ -10,11 +10,13 @@ and SIGTERM to them, and starts a worker again if one dies while the server is n
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -28,6 +30,7 @@ log = logging.getLogger("coach.workers")
 RESTART_DELAY_S = 1.0  # a worker that dies at once is not restarted in a tight loop
 POLL_S = 0.5
 STARTUP_FAILURE = 3  # uvicorn's exit status when a server cannot start: not worth a restart
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
 def serve_workers(settings: Settings, host: str, port: int, workers: int) -> int:
@@ -81,6 +84,18 @@ def _signal(process: BaseProcess, signum: int) -> None:
         os.kill(process.pid, signum)
 
 
+def _exit_with_parent() -> None:
+    """Ask Linux for SIGTERM (a graceful drain) when the supervisor dies, even by SIGKILL, so
+    that no orphaned worker keeps serving; elsewhere this is a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed", extra={"errno": ctypes.get_errno()})
+    if os.getppid() == 1:  # the parent died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -93,6 +108,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _worker(sock: socket.socket, host: str, port: int) -> None:
     """One worker process: the app from the environment, served on the inherited socket."""
+    _exit_with_parent()
     from gateway.app import create_app
     from gateway.logs import configure_logging
     from gateway.server import GatewayServer, uvicorn_config

@@ -29,6 +29,7 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from providers.resilience.stall import StallDeadline
 from providers.sse import SseDecoder, SseEvent
 
 __all__ = ["ANTHROPIC", "OPENAI", "Dialect", "NativeChat"]
@@ -118,8 +119,11 @@ class NativeChat(ChatProvider):
             "Accept": "text/event-stream",
             **dialect.auth_headers(api_key),
         }
+        # Reads are bounded by a `StallDeadline` (one timer per period), not aiohttp's
+        # `sock_read`, which re-arms a timer for every chunk received.
+        self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
+            total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=None
         )
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -155,24 +159,25 @@ class NativeChat(ChatProvider):
             # One loop, no inner generator: this runs once per streamed chunk.
             decoder = SseDecoder()
             read_event = self._dialect.read_event
-            done = False
-            while not done:
-                try:
-                    data = await response.content.readany()
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    raise self._transport_error(exc, streaming=True) from exc
-                done = not data
-                for event in decoder.feed(data) if data else decoder.flush():
+            with StallDeadline(self._timeout_s) as deadline:
+                done = False
+                while not done:
                     try:
-                        text = read_event(tally, event, self.name)
-                    except MalformedResponse as exc:
-                        message = f"{self.name}: {exc}"
-                        raise MalformedResponse(message, provider=self.name) from exc
-                    if text is None:
-                        done = True
-                        break
-                    if text:
-                        yield ChatChunk(text=text, model=tally.model)
+                        data = await deadline.wait(response.content.readany())
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        raise self._transport_error(exc, streaming=True) from exc
+                    done = not data
+                    for event in decoder.feed(data) if data else decoder.flush():
+                        try:
+                            text = read_event(tally, event, self.name)
+                        except MalformedResponse as exc:
+                            message = f"{self.name}: {exc}"
+                            raise MalformedResponse(message, provider=self.name) from exc
+                        if text is None:
+                            done = True
+                            break
+                        if text:
+                            yield ChatChunk(text=text, model=tally.model)
         if not tally.finished:
             raise StreamInterrupted(
                 f"{self.name}: the stream ended without {self._dialect.end_marker}",
@@ -183,7 +188,7 @@ class NativeChat(ChatProvider):
 
     async def _status_error(self, response: aiohttp.ClientResponse) -> ProviderError:
         try:
-            async with asyncio.timeout(self._timeout.sock_read):
+            async with asyncio.timeout(self._timeout_s):
                 raw = await response.read()
         except (aiohttp.ClientError, TimeoutError):
             raw = b""

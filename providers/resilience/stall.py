@@ -1,17 +1,17 @@
-"""The stall deadline of a stream: no wait for its next chunk may last longer than `limit_s`.
+"""The stall deadline of a stream: no wait for its next chunk (or read) may last longer than
+`limit_s`.
 
 `asyncio.timeout()` around every chunk would arm and cancel a timer per chunk, which the profile
 showed as a tenth of the gateway's CPU under load. Here a wait only notes when it began; one
 timer per `limit_s` checks the wait in progress and either expires it (cancelling the waiting
-task, as `asyncio.timeout` does) or re-arms for the rest of the period. The loop and the task are
-looked up once per stream: on Python 3.11 each `get_running_loop()` is a `getpid()` system call,
-which this sandbox makes expensive enough to show at a chunk each.
+task, as `asyncio.timeout` does) or re-arms for the rest of the period. The loop is looked up
+once per stream (on Python 3.11 each `get_running_loop()` is a `getpid()` system call).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 __all__ = ["StallDeadline"]
@@ -23,9 +23,10 @@ _TOLERANCE_S = 0.001
 
 
 class StallDeadline:
-    """Bounds each `next(stream)` to `limit_s` (None: unbounded); raises `TimeoutError`.
+    """Bounds each `wait(...)` (or `next(stream)`) to `limit_s` (None: unbounded); raises
+    `TimeoutError`.
 
-    For one stream read by one task (the first to call `next`); `close()` when it is done.
+    For one stream, read by one task at a time; `close()` (or leave the `with`) when done.
     """
 
     __slots__ = (
@@ -48,26 +49,35 @@ class StallDeadline:
         self._expired = False
 
     async def next(self, stream: AsyncIterator[T]) -> T:
+        return await self.wait(anext(stream))
+
+    async def wait(self, awaitable: Awaitable[T]) -> T:
         if self._limit_s is None:
-            return await anext(stream)
-        if self._task is None:
+            return await awaitable
+        if self._loop is None:
             self._loop = asyncio.get_running_loop()
-            self._task = asyncio.current_task()
-            assert self._task is not None, "StallDeadline.next must run in a task"
-        task, loop = self._task, self._loop
-        assert loop is not None
+        loop = self._loop
+        # The task that waits now is the one to cancel (a stream may change hands).
+        task = self._task = asyncio.current_task()
+        assert task is not None, "StallDeadline.wait must run in a task"
         self._cancelling = task.cancelling()
         self._waiting_since = now = loop.time()
         if self._handle is None:
             self._handle = loop.call_at(now + self._limit_s, self._check)
         try:
-            return await anext(stream)
+            return await awaitable
         except asyncio.CancelledError as exc:
             if self._expired and task.uncancel() <= self._cancelling:
-                raise TimeoutError(f"no chunk within {self._limit_s}s") from exc
+                raise TimeoutError(f"nothing arrived within {self._limit_s}s") from exc
             raise
         finally:
             self._waiting_since = None
+
+    def __enter__(self) -> StallDeadline:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._handle is not None:

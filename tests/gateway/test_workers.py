@@ -71,7 +71,7 @@ async def served(
         yield proc, url
     finally:
         if proc.returncode is None:
-            proc.kill()
+            proc.kill()  # the workers get SIGTERM from the kernel (PR_SET_PDEATHSIG)
             await proc.wait()
 
 
@@ -112,3 +112,15 @@ async def test_a_worker_that_dies_is_replaced(
         assert (await http.get(f"{url}/healthz")).status_code == 200
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(
+    served: tuple[asyncio.subprocess.Process, str],
+) -> None:
+    proc, _ = served
+    workers = workers_of(proc.pid)
+    assert len(workers) == 2
+    proc.kill()  # no chance to stop them itself
+    await proc.wait()
+    gone, alive = await asyncio.to_thread(psutil.wait_procs, workers, timeout=15)
+    assert not alive and len(gone) == 2
