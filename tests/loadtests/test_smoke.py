@@ -168,3 +168,46 @@ async def test_bench_quick_writes_results(tmp_path: Path) -> None:
         assert step["added_ttft_ms"]["ws"]["p99"] is not None
     assert report["idle"]["sessions_connected"] == 20
     assert report["idle"]["rss_per_session_kib"] is not None
+
+
+async def test_bench_quick_with_two_workers(tmp_path: Path) -> None:
+    code, out = await _run(
+        sys.executable,
+        "-m",
+        "loadtests.bench",
+        "--quick",
+        "--steps",
+        "5",
+        "--idle",
+        "0",
+        "--workers",
+        "2",
+        "--out",
+        str(tmp_path),
+        env={},
+        timeout_s=120,
+    )
+    assert code == 0, out[-3000:]
+    report = json.loads(_read(tmp_path / "bench-quick.json"))
+    assert report["meta"]["gateway_workers"] == 2
+    ws = report["steps"][0]["modes"]["ws"]
+    assert ws["turns_ok"] > 0 and ws["error_rate"] == 0, ws
+    assert report["targets"]["token_events_per_s_ge_10000"]["per_worker_of"] == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["loadtests.bench_writer", "--events", "2000"],
+        ["loadtests.bench_adapters", "--turns", "3", "--warmup", "1", "--tokens-per-s", "2000"],
+    ],
+)
+async def test_microbenchmarks_print_and_write_figures(argv: list[str], tmp_path: Path) -> None:
+    out_file = tmp_path / "figures.json"
+    code, out = await _run(
+        sys.executable, "-m", *argv, "--out", str(out_file), env={}, timeout_s=120
+    )
+    assert code == 0, out[-3000:]
+    figures = json.loads(_read(out_file))
+    assert figures, out[-3000:]
+    assert "us" in out  # the printed table or line

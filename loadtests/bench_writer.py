@@ -1,0 +1,100 @@
+"""CPU per event of the WebSocket send path without the socket: the bounded queue and a writer
+task (how every event went out before) against `SocketWriter.emit` (sent from the emitting task
+when nothing is queued), both encoding the same `response.delta`.
+
+    python -m loadtests.bench_writer [--events 200000]
+
+Prints microseconds per event and writes them to `loadtests/results/writer.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import time
+from pathlib import Path
+
+import orjson
+
+from gateway.outbound import Outbound, SocketWriter
+from streams.events import ResponseDelta, encode
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class _NullSocket:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send_text(self, text: str) -> None:
+        self.sent += 1
+
+
+async def queued(events: int) -> float:
+    """The old path: `Outbound.put`, then a writer task's `get`, `encode` and send."""
+    sock, outbound = _NullSocket(), Outbound(256)
+
+    async def writer() -> None:
+        while (item := await outbound.get()) is not None:
+            await sock.send_text(encode(item[1]))
+
+    task = asyncio.create_task(writer())
+    event = ResponseDelta("turn_1", "Breathe")
+    started = time.perf_counter()
+    for _ in range(events):
+        await outbound.put(event)
+        await asyncio.sleep(0)  # the turn awaits its next upstream chunk
+    outbound.close()
+    await task
+    assert sock.sent == events
+    return (time.perf_counter() - started) / events * 1e6
+
+
+async def direct(events: int) -> float:
+    """`SocketWriter.emit` with nothing queued: encoded and sent by the emitting task."""
+    sock = _NullSocket()
+    writer = SocketWriter(Outbound(256), sock.send_text)
+    event = ResponseDelta("turn_1", "Breathe")
+    started = time.perf_counter()
+    for _ in range(events):
+        await writer.emit(event)
+        await asyncio.sleep(0)
+    writer.close()
+    assert sock.sent == events
+    return (time.perf_counter() - started) / events * 1e6
+
+
+async def run(events: int) -> dict[str, float]:
+    await direct(1000)  # warm-up
+    return {"queued_us": await queued(events), "direct_us": await direct(events)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--out", type=Path, default=RESULTS / "writer.json")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        figures = uvloop.run(run(args.events))
+    except ImportError:
+        figures = asyncio.run(run(args.events))
+    print(
+        f"per event: queue + writer task {figures['queued_us']:.2f} us, "
+        f"direct {figures['direct_us']:.2f} us ({args.events} events, null socket)"
+    )
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "events": args.events,
+        **{k: round(v, 3) for k, v in figures.items()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
