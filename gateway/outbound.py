@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from providers.resilience.stall import WaitWatch
 from streams.events import ServerEvent, encode
 
 __all__ = ["Outbound", "SocketWriter"]
 
-# Timers may fire a clock tick early (uvloop's clock counts milliseconds).
-_TOLERANCE_S = 0.001
 
 
 class Outbound:
@@ -88,21 +87,19 @@ class SocketWriter:
     """Sends one connection's events in order over `send_text`.
 
     An event is sent at once, from the task that emits it, when nothing is queued or being sent
-    (the common case, one token at a time: no hop through the queue and a writer task, which
-    cost about 6 us per event). Otherwise it waits its turn in the bounded `outbound` queue,
-    which `run` (the writer task) drains. A send that is stuck itself (the client stopped
-    reading and the transport paused) is held to `outbound.send_timeout_s` like a full queue:
-    past it the client is dropped (`outbound.overflow()`). One timer per timeout period watches
-    the sends, as `providers.resilience.stall` does for chunks, instead of one per send.
+    (the common case, one token at a time: no hop through the queue and a writer task, 8.4 ->
+    5.7 us per event in `loadtests.bench_writer`). Otherwise it waits its turn in the bounded
+    `outbound` queue, which `run` (the writer task) drains. A send that is stuck itself (the
+    client stopped reading and the transport paused) is held to `outbound.send_timeout_s` like
+    a full queue: past it the client is dropped (`outbound.overflow()`), watched by one timer
+    per period (`WaitWatch`) rather than one per send.
     """
 
     def __init__(self, outbound: Outbound, send_text: Callable[[str], Awaitable[None]]) -> None:
         self._outbound = outbound
         self._send_text = send_text
-        self._loop = asyncio.get_running_loop()
         self._in_flight = 0
-        self._direct_since: float | None = None  # when the running direct send began
-        self._watch: asyncio.TimerHandle | None = None
+        self._stuck = WaitWatch(outbound.send_timeout_s, outbound.overflow)
 
     async def emit(self, event: ServerEvent) -> None:
         """Send `event` after every event emitted before it; waits while the client is slow."""
@@ -111,13 +108,11 @@ class SocketWriter:
             await outbound.put(event)
             return
         self._in_flight += 1
-        self._direct_since = now = self._loop.time()
-        if self._watch is None:
-            self._watch = self._loop.call_at(now + outbound.send_timeout_s, self._check)
+        self._stuck.begin()
         try:
             await self._send_text(encode(event))
         finally:
-            self._direct_since = None
+            self._stuck.end()
             self._in_flight -= 1
 
     async def run(self) -> None:
@@ -130,17 +125,4 @@ class SocketWriter:
                 self._in_flight -= 1
 
     def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-
-    def _check(self) -> None:
-        self._watch = None
-        since = self._direct_since
-        if since is None:
-            return  # no direct send running: the next one arms the timer again
-        due = since + self._outbound.send_timeout_s
-        if self._loop.time() >= due - _TOLERANCE_S:
-            self._outbound.overflow()
-        else:
-            self._watch = self._loop.call_at(due, self._check)
+        self._stuck.close()

@@ -1,20 +1,19 @@
-"""The stall deadline of a stream: no wait for its next chunk (or read) may last longer than
-`limit_s`.
+"""Deadlines on waits that repeat many times a second: the next chunk of a stream (or read),
+the next send to a client.
 
 `asyncio.timeout()` around every chunk would arm and cancel a timer per chunk, which the profile
 showed as a tenth of the gateway's CPU under load. Here a wait only notes when it began; one
-timer per `limit_s` checks the wait in progress and either expires it (cancelling the waiting
-task, as `asyncio.timeout` does) or re-arms for the rest of the period. The loop is looked up
-once per stream (on Python 3.11 each `get_running_loop()` is a `getpid()` system call).
+timer per `limit_s` (a `WaitWatch`) checks the wait in progress and either expires it or
+re-arms for the rest of the period.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["StallDeadline"]
+__all__ = ["StallDeadline", "WaitWatch"]
 
 T = TypeVar("T")
 
@@ -22,28 +21,58 @@ T = TypeVar("T")
 _TOLERANCE_S = 0.001
 
 
+class WaitWatch:
+    """Calls `on_expire()` when a wait that `begin()` opened is still open `limit_s` later.
+
+    One wait at a time; any number of them may begin and end per period at the cost of two
+    attribute writes each. Make it in the running event loop; `close()` when done.
+    """
+
+    __slots__ = ("_handle", "_limit_s", "_loop", "_on_expire", "_since")
+
+    def __init__(self, limit_s: float, on_expire: Callable[[], None]) -> None:
+        self._limit_s = limit_s
+        self._on_expire = on_expire
+        self._loop = asyncio.get_running_loop()
+        self._since: float | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def begin(self) -> None:
+        self._since = now = self._loop.time()
+        if self._handle is None:
+            self._handle = self._loop.call_at(now + self._limit_s, self._check)
+
+    def end(self) -> None:
+        self._since = None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        if self._since is None:
+            return  # nothing waits now: the next wait arms the timer again
+        due = self._since + self._limit_s
+        if self._loop.time() >= due - _TOLERANCE_S:
+            self._on_expire()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+
 class StallDeadline:
     """Bounds each `wait(...)` (or `next(stream)`) to `limit_s` (None: unbounded); raises
-    `TimeoutError`.
+    `TimeoutError`, cancelling the waiting task as `asyncio.timeout` does.
 
     For one stream, read by one task at a time; `close()` (or leave the `with`) when done.
     """
 
-    __slots__ = (
-        "_cancelling",
-        "_expired",
-        "_handle",
-        "_limit_s",
-        "_loop",
-        "_task",
-        "_waiting_since",
-    )
+    __slots__ = ("_cancelling", "_expired", "_limit_s", "_task", "_watch")
 
     def __init__(self, limit_s: float | None) -> None:
         self._limit_s = limit_s
-        self._waiting_since: float | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watch: WaitWatch | None = None  # made at the first wait, in the running loop
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
         self._expired = False
@@ -54,16 +83,13 @@ class StallDeadline:
     async def wait(self, awaitable: Awaitable[T]) -> T:
         if self._limit_s is None:
             return await awaitable
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        loop = self._loop
+        if self._watch is None:
+            self._watch = WaitWatch(self._limit_s, self._expire)
         # The task that waits now is the one to cancel (a stream may change hands).
         task = self._task = asyncio.current_task()
         assert task is not None, "StallDeadline.wait must run in a task"
         self._cancelling = task.cancelling()
-        self._waiting_since = now = loop.time()
-        if self._handle is None:
-            self._handle = loop.call_at(now + self._limit_s, self._check)
+        self._watch.begin()
         try:
             return await awaitable
         except asyncio.CancelledError as exc:
@@ -71,7 +97,7 @@ class StallDeadline:
                 raise TimeoutError(f"nothing arrived within {self._limit_s}s") from exc
             raise
         finally:
-            self._waiting_since = None
+            self._watch.end()
 
     def __enter__(self) -> StallDeadline:
         return self
@@ -80,20 +106,10 @@ class StallDeadline:
         self.close()
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        if self._watch is not None:
+            self._watch.close()
 
-    def _check(self) -> None:
-        self._handle = None
-        since = self._waiting_since
-        if since is None or self._limit_s is None or self._task is None:
-            return  # not waiting now: the next wait arms the timer again
-        due = since + self._limit_s
-        loop = self._loop
-        assert loop is not None
-        if loop.time() >= due - _TOLERANCE_S:
+    def _expire(self) -> None:
+        if self._task is not None:
             self._expired = True
             self._task.cancel()
-        else:
-            self._handle = loop.call_at(due, self._check)
