@@ -132,8 +132,9 @@ class NativeChat(ChatProvider):
         # Made on first use: an aiohttp session belongs to the running event loop.
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0)
+            # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they do for the SDKs' httpx client.
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=True
+                connector=connector, timeout=self._timeout, auto_decompress=True, trust_env=True
             )
         return self._session
 
