@@ -209,8 +209,8 @@ class Connection:
     def _start_turn(
         self, text: str | None, turn_id: str | None, audio: tuple[bytes, str] | None = None
     ) -> None:
-        previous = self._turn if self.has_running_turn() else None
-        if previous is not None and not self._turn_control.replied:
+        previous = self._turn_control if self.has_running_turn() else None
+        if previous is not None and not previous.replied:
             self.send(ErrorEvent("turn_in_progress", "a reply is still streaming", retryable=True))
             return
         assert self._tasks is not None
@@ -255,13 +255,14 @@ class Connection:
         audio: tuple[bytes, str] | None,
         control: TurnControl,
         *,
-        after: asyncio.Task[None] | None = None,
+        after: TurnControl | None = None,
         received_at: float,
     ) -> None:
         if after is not None:
-            # The previous turn has replied and is storing its record: start right after it,
-            # so the history this turn sends includes the previous exchange.
-            await asyncio.wait({after})
+            # The previous turn has replied and may still be storing its record: start once
+            # it no longer streams (its exchange is in the history this turn sends, its stream
+            # slot is free), not after its database write.
+            await after.streamed.wait()
         try:
             await self.gateway.admit_turn(self.principal.user_id)
             if audio is not None:

@@ -116,20 +116,26 @@ class Gateway:
         speak: bool = False,
     ) -> TurnRecord:
         """Run one admitted turn inside the user's concurrent-stream slot; with `speak` (and a
-        text-to-speech provider) the reply is also spoken, sentence by sentence."""
+        text-to-speech provider) the reply is also spoken, sentence by sentence. The slot is
+        free, and `control.streamed` set, before the turn is stored."""
         publish = self._publisher(live, emit)
-        async with self.quotas.stream_slot(live.user_id):
-            self.running_turns += 1
-            self._idle.clear()
-            try:
-                if speak and self.tts is not None:
-                    record = await self._spoken_turn(live, turn, publish, control)
-                else:
-                    record = await self.engine.run(live, turn, publish, control=control)
-            finally:
-                self.running_turns -= 1
-                if self.running_turns == 0:
-                    self._idle.set()
+        try:
+            async with self.quotas.stream_slot(live.user_id):
+                self.running_turns += 1
+                self._idle.clear()
+                try:
+                    if speak and self.tts is not None:
+                        record = await self._spoken_turn(live, turn, publish, control)
+                    else:
+                        record = await self.engine.reply(live, turn, publish, control=control)
+                finally:
+                    self.running_turns -= 1
+                    if self.running_turns == 0:
+                        self._idle.set()
+        finally:
+            if control is not None:
+                control.streamed.set()
+        await self.engine.report(record)
         await self.quotas.record_tokens(live.user_id, record.input_tokens + record.output_tokens)
         await self.sessions.touch(live.session_id)
         return record
@@ -143,7 +149,7 @@ class Gateway:
     ) -> TurnRecord:
         async with SpeechOut(self.tts, turn.turn_id, emit) as speech:
             try:
-                return await self.engine.run(live, turn, emit, control=control, speech=speech)
+                return await self.engine.reply(live, turn, emit, control=control, speech=speech)
             finally:
                 await self.quotas.record_audio(live.user_id, speech.audio_seconds)
 

@@ -71,6 +71,9 @@ class TurnControl:
     # Set once the turn's final event is out; what follows (storing, observers) does not hold
     # up the client, which may send its next turn at once.
     replied: bool = False
+    # Set once the turn no longer streams: replied, its exchange in the session's history, its
+    # stream slot free. A next turn (which sends that history) starts then, not after storing.
+    streamed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(slots=True)
@@ -127,6 +130,21 @@ class TurnEngine:
         speech: SpeechSink | None = None,
     ) -> TurnRecord:
         """Run one turn to its end; returns (and reports) the finished turn's record."""
+        record = await self.reply(live, turn, emit, control=control, speech=speech)
+        await self.report(record)
+        return record
+
+    async def reply(
+        self,
+        live: LiveSession,
+        turn: TurnInput,
+        emit: Emit,
+        *,
+        control: TurnControl | None = None,
+        speech: SpeechSink | None = None,
+    ) -> TurnRecord:
+        """Stream the reply and send the turn's final event; the exchange goes into the
+        session's history. The record is not reported yet (`report`)."""
         control = control or TurnControl()
         progress = _Progress()
         status: TurnStatus = "completed"
@@ -159,9 +177,12 @@ class TurnEngine:
             control.replied = True
         if status != "failed" and (progress.reply or status == "completed"):
             live.add_exchange(turn.text, progress.reply)
+        return record
+
+    async def report(self, record: TurnRecord) -> None:
+        """Tell the observers (storage, metrics) how the turn ended."""
         for observer in self.observers:
             await observer.turn_finished(record)
-        return record
 
     async def _stream(
         self,

@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway.server import RunningGateway, running_gateway
+from gateway.settings import QuotaSettings
 from tests.conftest import make_settings
 from tests.gateway.wsclient import ws_client
 
@@ -245,3 +246,41 @@ async def test_shutdown_finishes_the_turn_then_closes_1012(
         with pytest.raises(ConnectionClosed) as info:
             await client.recv()
     assert info.value.rcvd is not None and info.value.rcvd.code == 1012
+
+
+class _HeldStorage:
+    """A turn observer that holds every turn's bookkeeping until `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.waiting: list[str] = []
+        self.reported: list[str] = []
+
+    async def turn_finished(self, record: Any) -> None:
+        self.waiting.append(record.turn_id)
+        await self.release.wait()
+        self.reported.append(record.turn_id)
+
+
+async def test_next_turn_does_not_wait_for_the_last_ones_storage(
+    fast_sim: Any, tmp_path: Path, token: Token
+) -> None:
+    # One concurrent stream per user: the next turn only runs if the last one freed its slot.
+    quotas = QuotaSettings(concurrent_streams=1, turns_per_minute=100)
+    async with running_gateway(make_settings(fast_sim.url, tmp_path, quotas=quotas)) as gw:
+        storage = _HeldStorage()
+        gw.app.state.gateway.engine.observers.append(storage)
+        async with ws_client(gw.ws_url, token()) as client:
+            await client.recv()
+            await client.send(type="input_text", text="first", turn_id="one")
+            assert (await client.until("response.completed"))[-1]["turn_id"] == "one"
+            await client.send(type="input_text", text="second", turn_id="two")
+            events = await client.until("response.completed", "rate_limited", "error")
+            assert events[-1]["type"] == "response.completed", events[-1]
+            assert storage.waiting == ["one", "two"] and storage.reported == []
+            storage.release.set()
+            for _ in range(100):
+                if len(storage.reported) == 2:
+                    break
+                await asyncio.sleep(0.01)
+        assert storage.reported == ["one", "two"]
