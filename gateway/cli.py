@@ -97,7 +97,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     if workers > 1:
         from gateway.workers import serve_workers
 
-        return serve_workers(settings, host, port, workers)
+        return serve_workers(host, port, workers)
     server = GatewayServer(uvicorn_config(app, settings, host=host, port=port))
     server.run()
     return 0

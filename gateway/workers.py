@@ -33,8 +33,9 @@ STARTUP_FAILURE = 3  # uvicorn's exit status when a server cannot start: not wor
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
-def serve_workers(settings: Settings, host: str, port: int, workers: int) -> int:
-    """Serve with `workers` processes until SIGINT or SIGTERM; returns the exit status."""
+def serve_workers(host: str, port: int, workers: int) -> int:
+    """Serve with `workers` processes until SIGINT or SIGTERM; returns the exit status. Each
+    worker reads its settings from the environment (and config file) itself."""
     sock = _listen(host, port)
     context = multiprocessing.get_context("spawn")
     stopping: list[int] = []
@@ -67,6 +68,8 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> int
                     break
                 log.warning("worker exited; starting another", extra={"code": process.exitcode})
                 time.sleep(RESTART_DELAY_S)
+                if stopping:  # a signal came during the delay: start nothing more
+                    break
                 processes[index] = start()
         for process in processes:
             process.join()
