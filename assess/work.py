@@ -18,7 +18,7 @@ from db import jobs as jobs_db
 from db.assessments import AssessmentRow, NewAssessment, store_job_result
 from db.interactions import InteractionRow
 from db.jobs import JobRow
-from db.pool import Pool
+from db.pool import Executor, Pool
 from db.prompt_runs import NewPromptRun, insert_prompt_run
 
 __all__ = ["DEFAULT_FOCUSES", "JobOutcome", "JobRules", "run_job"]
@@ -60,12 +60,19 @@ async def run_job(pool: Pool, assessor: Assessor, job: JobRow, rules: JobRules) 
         turn = await turns_db.get_interaction(pool, job.interaction_id)
         if turn is None:
             return await _unassessed(pool, job, "none", None, None)
-        scope = await _scope(pool, turn, rules)
-        if scope in ("none", "buffer"):
-            state = "skipped" if scope == "none" else "buffered"
-            return await _unassessed(pool, job, scope, turn.id, state)
-        most = 1 if scope == "interaction" else rules.buffer_max_turns
-        group = await turns_db.claim_group(pool, job.id, turn.id, most)
+        # Counting the session's buffer and adding to it (or taking from it) under the
+        # session's lock: two jobs of one session deciding at once would each miss the other's
+        # turn and both buffer, one multi-turn group late.
+        async with turns_db.buffer_lock(pool, turn.session_id) as conn:
+            scope = await _scope(conn, turn, rules)
+            if scope in ("none", "buffer"):
+                state = "skipped" if scope == "none" else "buffered"
+                ok = await jobs_db.mark_unassessed(
+                    conn, job.id, job.attempts, scope, interaction_id=turn.id, state=state
+                )
+                return JobOutcome(job.id, "done" if ok else "lost", scope)
+            most = 1 if scope == "interaction" else rules.buffer_max_turns
+            group = await turns_db.claim_group(conn, job.id, turn.id, most)
         if not group:  # another job's multi-turn group took this turn
             return await _unassessed(pool, job, "none", None, None)
     turns = await turns_db.interactions_by_ids(pool, group)
@@ -73,8 +80,8 @@ async def run_job(pool: Pool, assessor: Assessor, job: JobRow, rules: JobRules) 
     return await _assess(pool, assessor, job, rules, kind, turns)
 
 
-async def _scope(pool: Pool, turn: InteractionRow, rules: JobRules) -> Scope:
-    buffered = await turns_db.buffered_count(pool, turn.session_id, exclude=turn.id)
+async def _scope(db: Executor, turn: InteractionRow, rules: JobRules) -> Scope:
+    buffered = await turns_db.buffered_count(db, turn.session_id, exclude=turn.id)
     facts = TurnFacts(turn.user_text, turn.reply_text, turn.status, turn.audio_in_ms)
     return decide(
         facts, buffered, min_turns=rules.buffer_min_turns, max_turns=rules.buffer_max_turns

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ __all__ = [
     "InteractionRow",
     "NewInteraction",
     "TurnWrite",
+    "buffer_lock",
     "buffered_count",
     "claim_group",
     "get_interaction",
@@ -192,6 +194,21 @@ async def list_interactions(
         limit,
     )
     return [_row(r) for r in rows]
+
+
+# The first key of the advisory locks on a session's multi-turn buffer (the second: its id).
+_BUFFER_LOCK_CLASS = 0x636F
+
+
+@asynccontextmanager
+async def buffer_lock(pool: Pool, session_id: str) -> AsyncIterator[Connection]:
+    """A connection in a transaction holding the session's multi-turn buffer until it ends: jobs
+    of one session count, add to and take from the buffer one at a time."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))", _BUFFER_LOCK_CLASS, session_id
+        )
+        yield conn
 
 
 async def buffered_count(db: Executor, session_id: str, *, exclude: int | None = None) -> int:

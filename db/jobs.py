@@ -20,6 +20,7 @@ __all__ = [
     "finish_unassessed",
     "get_job",
     "job_counts",
+    "mark_unassessed",
     "release_jobs",
     "retry_job_later",
 ]
@@ -113,15 +114,30 @@ async def finish_unassessed(
     """Done with no model call (filtered out, or buffered): the job and the interaction's state
     change together. False means the lease was lost."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await complete_job(conn, job_id, attempt, scope):
-            return False
-        if interaction_id is not None and state is not None:
-            await conn.execute(
-                "UPDATE interactions SET assess_state = $2 WHERE id = $1 AND assess_job_id IS NULL",
-                interaction_id,
-                state,
-            )
-        return True
+        return await mark_unassessed(
+            conn, job_id, attempt, scope, interaction_id=interaction_id, state=state
+        )
+
+
+async def mark_unassessed(
+    conn: Connection,
+    job_id: int,
+    attempt: int,
+    scope: str,
+    *,
+    interaction_id: int | None = None,
+    state: str | None = None,
+) -> bool:
+    """`finish_unassessed` inside the caller's transaction."""
+    if not await complete_job(conn, job_id, attempt, scope):
+        return False
+    if interaction_id is not None and state is not None:
+        await conn.execute(
+            "UPDATE interactions SET assess_state = $2 WHERE id = $1 AND assess_job_id IS NULL",
+            interaction_id,
+            state,
+        )
+    return True
 
 
 async def fail_job(db: Executor, job_id: int, attempt: int, error: str) -> bool:

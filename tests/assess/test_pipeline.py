@@ -75,6 +75,30 @@ async def test_short_turns_become_one_multi_turn_group(migrated_pool: Pool) -> N
     assert len(rows[0].interaction_ids) == 3
 
 
+async def test_turns_of_one_session_assessed_at_once_still_form_a_group(
+    migrated_pool: Pool,
+) -> None:
+    provider = FakeAssessProvider()
+    sid = await open_session(migrated_pool, "u-race")
+    async with open_pipeline(migrated_pool, Assessor(fake_router(provider)), FAST) as pipeline:
+        _, first = await add_turn(migrated_pool, "u-race", sid, "How do I stop saying um?")
+        pipeline.submit_nowait(first)
+        await wait_jobs(migrated_pool, [first])
+        # Two short turns whose jobs the two workers take at the same time: each alone would
+        # see one buffered turn; together they make three, one multi-turn group.
+        _, second = await add_turn(migrated_pool, "u-race", sid, "What about like?")
+        _, third = await add_turn(migrated_pool, "u-race", sid, "And pauses, are they ok?")
+        pipeline.submit_nowait(second)
+        pipeline.submit_nowait(third)
+        await wait_jobs(migrated_pool, [second, third])
+    scopes = await migrated_pool.fetch(
+        "SELECT scope FROM assessment_jobs WHERE id = ANY($1::bigint[])", [first, second, third]
+    )
+    assert sorted(r["scope"] for r in scopes) == ["buffer", "buffer", "multi_turn"]
+    rows = await assessments_db.list_assessments(migrated_pool, sid, limit=50)
+    assert rows and all(len(r.interaction_ids) == 3 for r in rows)
+
+
 async def test_invalid_answer_is_retried_once(migrated_pool: Pool) -> None:
     provider = FakeAssessProvider(invalid=1)
     sid = await open_session(migrated_pool, "u-retry")
