@@ -94,12 +94,12 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     host = host or settings.host
     port = port or settings.port
     app = create_app(settings)  # with --workers too: a bad configuration fails here, once
+    config = uvicorn_config(app, settings, host=host, port=port)
     if workers > 1:
         from gateway.workers import serve_workers
 
-        return serve_workers(host, port, workers)
-    server = GatewayServer(uvicorn_config(app, settings, host=host, port=port))
-    server.run()
+        return serve_workers(config, workers)
+    GatewayServer(config).run()
     return 0
 
 

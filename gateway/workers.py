@@ -21,6 +21,8 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+import uvicorn
+
 from gateway.settings import Settings
 
 __all__ = ["serve_workers"]
@@ -33,10 +35,11 @@ STARTUP_FAILURE = 3  # uvicorn's exit status when a server cannot start: not wor
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
-def serve_workers(host: str, port: int, workers: int) -> int:
-    """Serve with `workers` processes until SIGINT or SIGTERM; returns the exit status. Each
-    worker reads its settings from the environment (and config file) itself."""
-    sock = _listen(host, port)
+def serve_workers(config: uvicorn.Config, workers: int) -> int:
+    """Serve with `workers` processes on `config`'s address until SIGINT or SIGTERM; returns the
+    exit status. Each worker reads its settings from the environment (and config file) itself."""
+    host, port = config.host, config.port
+    sock = config.bind_socket()  # uvicorn's own: IPv6, SO_REUSEADDR, exit 3 if the port is taken
     context = multiprocessing.get_context("spawn")
     stopping: list[int] = []
 
@@ -97,16 +100,6 @@ def _exit_with_parent() -> None:
         log.warning("prctl(PR_SET_PDEATHSIG) failed", extra={"errno": ctypes.get_errno()})
     if os.getppid() == 1:  # the parent died before the call above
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _worker(sock: socket.socket, host: str, port: int) -> None:

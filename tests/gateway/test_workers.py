@@ -124,3 +124,27 @@ async def test_workers_do_not_outlive_a_killed_supervisor(
     await proc.wait()
     gone, alive = await asyncio.to_thread(psutil.wait_procs, workers, timeout=15)
     assert not alive and len(gone) == 2
+
+
+async def test_a_worker_that_cannot_start_stops_the_server(fast_sim: Any, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "COACH_JWT_SECRET": TEST_SECRET,
+        "COACH_SIM_URL": fast_sim.url,
+        "COACH_DATA_DIR": str(tmp_path),
+        "COACH_LOG_LEVEL": "warning",
+        # The workers' lifespan cannot open this database: startup fails in each of them.
+        "COACH_PERSISTENCE": "true",
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+    }
+    argv = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_port())]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, "--workers", "2", cwd=REPO, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert proc.returncode == 3  # uvicorn's startup failure, not a restart loop
+    assert b"a worker could not start" in err
