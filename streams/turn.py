@@ -71,8 +71,9 @@ class TurnControl:
     # Set once the turn's final event is out; what follows (storing, observers) does not hold
     # up the client, which may send its next turn at once.
     replied: bool = False
-    # Set once the turn no longer streams: replied, its exchange in the session's history, its
-    # stream slot free. A next turn (which sends that history) starts then, not after storing.
+    # Set by `Gateway.run_turn` once the turn no longer streams: replied, its exchange in the
+    # session's history, its stream slot free. A next turn (which sends that history) starts
+    # then, not after the record is stored.
     streamed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
