@@ -11,7 +11,6 @@ from streams.events import ServerEvent, encode
 __all__ = ["Outbound", "SocketWriter"]
 
 
-
 class Outbound:
     """Events for one client, numbered, in a bounded queue.
 

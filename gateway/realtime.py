@@ -75,6 +75,7 @@ class Connection:
         self._tasks: asyncio.TaskGroup | None = None
         self._reader: asyncio.Task[None] | None = None
         self._stopping: tuple[int, str] | None = None
+        self._client_gone = False
         self.audio_in = AudioIn("pcm16", max_utterance_s=gateway.settings.voice.max_utterance_s)
 
     def send(self, event: ServerEvent) -> None:
@@ -126,10 +127,15 @@ class Connection:
             self._reader.cancel()
 
     async def _send_text(self, text: str) -> None:
+        if self._client_gone:  # what is still said after that is dropped
+            return
         try:
             await self.ws.send_text(text)
         except (WebSocketDisconnect, OSError):
-            if self._reader is not None:  # the client went away mid-send
+            # The client went away mid-send; a second send would raise again, from Starlette,
+            # inside the turn and the writer task.
+            self._client_gone = True
+            if self._reader is not None:
                 self._reader.cancel()
 
     async def _read_loop(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -227,6 +228,31 @@ async def test_slow_reader_is_dropped(fast_sim: Any, tmp_path: Path, token: Toke
                     await client.recv()
                     received += 1
             assert received < 20_000
+
+
+async def test_client_leaving_mid_stream_ends_the_turn_quietly(
+    fast_sim: Any, tmp_path: Path, token: Token, caplog: pytest.LogCaptureFixture
+) -> None:
+    await fast_sim.set_knobs(tokens_per_s=0, reply_tokens=20_000)
+    settings = make_settings(fast_sim.url, tmp_path, max_reply_tokens=20_000)
+    async with running_gateway(settings) as gw:
+        # The client leaves while the server is sending: by a close frame (it stops reading, so
+        # it gives up waiting for the server's close after 0.2 s) or by dropping the socket.
+        for attempt in range(6):
+            async with ws_client(gw.ws_url, token(), close_timeout=0.2) as client:
+                await client.recv()
+                await client.send(type="input_text", text="flood me", turn_id=f"t{attempt}")
+                await client.until("response.delta")
+                if attempt % 2:
+                    client.conn.transport.abort()
+            gateway = gw.app.state.gateway
+            for _ in range(200):
+                if not gateway.connections:
+                    break
+                await asyncio.sleep(0.02)
+            assert not gateway.connections
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
 
 
 async def test_shutdown_finishes_the_turn_then_closes_1012(

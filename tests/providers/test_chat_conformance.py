@@ -239,6 +239,39 @@ async def test_unreachable_upstream_is_unavailable(make_provider: MakeProvider) 
     assert isinstance(error, UpstreamUnavailable) and error.transient
 
 
+@contextlib.asynccontextmanager
+async def recording_proxy() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A loopback 'proxy' that records each request line and answers 502 Bad Gateway."""
+    lines: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines.append(await reader.readline())
+        writer.write(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}", lines
+
+
+async def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(
+    make_provider: MakeProvider, fresh_sim: RunningSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with recording_proxy() as (proxy_url, lines):
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        _, error = await read_until_error(make_provider(), request())
+        assert isinstance(error, ProviderError) and error.transient
+        assert lines and lines[0].startswith(f"POST {fresh_sim.url}/".encode())
+
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        *_, final = await collect(make_provider(), request())
+        assert final.finish_reason == "stop" and len(lines) == 1
+
+
 async def test_aclose_releases_the_client(make_provider: MakeProvider) -> None:
     provider = make_provider()
     *_, final = await collect(provider, request())
