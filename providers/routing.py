@@ -106,12 +106,20 @@ class RoutedStream:
     async def __aiter__(self) -> AsyncIterator[ChatChunk]:
         error: BaseException | None = None
         completed = False
+        rest, stall = self._rest, self._stall
         try:
             chunk: ChatChunk | None = self._first
             while chunk is not None:
                 self._observe(chunk)
                 yield chunk
-                chunk = await self._next()
+                # Inline, not a helper coroutine: this runs once per streamed chunk.
+                try:
+                    chunk = await stall.wait(anext(rest))
+                except StopAsyncIteration:
+                    chunk = None
+                except TimeoutError as exc:
+                    message = f"upstream stalled: {exc}"
+                    raise UpstreamTimeout(message, provider=str(self.target)) from exc
             if self.finish_reason is None:
                 raise StreamInterrupted(
                     "upstream stream ended without a finish reason", provider=str(self.target)
@@ -129,14 +137,6 @@ class RoutedStream:
             await _close_quietly(self._rest)
             # A consumer that stops once the finish reason arrived has had a complete answer.
             await self._settle(completed=self.finish_reason is not None, error=None)
-
-    async def _next(self) -> ChatChunk | None:
-        try:
-            return await self._stall.next(self._rest)
-        except StopAsyncIteration:
-            return None
-        except TimeoutError as exc:
-            raise UpstreamTimeout(f"upstream stalled: {exc}", provider=str(self.target)) from exc
 
     def _observe(self, chunk: ChatChunk) -> None:
         if chunk.usage is not None:

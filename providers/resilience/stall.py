@@ -10,7 +10,7 @@ re-arms for the rest of the period.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 __all__ = ["StallDeadline", "WaitWatch"]
@@ -62,8 +62,8 @@ class WaitWatch:
 
 
 class StallDeadline:
-    """Bounds each `wait(...)` (or `next(stream)`) to `limit_s` (None: unbounded); raises
-    `TimeoutError`, cancelling the waiting task as `asyncio.timeout` does.
+    """Bounds each `wait(...)` (of a read, or of `anext(stream)`) to `limit_s` (None:
+    unbounded); raises `TimeoutError`, cancelling the waiting task as `asyncio.timeout` does.
 
     For one stream, read by one task at a time; `close()` (or leave the `with`) when done.
     """
@@ -76,9 +76,6 @@ class StallDeadline:
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
         self._expired = False
-
-    async def next(self, stream: AsyncIterator[T]) -> T:
-        return await self.wait(anext(stream))
 
     async def wait(self, awaitable: Awaitable[T]) -> T:
         if self._limit_s is None:

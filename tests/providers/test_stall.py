@@ -23,7 +23,7 @@ async def drain(
     try:
         while True:
             try:
-                got.append(await deadline.next(stream))
+                got.append(await deadline.wait(anext(stream)))
             except StopAsyncIteration:
                 return got
             await asyncio.sleep(hold_s)  # the consumer's own time: never counted
@@ -37,7 +37,7 @@ async def test_a_wait_longer_than_the_limit_times_out() -> None:
     stream = paced([0.01, 0.01, 0.5, 0.01])
     with pytest.raises(TimeoutError, match=r"nothing arrived within 0.1s"):
         while True:
-            got.append(await deadline.next(stream))
+            got.append(await deadline.wait(anext(stream)))
     deadline.close()
     assert got == [0, 1]
 
