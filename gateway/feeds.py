@@ -30,7 +30,7 @@ from gateway.errors import ApiError, json_response
 from gateway.requests import read_json
 from gateway.runtime import gateway_of
 from gateway.streaming import SSE_HEADERS, sse_frame
-from streams.events import MetricsPush, ProtocolError, parse_client_event, to_dict
+from streams.events import MetricsPush, ProtocolError, parse_client_event
 from streams.hub import FeedItem, Subscription
 
 if TYPE_CHECKING:
@@ -43,11 +43,7 @@ TICK_S = 1.0
 
 
 def render_item(item: FeedItem) -> bytes:
-    payload = item.payload
-    data = payload if isinstance(payload, dict) else to_dict(payload)
-    if "type" not in data:
-        data = {"type": item.type, **data}
-    return sse_frame(orjson.dumps(data), event=item.type, id=item.seq)
+    return sse_frame(item.data, event=item.type, id=item.seq)
 
 
 class FeedResponse(Response):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
-from streams.events import ResponseDelta
-from streams.hub import Feed, Hub, Subscription
+import orjson
+
+from streams.events import ResponseDelta, encode
+from streams.hub import Feed, FeedItem, Hub, Subscription
 
 
 async def _read(sub: Subscription, n: int) -> list[int]:
@@ -77,7 +80,7 @@ async def test_waiting_reader_wakes_on_publish_and_on_close() -> None:
     await asyncio.sleep(0)
     feed.publish("x", {"n": 1})
     item = await asyncio.wait_for(waiter, 1.0)
-    assert item is not None and item.payload == {"n": 1}
+    assert item is not None and orjson.loads(item.data) == {"type": "x", "n": 1}
     waiter = asyncio.create_task(sub.next(5.0))
     await asyncio.sleep(0)
     feed.close()
@@ -95,3 +98,32 @@ def test_feeds_are_bounded_keeping_those_with_readers() -> None:
     assert hub.owner("s9") == "u" and hub.owner("s1") is None
     kept.close()
     assert hub.subscribers == 0
+
+
+async def test_an_item_is_kept_as_its_json_with_the_type_first() -> None:
+    feed = Feed(replay=4, queue_size=4)
+    sub = feed.subscribe()
+    feed.publish("response.delta", ResponseDelta("t1", "Hi"))
+    feed.publish("metrics", {"metrics": {"pitch": 0.5}})
+    feed.publish("ops.snapshot", {"type": "ops.snapshot", "turns": 3})
+    items: list[FeedItem] = []
+    while len(items) < 3:
+        item = await sub.next(1.0)
+        assert item is not None
+        items.append(item)
+    assert items[0].data.decode() == encode(ResponseDelta("t1", "Hi"))
+    assert orjson.loads(items[0].data) == {"type": "response.delta", "turn_id": "t1", "text": "Hi"}
+    assert list(orjson.loads(items[1].data)) == ["type", "metrics"]
+    assert orjson.loads(items[2].data) == {"type": "ops.snapshot", "turns": 3}
+
+
+def test_a_full_replay_buffer_holds_nothing_the_garbage_collector_walks() -> None:
+    # One item per streamed token, `replay` of them per session: were they tracked objects,
+    # every full collection would walk them all.
+    feed = Feed(replay=2000, queue_size=4)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(2000):
+        feed.publish("response.delta", ResponseDelta("t1", f"word{i} "))
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100
