@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -20,7 +19,7 @@ from streams.events import (
     RateLimitedEvent,
     ServerEvent,
     SessionCreated,
-    to_dict,
+    encode_json,
 )
 from streams.turn import TurnControl, TurnInput
 
@@ -28,7 +27,7 @@ __all__ = ["chat_routes"]
 
 
 def _render(seq: int, event: ServerEvent) -> bytes:
-    return sse_frame(orjson.dumps(to_dict(event)), event=event.type, id=seq)
+    return sse_frame(encode_json(event), event=event.type, id=seq)
 
 
 class ChatEndpoint:

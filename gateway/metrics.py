@@ -124,6 +124,13 @@ class GatewayMetrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.gc_pause = Histogram(
+            "coach_gc_pause_seconds",
+            "Garbage collections by generation: the whole event loop stops for each.",
+            ("generation",),
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
         self.turns = Counter("coach_turns", "Finished turns.", ("status", *TURN_LABELS), registry=r)
         self.tokens = Counter(
             "coach_tokens",

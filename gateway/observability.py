@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -231,6 +233,20 @@ class Observability:
             )
 
 
+class GcPauses:
+    """A `gc.callbacks` hook: times every collection into `coach_gc_pause_seconds`."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._by_generation = [metrics.gc_pause.labels(str(gen)) for gen in range(3)]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -249,6 +265,9 @@ async def open_observability(gateway: Gateway, stack: contextlib.AsyncExitStack)
     hub = Hub(replay=settings.feed_replay_events, queue_size=settings.send_queue_size)
     obs = Observability(gateway, hub, metrics)
     metrics.add_scrape(obs.gauges)
+    gc_pauses = GcPauses(metrics)
+    gc.callbacks.append(gc_pauses)
+    stack.callback(gc.callbacks.remove, gc_pauses)
     obs.coach = await stack.enter_async_context(
         open_coach(
             gateway.router,

@@ -175,11 +175,6 @@ ServerEvent = (
 )
 
 
-def to_dict(event: ServerEvent) -> dict[str, Any]:
-    """The event as a JSON-ready dict with its `type` first (a shallow copy of its fields)."""
-    return {"type": event.type, **{name: getattr(event, name) for name in event.__slots__}}
-
-
 def encode_json(event: ServerEvent) -> bytes:
     """The event as JSON, its `type` first. On the per-token path: orjson serialises the
     dataclass natively (about 10x faster than building a dict first), and the `type` is spliced

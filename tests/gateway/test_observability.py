@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -165,6 +166,23 @@ def test_traces_url() -> None:
     assert traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
     assert traces_url("http://collector:4318/") == "http://collector:4318/v1/traces"
     assert traces_url("http://c:4318/v1/traces") == "http://c:4318/v1/traces"
+
+
+async def test_garbage_collections_are_timed(fast_sim: Any, tmp_path: Path) -> None:
+    async with observed_gateway(make_settings(fast_sim.url, tmp_path)) as gw:
+        registry = gw.app.state.gateway.observability.metrics.registry
+
+        def full_collections() -> float:
+            value = registry.get_sample_value("coach_gc_pause_seconds_count", {"generation": "2"})
+            return value or 0.0
+
+        before = full_collections()
+        gc.collect()
+        assert full_collections() == before + 1
+        took = registry.get_sample_value("coach_gc_pause_seconds_sum", {"generation": "2"})
+        assert took is not None and took > 0
+    gc.collect()  # the hook went with the gateway
+    assert full_collections() == before + 1
 
 
 async def test_event_loop_lag_is_measured(fast_sim: Any, tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 
@@ -15,8 +17,8 @@ from streams.events import (
     SessionCreated,
     SessionUpdate,
     encode,
+    encode_json,
     parse_client_event,
-    to_dict,
 )
 
 
@@ -73,7 +75,9 @@ def test_parse_rejects_with_a_code(raw: str, code: str) -> None:
         RateLimitedEvent("turns_per_minute", 1500),
     ],
 )
-def test_encode_matches_to_dict(event: ServerEvent) -> None:
+def test_encode_is_the_type_then_every_field(event: ServerEvent) -> None:
     frame = encode(event)
-    assert orjson.loads(frame) == to_dict(event)
+    fields = {field.name: getattr(event, field.name) for field in dataclasses.fields(event)}
+    assert orjson.loads(frame) == {"type": event.type, **fields}
     assert next(iter(orjson.loads(frame))) == "type"
+    assert encode_json(event) == frame.encode()
