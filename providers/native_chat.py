@@ -230,7 +230,7 @@ def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
     """The proxy that HTTP(S)_PROXY and NO_PROXY give for `url`, as for the SDKs' httpx client.
 
     Read once per provider: aiohttp's `trust_env` reads them, and ~/.netrc, again in a worker
-    thread on every request (a fifth of the gateway's CPU at 200 turns/s)."""
+    thread on every request (16% of the gateway's CPU at 100 turns/s; `loadtests/BENCHMARKS.md`)."""
     try:
         return get_env_proxy_for_url(URL(url))
     except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
