@@ -25,6 +25,7 @@ from providers.errors import (
     UpstreamUnavailable,
 )
 from providers.factory import build_chat_provider
+from providers.native_chat import ANTHROPIC, OPENAI, Dialect, NativeChat
 from providers.sim import RunningSim, schema_errors
 from providers.sim.corpus import SENTENCES
 from tests.providers.conftest import MakeProvider, ProviderCfg, eventually
@@ -270,6 +271,29 @@ async def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         *_, final = await collect(make_provider(), request())
         assert final.finish_reason == "stop" and len(lines) == 1
+
+
+@pytest.mark.parametrize("dialect", [OPENAI, ANTHROPIC], ids=lambda d: d.name)
+async def test_an_error_status_whose_body_breaks_off_still_maps_to_its_status(
+    dialect: Dialect,
+) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 500\r\nretry-after: 3\r\n\r\n"
+        writer.write(head + b'{"error": {"mess')  # and the connection drops
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    base = f"http://127.0.0.1:{port}" + ("/v1" if dialect is OPENAI else "")
+    provider = NativeChat("broken", dialect, api_key="sk-test", base_url=base, timeout_s=5)
+    async with server:
+        _, error = await read_until_error(provider, request())
+    await provider.aclose()
+    assert isinstance(error, UpstreamUnavailable) and error.transient
+    assert error.status == 503 and error.retry_after_s == 3
+    assert "HTTP 503: Service Unavailable" in error.message
 
 
 async def test_aclose_releases_the_client(make_provider: MakeProvider) -> None:
