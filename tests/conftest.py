@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -61,3 +62,13 @@ def token() -> Callable[..., str]:
 async def gateway(fast_sim: Any, tmp_path: Path) -> AsyncIterator[RunningGateway]:
     async with running_gateway(make_settings(fast_sim.url, tmp_path)) as running:
         yield running
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    """Wait until `check()` holds, polling (what is watched has no event to wait on); fails
+    the test with TimeoutError when it never does."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.01)

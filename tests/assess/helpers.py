@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 
 from db import interactions, sessions
 from db.interactions import NewInteraction
@@ -64,12 +63,3 @@ async def job_statuses(pool: Pool, job_ids: list[int]) -> dict[int, str]:
         "SELECT id, status FROM assessment_jobs WHERE id = ANY($1::bigint[])", job_ids
     )
     return {int(r["id"]): str(r["status"]) for r in rows}
-
-
-async def eventually(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    """Wait until `check()` holds (polling: the things watched have no event to wait on)."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if check():
-                return
-            await asyncio.sleep(0.02)

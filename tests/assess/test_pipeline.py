@@ -13,7 +13,8 @@ from db import assessments as assessments_db
 from db import jobs as jobs_db
 from db.pool import Pool
 from tests.assess.fakes import FakeAssessProvider, fake_router
-from tests.assess.helpers import add_turn, eventually, job_statuses, open_session, wait_jobs
+from tests.assess.helpers import add_turn, job_statuses, open_session, wait_jobs
+from tests.conftest import eventually
 
 FAST = PipelineConfig(workers=2, queue_size=16, lease_s=30, poll_s=0.1, drain_s=2, sweep_s=0.1)
 

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from db.pool import Pool
-from tests.assess.helpers import add_turn, eventually, job_statuses, open_session, wait_jobs
+from tests.assess.helpers import add_turn, job_statuses, open_session, wait_jobs
+from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 

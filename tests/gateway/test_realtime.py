@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway.server import RunningGateway, running_gateway
 from gateway.settings import QuotaSettings
-from tests.conftest import make_settings
+from tests.conftest import eventually, make_settings
 from tests.gateway.wsclient import ws_client
 
 Token = Callable[..., str]
@@ -217,11 +217,7 @@ async def test_slow_reader_is_dropped(fast_sim: Any, tmp_path: Path, token: Toke
             # Do not read: the socket backs up, the bounded queue stays full past the send
             # timeout, and the server drops the connection instead of buffering the reply.
             gateway = gw.app.state.gateway
-            for _ in range(400):
-                if not gateway.connections:
-                    break
-                await asyncio.sleep(0.05)
-            assert not gateway.connections
+            await eventually(lambda: not gateway.connections, timeout_s=20)
             received = 0
             with pytest.raises(ConnectionClosed):
                 while True:
@@ -236,6 +232,7 @@ async def test_client_leaving_mid_stream_ends_the_turn_quietly(
     await fast_sim.set_knobs(tokens_per_s=0, reply_tokens=20_000)
     settings = make_settings(fast_sim.url, tmp_path, max_reply_tokens=20_000)
     async with running_gateway(settings) as gw:
+        gateway = gw.app.state.gateway
         # The client leaves while the server is sending: by a close frame (it stops reading, so
         # it gives up waiting for the server's close after 0.2 s) or by dropping the socket.
         for attempt in range(6):
@@ -245,12 +242,7 @@ async def test_client_leaving_mid_stream_ends_the_turn_quietly(
                 await client.until("response.delta")
                 if attempt % 2:
                     client.conn.transport.abort()
-            gateway = gw.app.state.gateway
-            for _ in range(200):
-                if not gateway.connections:
-                    break
-                await asyncio.sleep(0.02)
-            assert not gateway.connections
+            await eventually(lambda: not gateway.connections, timeout_s=4)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []
 
@@ -305,8 +297,5 @@ async def test_next_turn_does_not_wait_for_the_last_ones_storage(
             assert events[-1]["type"] == "response.completed", events[-1]
             assert storage.waiting == ["one", "two"] and storage.reported == []
             storage.release.set()
-            for _ in range(100):
-                if len(storage.reported) == 2:
-                    break
-                await asyncio.sleep(0.01)
+            await eventually(lambda: len(storage.reported) == 2, timeout_s=1)
         assert storage.reported == ["one", "two"]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,13 +75,3 @@ async def make_provider(
     yield make
     for provider in made:
         await provider.aclose()
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 3.0) -> None:
-    """Wait until `check()` holds, polling; fails the test when it never does."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            result = check()
-            if result if isinstance(result, bool) else await result:
-                return
-            await asyncio.sleep(0.01)

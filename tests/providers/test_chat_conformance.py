@@ -28,7 +28,8 @@ from providers.factory import build_chat_provider
 from providers.native_chat import ANTHROPIC, OPENAI, Dialect, NativeChat
 from providers.sim import RunningSim, schema_errors
 from providers.sim.corpus import SENTENCES
-from tests.providers.conftest import MakeProvider, ProviderCfg, eventually
+from tests.conftest import eventually
+from tests.providers.conftest import MakeProvider, ProviderCfg
 from tests.providers.test_wire import ANTHROPIC_TEXT_STREAM, OPENAI_STREAM
 
 PROMPT = (

@@ -19,7 +19,7 @@ import pytest
 
 from providers.sim import RunningSim, SimKnobs, schema_errors
 from providers.sim.knobs import KnobError
-from tests.providers.conftest import eventually
+from tests.conftest import eventually
 
 USER: Any = [{"role": "user", "content": "How do I keep a steady tempo?"}]
 SCHEMA: Any = {
