@@ -67,10 +67,7 @@ async def run_job(pool: Pool, assessor: Assessor, job: JobRow, rules: JobRules) 
             scope = await _scope(conn, turn, rules)
             if scope in ("none", "buffer"):
                 state = "skipped" if scope == "none" else "buffered"
-                ok = await jobs_db.mark_unassessed(
-                    conn, job.id, job.attempts, scope, interaction_id=turn.id, state=state
-                )
-                return JobOutcome(job.id, "done" if ok else "lost", scope)
+                return await _unassessed(conn, job, scope, turn.id, state)
             most = 1 if scope == "interaction" else rules.buffer_max_turns
             group = await turns_db.claim_group(conn, job.id, turn.id, most)
         if not group:  # another job's multi-turn group took this turn
@@ -89,10 +86,10 @@ async def _scope(db: Executor, turn: InteractionRow, rules: JobRules) -> Scope:
 
 
 async def _unassessed(
-    pool: Pool, job: JobRow, scope: Scope, interaction_id: int | None, state: str | None
+    db: Executor, job: JobRow, scope: Scope, interaction_id: int | None, state: str | None
 ) -> JobOutcome:
     ok = await jobs_db.finish_unassessed(
-        pool, job.id, job.attempts, scope, interaction_id=interaction_id, state=state
+        db, job.id, job.attempts, scope, interaction_id=interaction_id, state=state
     )
     return JobOutcome(job.id, "done" if ok else "lost", scope)
 

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from db.pool import Connection, Executor, Pool
+from db.pool import Executor
 
 __all__ = [
     "JobRow",
@@ -20,7 +20,6 @@ __all__ = [
     "finish_unassessed",
     "get_job",
     "job_counts",
-    "mark_unassessed",
     "release_jobs",
     "retry_job_later",
 ]
@@ -89,9 +88,9 @@ async def get_job(db: Executor, job_id: int) -> JobRow | None:
     return None if row is None else JobRow(**dict(row))
 
 
-async def complete_job(conn: Connection, job_id: int, attempt: int, scope: str) -> bool:
+async def complete_job(db: Executor, job_id: int, attempt: int, scope: str) -> bool:
     """Mark the job done if this attempt still holds it; False means the lease was lost."""
-    done = await conn.fetchval(
+    done = await db.fetchval(
         "UPDATE assessment_jobs SET status = 'done', scope = $3, lease_until = NULL,"
         " last_error = NULL, updated_at = now()"
         " WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING id",
@@ -103,7 +102,7 @@ async def complete_job(conn: Connection, job_id: int, attempt: int, scope: str) 
 
 
 async def finish_unassessed(
-    pool: Pool,
+    db: Executor,
     job_id: int,
     attempt: int,
     scope: str,
@@ -111,28 +110,13 @@ async def finish_unassessed(
     interaction_id: int | None = None,
     state: str | None = None,
 ) -> bool:
-    """Done with no model call (filtered out, or buffered): the job and the interaction's state
-    change together. False means the lease was lost."""
-    async with pool.acquire() as conn, conn.transaction():
-        return await mark_unassessed(
-            conn, job_id, attempt, scope, interaction_id=interaction_id, state=state
-        )
-
-
-async def mark_unassessed(
-    conn: Connection,
-    job_id: int,
-    attempt: int,
-    scope: str,
-    *,
-    interaction_id: int | None = None,
-    state: str | None = None,
-) -> bool:
-    """`finish_unassessed` inside the caller's transaction."""
-    if not await complete_job(conn, job_id, attempt, scope):
+    """Done with no model call (filtered out, or buffered), and with `interaction_id` that
+    interaction's `state`: pass a connection in a transaction then, so that both change
+    together. False means the lease was lost."""
+    if not await complete_job(db, job_id, attempt, scope):
         return False
     if interaction_id is not None and state is not None:
-        await conn.execute(
+        await db.execute(
             "UPDATE interactions SET assess_state = $2 WHERE id = $1 AND assess_job_id IS NULL",
             interaction_id,
             state,
