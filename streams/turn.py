@@ -121,20 +121,6 @@ class TurnEngine:
             model="", messages=messages, max_tokens=max_tokens, request_id=turn.request_id
         )
 
-    async def run(
-        self,
-        live: LiveSession,
-        turn: TurnInput,
-        emit: Emit,
-        *,
-        control: TurnControl | None = None,
-        speech: SpeechSink | None = None,
-    ) -> TurnRecord:
-        """Run one turn to its end; returns (and reports) the finished turn's record."""
-        record = await self.reply(live, turn, emit, control=control, speech=speech)
-        await self.report(record)
-        return record
-
     async def reply(
         self,
         live: LiveSession,

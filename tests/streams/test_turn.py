@@ -74,7 +74,8 @@ async def test_history_is_sent_and_bounded() -> None:
     provider, recorder = Scripted(["Hello ", "there."]), Recorder()
     engine, live, events = _engine(provider, recorder), _live(turns=2), Events()
     for i in range(3):
-        await engine.run(live, TurnInput(f"t{i}", f"question {i}", "r", "ws"), events.emit)
+        turn = TurnInput(f"t{i}", f"question {i}", "r", "ws")
+        await engine.report(await engine.reply(live, turn, events.emit))
     last = provider.requests[-1].messages
     assert [m.role for m in last] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert [m.content for m in last if m.role == "user"] == [
@@ -90,7 +91,7 @@ async def test_history_is_sent_and_bounded() -> None:
 async def test_mid_stream_failure_keeps_partial_text() -> None:
     provider, recorder = Scripted(["One ", "two ", "three"], fail_after=2), Recorder()
     events = Events()
-    record = await _engine(provider, recorder).run(
+    record = await _engine(provider, recorder).reply(
         _live(), TurnInput("t", "q", "r", "ws"), events.emit
     )
     failed = events[-1]
@@ -113,7 +114,7 @@ async def test_cancel_records_what_was_sent() -> None:
     control = TurnControl()
     engine = _engine(provider, recorder)
     task = asyncio.create_task(
-        engine.run(_live(), TurnInput("t", "q", "r", "ws"), emit, control=control)
+        engine.reply(_live(), TurnInput("t", "q", "r", "ws"), emit, control=control)
     )
     await three_sent.wait()
     control.cancel_requested = True
@@ -127,7 +128,7 @@ async def test_cancel_records_what_was_sent() -> None:
 async def test_unrequested_cancel_propagates() -> None:
     provider = Scripted(["a "] * 50, delay=0.01)
     task = asyncio.create_task(
-        _engine(provider, Recorder()).run(_live(), TurnInput("t", "q", "r", "ws"), _ignore)
+        _engine(provider, Recorder()).reply(_live(), TurnInput("t", "q", "r", "ws"), _ignore)
     )
     await asyncio.sleep(0.03)
     task.cancel()
