@@ -9,7 +9,7 @@ import time
 from typing import assert_never
 
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway.auth import SUBPROTOCOL, Principal, authenticate_request, origin_allowed
 from gateway.errors import ApiError
@@ -75,7 +75,6 @@ class Connection:
         self._tasks: asyncio.TaskGroup | None = None
         self._reader: asyncio.Task[None] | None = None
         self._stopping: tuple[int, str] | None = None
-        self._client_gone = False
         self.audio_in = AudioIn("pcm16", max_utterance_s=gateway.settings.voice.max_utterance_s)
 
     def send(self, event: ServerEvent) -> None:
@@ -127,15 +126,14 @@ class Connection:
             self._reader.cancel()
 
     async def _send_text(self, text: str) -> None:
-        if self._client_gone:  # what is still said after that is dropped
+        # Once a send found the client gone, Starlette marks the socket closed and would raise
+        # on every later send, inside the turn and the writer task: what is still said is dropped.
+        if self.ws.application_state is WebSocketState.DISCONNECTED:
             return
         try:
             await self.ws.send_text(text)
         except (WebSocketDisconnect, OSError):
-            # The client went away mid-send; a second send would raise again, from Starlette,
-            # inside the turn and the writer task.
-            self._client_gone = True
-            if self._reader is not None:
+            if self._reader is not None:  # the client went away mid-send
                 self._reader.cancel()
 
     async def _read_loop(self) -> None:
