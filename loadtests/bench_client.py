@@ -11,6 +11,10 @@ Modes (the same session loop, the same timing code):
   upstream called directly, the gateway's `/v1/chat/completions`, or a peer proxy;
 - `idle`: open WebSocket sessions and hold them until stdin closes (memory per idle session).
 
+With `--probe-url`, `--probe-sessions` more sessions call the upstream directly (`openai` mode)
+in the same run and the same process: the upstream's own TTFT under the same load on the
+machine, which is what a proxy's added TTFT is measured against.
+
 Each session runs turns back to back. Progress goes to stdout as JSON lines: `measuring` when the
 measurement window opens, `window_end` when it closes, `idle_ready` (idle mode), then `result`.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import resource
 import sys
 import time
@@ -51,6 +56,24 @@ class ClientConfig:
     api_key: str | None
     jwt_secret: str | None
     user_prefix: str
+    probe_url: str | None = None
+    probe_sessions: int = 0
+    probe_api_key: str | None = None
+
+    def probe(self) -> ClientConfig | None:
+        """The direct sessions run beside the main ones, or None."""
+        if not self.probe_url or self.probe_sessions <= 0:
+            return None
+        return dataclasses.replace(
+            self,
+            mode="openai",
+            url=self.probe_url,
+            sessions=self.probe_sessions,
+            api_key=self.probe_api_key,
+            jwt_secret=None,
+            user_prefix=f"{self.user_prefix}-probe",
+            probe_url=None,
+        )
 
     def credential(self, index: int) -> str:
         """A bearer per session: a fixed API key, or a JWT for its own user (no shared quota)."""
@@ -70,6 +93,7 @@ class Recorder:
     ttft_ms: list[float] = field(default_factory=list)
     turn_ms: list[float] = field(default_factory=list)
     gateway_added_ms: list[float] = field(default_factory=list)
+    upstream_ttft_ms: list[float] = field(default_factory=list)  # as the gateway saw it
     turns_ok: int = 0
     turns_failed: int = 0
     token_events: int = 0
@@ -213,6 +237,7 @@ async def _read_reply(
             measured = first is not None and rec.in_window(first)
             if measured and ttft is not None and upstream is not None:
                 rec.gateway_added_ms.append(ttft - upstream)
+                rec.upstream_ttft_ms.append(upstream)
             return first, deltas
         if kind in ("response.failed", "error", "rate_limited"):
             code = (event.get("error") or {}).get("code") or event.get("code") or kind
@@ -275,25 +300,46 @@ async def _stdin_closed() -> None:
     await loop.run_in_executor(None, sys.stdin.read)
 
 
+def _raw(rec: Recorder) -> dict[str, Any]:
+    """A recorder's samples and counts, as the `result` line carries them."""
+    return {
+        "ttft_ms": rec.ttft_ms,
+        "turn_ms": rec.turn_ms,
+        "gateway_added_ms": rec.gateway_added_ms,
+        "upstream_ttft_ms": rec.upstream_ttft_ms,
+        "turns_ok": rec.turns_ok,
+        "turns_failed": rec.turns_failed,
+        "token_events": rec.token_events,
+        "errors": rec.errors,
+        "sessions_open": rec.sessions_open,
+        "session_failures": rec.session_failures,
+    }
+
+
 async def run_load(cfg: ClientConfig) -> None:
     rec = Recorder(window_open=float("inf"))
-    session_fn = ws_session if cfg.mode == "ws" else openai_session
+    probe_cfg = cfg.probe()
+    probe = Recorder(window_open=float("inf"))
     connector = aiohttp.TCPConnector(limit=0, force_close=False, enable_cleanup_closed=True)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
 
-        async def start(index: int) -> None:
-            await asyncio.sleep(cfg.ramp_s * index / max(cfg.sessions, 1))
-            await session_fn(http, rec, cfg, index)
+        async def start(r: Recorder, c: ClientConfig, index: int) -> None:
+            await asyncio.sleep(c.ramp_s * index / max(c.sessions, 1))
+            session_fn = ws_session if c.mode == "ws" else openai_session
+            await session_fn(http, r, c, index)
 
-        tasks = [asyncio.create_task(start(i)) for i in range(cfg.sessions)]
+        runs = [(rec, cfg)] + ([(probe, probe_cfg)] if probe_cfg is not None else [])
+        tasks = [asyncio.create_task(start(r, c, i)) for r, c in runs for i in range(c.sessions)]
         await asyncio.sleep(cfg.ramp_s + cfg.warmup_s)
-        rec.window_open = time.perf_counter()
-        rec.window_close = rec.window_open + cfg.duration_s
+        opened = time.perf_counter()
+        for r, _ in runs:
+            r.window_open, r.window_close = opened, opened + cfg.duration_s
         emit("measuring")
         await asyncio.sleep(cfg.duration_s)
         emit("window_end")
-        rec.stopping = True
+        for r, _ in runs:
+            r.stopping = True
         now = time.perf_counter()
         ages = sorted(now - at for at in rec.in_flight.values())
         # Turns still running at the close are reported (with their age), not waited for.
@@ -306,19 +352,12 @@ async def run_load(cfg: ClientConfig) -> None:
         mode=cfg.mode,
         sessions=cfg.sessions,
         window_s=cfg.duration_s,
-        ttft_ms=rec.ttft_ms,
-        turn_ms=rec.turn_ms,
-        gateway_added_ms=rec.gateway_added_ms,
-        turns_ok=rec.turns_ok,
-        turns_failed=rec.turns_failed,
-        token_events=rec.token_events,
-        errors=rec.errors,
+        **_raw(rec),
+        probe={"sessions": probe_cfg.sessions, **_raw(probe)} if probe_cfg is not None else None,
         unfinished_sessions=len(pending),
         in_flight_at_close=len(ages),
         oldest_in_flight_s=round(ages[-1], 2) if ages else None,
         in_flight_started_before_window=sum(1 for a in ages if a > cfg.duration_s),
-        sessions_open=rec.sessions_open,
-        session_failures=rec.session_failures,
         crashed=crashed[:5],
     )
 
@@ -415,6 +454,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None)
     p.add_argument("--jwt-secret-env", default=None, help="mint a JWT per session with this")
     p.add_argument("--user-prefix", default="bench")
+    p.add_argument("--probe-url", default=None, help="the upstream, called directly alongside")
+    p.add_argument("--probe-sessions", type=int, default=0)
+    p.add_argument("--probe-api-key", default=None)
     return p
 
 
@@ -436,6 +478,9 @@ def config_from_args(argv: list[str] | None = None) -> ClientConfig:
         api_key=a.api_key,
         jwt_secret=secret,
         user_prefix=a.user_prefix,
+        probe_url=a.probe_url,
+        probe_sessions=a.probe_sessions,
+        probe_api_key=a.probe_api_key,
     )
 
 

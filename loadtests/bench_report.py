@@ -127,9 +127,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _beside(run: Mapping[str, Any]) -> Mapping[str, Any]:
+    """TTFT of the sessions that called the upstream directly in the same run."""
+    probe = run.get("probe")
+    return probe["ttft_ms"] if probe else {}
+
+
 def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
     head = (
-        f"{'sessions':>8} {'mode':<13} {'ttft p50':>9} {'p99':>9} {'added p50':>9} "
+        f"{'sessions':>8} {'mode':<13} {'ttft p50':>9} {'p99':>9} {'beside p50':>10} "
+        f"{'added p50':>9} "
         f"{'p95':>8} {'p99':>8} {'gw-own p50':>10} {'p99':>8} {'ev/s':>9} {'turns/s':>8} "
         f"{'err':>7} {'cpu% proxy':>10} {'sim':>6} {'client':>6}"
     )
@@ -142,7 +149,8 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
             proxy = cpu.get("gateway", cpu.get("peer")) if mode != "direct" else None
             print(
                 f"{step['concurrency']:>8} {mode:<13} {_fmt(run['ttft_ms']['p50']):>9} "
-                f"{_fmt(run['ttft_ms']['p99']):>9} {_fmt(add.get('p50')):>9} "
+                f"{_fmt(run['ttft_ms']['p99']):>9} {_fmt(_beside(run).get('p50')):>10} "
+                f"{_fmt(add.get('p50')):>9} "
                 f"{_fmt(add.get('p95')):>8} {_fmt(add.get('p99')):>8} {_fmt(own['p50']):>10} "
                 f"{_fmt(own['p99']):>8} {_fmt(run['token_events_per_s']):>9} "
                 f"{_fmt(run['turns_per_s']):>8} {run['error_rate']:>7.2%} {_fmt(proxy):>10} "
@@ -161,21 +169,26 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
 def markdown(report: Mapping[str, Any]) -> str:
     """The figures table of BENCHMARKS.md, from a result file."""
     rows = [
-        "| sessions (open at close) | mode | TTFT p50 / p99 (ms) | added p50 / p95 / p99 (ms) "
+        "| sessions (open at close) | mode | TTFT p50 / p99 (ms) | direct beside it p50 / p99 (ms) "
+        "| added p50 / p95 / p99 (ms) | added vs the direct run p50 / p99 (ms) "
         "| gateway's own p50 / p99 (ms) | token ev/s | turns/s | errors "
         "| in flight at close (oldest s) "
         "| CPU% proxy / sim / client |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for step in report.get("steps", []):
         for mode, run in step["modes"].items():
             add = step["added_ttft_ms"].get(mode, {})
+            old = step.get("added_vs_direct_run_ms", {}).get(mode, {})
             own, cpu, ttft = run["gateway_reported_added_ms"], run["cpu_percent"], run["ttft_ms"]
             proxy = cpu.get("gateway", cpu.get("peer")) if mode != "direct" else None
+            beside = _beside(run)
             rows.append(
                 f"| {step['concurrency']} ({_fmt(run.get('sessions_open'))}) | {mode} "
                 f"| {_fmt(ttft['p50'])} / {_fmt(ttft['p99'])} "
+                f"| {_fmt(beside.get('p50'))} / {_fmt(beside.get('p99'))} "
                 f"| {_fmt(add.get('p50'))} / {_fmt(add.get('p95'))} / {_fmt(add.get('p99'))} "
+                f"| {_fmt(old.get('p50'))} / {_fmt(old.get('p99'))} "
                 f"| {_fmt(own['p50'])} / {_fmt(own['p99'])} | {_fmt(run['token_events_per_s'])} "
                 f"| {_fmt(run['turns_per_s'])} | {run['error_rate']:.2%} "
                 f"| {_fmt(run.get('in_flight_at_close'))} ({_fmt(run.get('oldest_in_flight_s'))}) "

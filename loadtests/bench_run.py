@@ -16,7 +16,7 @@ import orjson
 from loadtests.bench_procs import BENCH_SECRET, CpuMark, Proc, RssPeak, spawn
 from loadtests.bench_stats import summarize_run
 
-__all__ = ["LoadShape", "Target", "idle_memory", "run_load"]
+__all__ = ["LoadShape", "Probe", "Target", "idle_memory", "run_load"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,21 @@ class Target:
         return [*args, "--api-key", self.api_key]
 
 
-def _client_argv(target: Target, sessions: int, shape: LoadShape, prefix: str) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Sessions that call the upstream directly in the same run as the measured ones."""
+
+    target: Target
+    sessions: int
+
+    def client_args(self) -> list[str]:
+        args = ["--probe-url", self.target.url, "--probe-sessions", str(self.sessions)]
+        return args + (["--probe-api-key", self.target.api_key] if self.target.api_key else [])
+
+
+def _client_argv(
+    target: Target, sessions: int, shape: LoadShape, prefix: str, probe: Probe | None
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -67,6 +81,7 @@ def _client_argv(target: Target, sessions: int, shape: LoadShape, prefix: str) -
         str(shape.think_ms),
         "--user-prefix",
         prefix,
+        *(probe.client_args() if probe is not None else []),
     ]
 
 
@@ -85,12 +100,13 @@ async def run_load(
     *,
     log_dir: Path,
     prefix: str,
+    probe: Probe | None = None,
 ) -> dict[str, Any]:
-    """Run the client against `target` and return its summary plus CPU% and RSS of `metered`
-    (and of the client itself) over the measurement window."""
+    """Run the client against `target` (and `probe` beside it) and return its summary plus CPU%
+    and RSS of `metered` (and of the client itself) over the measurement window."""
     client = await spawn(
         f"client-{target.name}-{sessions}",
-        _client_argv(target, sessions, shape, prefix),
+        _client_argv(target, sessions, shape, prefix, probe),
         log_dir=log_dir,
         env={"BENCH_JWT_SECRET": BENCH_SECRET},
         stdout_pipe=True,

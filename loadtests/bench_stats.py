@@ -37,22 +37,29 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     return out
 
 
-def summarize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """From the client's `result` line to the figures kept in the report (no raw samples)."""
-    window = float(raw["window_s"])
+def _error_rate(raw: Mapping[str, Any]) -> float:
     ok, failed = int(raw["turns_ok"]), int(raw["turns_failed"])
     # Sessions that never opened count as failed attempts in the error rate.
     lost = sum(raw.get("session_failures", {}).values())
     turns = ok + failed + lost
+    return round((failed + lost) / turns, 4) if turns else 1.0
+
+
+def summarize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """From the client's `result` line to the figures kept in the report (no raw samples)."""
+    window = float(raw["window_s"])
+    ok = int(raw["turns_ok"])
+    probe = raw.get("probe")
     return {
         "sessions": raw["sessions"],
         "window_s": window,
         "ttft_ms": summarize(raw["ttft_ms"]),
         "turn_ms": summarize(raw["turn_ms"]),
         "gateway_reported_added_ms": summarize(raw["gateway_added_ms"]),
+        "upstream_ttft_seen_ms": summarize(raw.get("upstream_ttft_ms", [])),
         "turns_ok": ok,
-        "turns_failed": failed,
-        "error_rate": round((failed + lost) / turns, 4) if turns else 1.0,
+        "turns_failed": int(raw["turns_failed"]),
+        "error_rate": _error_rate(raw),
         "errors": raw["errors"],
         "sessions_open": raw.get("sessions_open"),
         "session_failures": raw.get("session_failures", {}),
@@ -61,6 +68,16 @@ def summarize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
         "in_flight_at_close": raw.get("in_flight_at_close"),
         "in_flight_started_before_window": raw.get("in_flight_started_before_window"),
         "oldest_in_flight_s": raw.get("oldest_in_flight_s"),
+        # The upstream called directly by sessions of the same run (see `bench_client`).
+        "probe": None
+        if not probe
+        else {
+            "sessions": probe["sessions"],
+            "ttft_ms": summarize(probe["ttft_ms"]),
+            "turns_ok": int(probe["turns_ok"]),
+            "error_rate": _error_rate(probe),
+            "errors": probe["errors"],
+        },
     }
 
 

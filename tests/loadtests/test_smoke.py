@@ -165,7 +165,12 @@ async def test_bench_quick_writes_results(tmp_path: Path) -> None:
         assert ws["turns_ok"] > 0 and ws["error_rate"] == 0, ws
         assert ws["ttft_ms"]["p50"] is not None
         assert ws["cpu_percent"]["gateway"] > 0
-        assert step["added_ttft_ms"]["ws"]["p99"] is not None
+        # Added TTFT is measured against sessions that called the upstream directly beside.
+        probe = ws["probe"]
+        assert probe["sessions"] == 10 and probe["turns_ok"] > 0 and probe["error_rate"] == 0
+        expected = round(ws["ttft_ms"]["p99"] - probe["ttft_ms"]["p99"], 3)
+        assert step["added_ttft_ms"]["ws"]["p99"] == expected
+        assert step["added_vs_direct_run_ms"]["ws"]["p99"] is not None
     assert report["idle"]["sessions_connected"] == 20
     assert report["idle"]["rss_per_session_kib"] is not None
 
