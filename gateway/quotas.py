@@ -81,12 +81,15 @@ class _MemoryStore(MemoryStorage):
     Upstream (limits 5) starts a sweep after every call once the last one ended, and each sweep
     takes a lock and hops to a thread per key: under load that was a steady few percent of the
     process's CPU. Here a sweep runs at most once per `sweep_interval_s`, in the loop, without
-    a thread. Reads ignore expired entries either way: the sweep only returns their memory.
+    a thread, and gives the loop back every `sweep_batch` keys: with many users one pass over
+    every key would stall every stream for as long as it takes. Reads ignore expired entries
+    either way: the sweep only returns their memory.
     """
 
-    def __init__(self, sweep_interval_s: float = 1.0) -> None:
+    def __init__(self, sweep_interval_s: float = 1.0, sweep_batch: int = 500) -> None:
         super().__init__()
         self._sweep_interval_s = sweep_interval_s
+        self._sweep_batch = sweep_batch
         self._next_sweep = 0.0
 
     async def _MemoryStorage__schedule_expiry(self) -> None:
@@ -96,19 +99,28 @@ class _MemoryStore(MemoryStorage):
             await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
 
     async def _MemoryStorage__expire_events(self) -> None:
+        # Each key is read and trimmed without an await in between, so a hit that lands while
+        # the sweep yields is never lost: the next key is read as it is then.
         now = time.time()
-        for key, events in list(self.events.items()):  # newest first
-            alive = bisect.bisect_left(events, -now, key=lambda event: -event.expiry)
-            if alive:
-                self.events[key] = events[:alive]
-            else:
-                del self.events[key]
-                self.locks.pop(key, None)
-        for key, expiry in list(self.expirations.items()):
-            if expiry <= now:
+        for count, key in enumerate(list(self.events), 1):
+            events = self.events.get(key)  # newest first
+            if events is not None:
+                alive = bisect.bisect_left(events, -now, key=lambda event: -event.expiry)
+                if alive:
+                    self.events[key] = events[:alive]
+                else:
+                    del self.events[key]
+                    self.locks.pop(key, None)
+            if count % self._sweep_batch == 0:
+                await asyncio.sleep(0)
+        for count, key in enumerate(list(self.expirations), 1):
+            expiry = self.expirations.get(key)
+            if expiry is not None and expiry <= now:
                 self.storage.pop(key, None)
                 del self.expirations[key]
                 self.locks.pop(key, None)
+            if count % self._sweep_batch == 0:
+                await asyncio.sleep(0)
 
 
 class _Slots(Protocol):

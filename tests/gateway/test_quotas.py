@@ -294,6 +294,37 @@ async def test_usage_past_the_limit_still_counts() -> None:
         await quotas.aclose()
 
 
+async def test_memory_store_sweep_gives_the_loop_back_and_keeps_hits_made_meanwhile() -> None:
+    store = _MemoryStore(sweep_interval_s=3600, sweep_batch=10)
+    moving, fixed = MovingWindowRateLimiter(store), FixedWindowRateLimiter(store)
+    item = RateLimitItemPerSecond(5)
+    for n in range(50):
+        assert await moving.hit(item, f"old{n}") and await fixed.hit(item, f"old{n}")
+    assert store.timer is not None
+    await store.timer  # the first call's sweep, before anything expired
+    await asyncio.sleep(1.1)  # now every entry has expired
+
+    turns_while_sweeping = 0
+
+    async def meanwhile() -> None:
+        nonlocal turns_while_sweeping
+        while not sweep.done():
+            turns_while_sweeping += 1
+            await moving.hit(item, f"new{turns_while_sweeping}")
+            await moving.hit(item, "old49")  # a key the sweep has yet to reach
+            await asyncio.sleep(0)
+
+    sweep = asyncio.create_task(store._MemoryStorage__expire_events())
+    await asyncio.gather(sweep, meanwhile())
+    # 50 moving-window keys and 50 counters in batches of 10: the loop ran between batches.
+    assert turns_while_sweeping >= 9
+    assert not store.storage and not store.expirations
+    new_keys = {f"LIMITER/new{n}/5/1/second" for n in range(1, turns_while_sweeping + 1)}
+    assert set(store.events) == new_keys | {"LIMITER/old49/5/1/second"}
+    # The hits made on a key while the sweep was elsewhere are all still counted.
+    assert len(store.events["LIMITER/old49/5/1/second"]) == min(turns_while_sweeping, 5)
+
+
 async def test_memory_store_sweeps_expired_entries_at_most_once_per_interval() -> None:
     store = _MemoryStore(sweep_interval_s=0.2)
     moving, fixed = MovingWindowRateLimiter(store), FixedWindowRateLimiter(store)
