@@ -1,0 +1,66 @@
+"""The server `serve` runs: its event loop keeps taking new connections while it is busy."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+from gateway.app import create_app
+from gateway.server import GatewayServer, uvicorn_config
+from tests.conftest import make_settings
+
+BUSY_S = 0.002  # the work one turn of the loop does besides I/O, as under streaming load
+CLIENTS = 40
+
+
+def test_a_busy_gateway_takes_every_waiting_connection_in_a_few_turns_of_its_loop(
+    tmp_path: Path,
+) -> None:
+    config = uvicorn_config(
+        create_app(make_settings("http://127.0.0.1:9", tmp_path)),
+        make_settings("http://127.0.0.1:9", tmp_path),
+        host="127.0.0.1",
+        port=0,
+    )
+    loop_factory = config.get_loop_factory()
+    assert loop_factory is not None
+    loop = loop_factory()  # the loop `serve` (and each `--workers` process) runs on
+    server = GatewayServer(config)
+    turns = 0
+
+    def busy() -> None:
+        nonlocal turns
+        turns += 1
+        time.sleep(BUSY_S)  # holds the loop, not the GIL: the test's thread goes on connecting
+        if not server.should_exit:
+            loop.call_soon(busy)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),))
+    thread.start()
+    clients: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "the gateway did not start"
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        loop.call_soon_threadsafe(busy)
+        for _ in range(CLIENTS):
+            client = socket.create_connection(("127.0.0.1", port), timeout=30)
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+            clients.append(client)
+        started = turns
+        answers = [client.recv(64) for client in clients]
+        taken = turns - started
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        for client in clients:
+            client.close()
+        loop.close()
+    assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers), answers[:3]
+    # One connection per turn of the loop (libuv's accept, under uvloop) would take CLIENTS
+    # turns or more; accepting what waits takes a few.
+    assert taken < CLIENTS // 4, taken
