@@ -25,7 +25,7 @@ import uvicorn
 
 from gateway.settings import Settings
 
-__all__ = ["serve_workers"]
+__all__ = ["listening_socket", "serve_workers"]
 
 log = logging.getLogger("coach.workers")
 
@@ -35,11 +35,22 @@ STARTUP_FAILURE = 3  # uvicorn's exit status when a server cannot start: not wor
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 
 
+def listening_socket(config: uvicorn.Config) -> socket.socket:
+    """uvicorn's own bound socket (IPv6, SO_REUSEADDR, exit 3 if the port is taken), as a TCP
+    socket object: `bind_socket` leaves its protocol 0, and asyncio sets `TCP_NODELAY` only on
+    connections accepted from a socket that says TCP. Without it every small WebSocket frame
+    after the first waited for the client's delayed ACK (40 ms more TTFT at 50 sessions)."""
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+    return sock
+
+
 def serve_workers(config: uvicorn.Config, workers: int) -> int:
     """Serve with `workers` processes on `config`'s address until SIGINT or SIGTERM; returns the
     exit status. Each worker reads its settings from the environment (and config file) itself."""
     host, port = config.host, config.port
-    sock = config.bind_socket()  # uvicorn's own: IPv6, SO_REUSEADDR, exit 3 if the port is taken
+    sock = listening_socket(config)
     context = multiprocessing.get_context("spawn")
     stopping: list[int] = []
 

@@ -1,7 +1,9 @@
-"""The server `serve` runs: its event loop keeps taking new connections while it is busy."""
+"""The server `serve` runs: its event loop keeps taking new connections while it is busy, and the
+socket `serve --workers` shares sends small frames at once."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -9,7 +11,8 @@ from pathlib import Path
 
 from gateway.app import create_app
 from gateway.server import GatewayServer, uvicorn_config
-from tests.conftest import make_settings
+from gateway.workers import listening_socket
+from tests.conftest import eventually, make_settings
 
 BUSY_S = 0.002  # the work one turn of the loop does besides I/O, as under streaming load
 CLIENTS = 40
@@ -64,3 +67,31 @@ def test_a_busy_gateway_takes_every_waiting_connection_in_a_few_turns_of_its_loo
     # One connection per turn of the loop (libuv's accept, under uvloop) would take CLIENTS
     # turns or more; accepting what waits takes a few.
     assert taken < CLIENTS // 4, taken
+
+
+async def test_connections_accepted_from_the_workers_socket_send_without_delay(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings("http://127.0.0.1:9", tmp_path)
+    config = uvicorn_config(create_app(settings), settings, host="127.0.0.1", port=0)
+    sock = listening_socket(config)  # what `serve --workers N` hands each worker
+    accepted: list[asyncio.Transport] = []
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            accepted.append(transport)
+
+    server = await asyncio.get_running_loop().create_server(Keep, sock=sock)
+    try:
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        await eventually(lambda: bool(accepted))
+        option = (
+            accepted[0].get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        )
+        # Nagle's algorithm off: a small frame goes out without waiting for the last one's ACK.
+        assert option != 0
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
