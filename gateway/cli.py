@@ -8,6 +8,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from uvicorn.loops.auto import auto_loop_factory
+
 from gateway.auth import load_secret, mint_token
 from gateway.logs import configure_logging
 from gateway.settings import Settings
@@ -62,9 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "demo":
             from gateway.demo import run_demo
 
-            # The loop `serve` runs on (see `gateway.server.EVENT_LOOP`); the demo shares it
+            # uvloop when installed, as `serve` has (uvicorn's choice): the demo shares one loop
             # between the simulated upstream and the gateway.
-            return asyncio.run(run_demo(settings, host=args.host, port=args.port))
+            with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+                return runner.run(run_demo(settings, host=args.host, port=args.port))
         case "migrate":
             from gateway.persistence import migrate_only
 

@@ -4,9 +4,11 @@ the demo and benchmarks."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
+import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -17,15 +19,22 @@ from gateway.app import create_app
 from gateway.runtime import Gateway
 from gateway.settings import Settings
 
-__all__ = ["GatewayServer", "RunningGateway", "running_gateway", "uvicorn_config"]
+__all__ = ["BurstAcceptor", "GatewayServer", "RunningGateway", "running_gateway", "uvicorn_config"]
+
+log = logging.getLogger("coach.server")
 
 
 class GatewayServer(uvicorn.Server):
     """Drains the gateway (running turns finish, sockets close with 1012) before uvicorn closes
-    its connections; freezes what start-up allocated out of the garbage collector's reach."""
+    its connections; takes waiting connections in bursts on uvloop (`BurstAcceptor`); freezes
+    what start-up allocated out of the garbage collector's reach."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        self._acceptors: list[BurstAcceptor] = []
+        if self.started and _is_uvloop(asyncio.get_running_loop()):
+            listeners = [s for server in self.servers for s in server.sockets or ()]
+            self._acceptors = [BurstAcceptor(s, self._new_connection) for s in listeners]
         # Modules, settings, pools and compiled routes live as long as the process: a full
         # collection need not walk them again each time (each one walks every tracked object).
         gc.freeze()
@@ -35,7 +44,94 @@ class GatewayServer(uvicorn.Server):
         gateway = _find_gateway(app)
         if gateway is not None:
             await gateway.drain(gateway.settings.shutdown_grace_s)
+        for acceptor in getattr(self, "_acceptors", ()):
+            acceptor.close()  # as uvicorn's own listeners stop, first thing in its shutdown
         await super().shutdown(sockets)
+
+    def _new_connection(self) -> asyncio.Protocol:
+        # What uvicorn's own listeners make for each connection.
+        config = self.config
+        protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        return protocol
+
+
+def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
+    return type(loop).__module__.partition(".")[0] == "uvloop"
+
+
+class BurstAcceptor:
+    """Accepts up to `burst` waiting connections each time the listening socket is readable.
+
+    libuv (so uvloop) accepts one connection per turn of the loop (libuv/libuv#3696). A loop
+    busy with streams turns slowly, and new connections, health checks among them, waited in the
+    listen queue: at 1,000 streaming sessions `/healthz` answered after 15 s and a quarter of
+    the sessions had not opened after 20 s. This watches a duplicate of the listening socket
+    beside uvloop's own watcher and hands what it accepts to `loop.connect_accepted_socket`, as
+    the standard library's loop does with its accept loop.
+    """
+
+    RETRY_S = 1.0  # out of file descriptors: stop accepting this long, as asyncio does
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        *,
+        burst: int = 128,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = listener.dup()
+        self._sock.setblocking(False)
+        self._protocol_factory = protocol_factory
+        self._burst = burst
+        self._pending: set[asyncio.Task[object]] = set()
+        self._closed = False
+        self._loop.add_reader(self._sock.fileno(), self._accept)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+    def _accept(self) -> None:
+        for _ in range(self._burst):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # nothing more waits (or uvloop's own watcher took it)
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("accept paused: %s", exc.strerror, extra={"errno": exc.errno})
+                    self._loop.remove_reader(self._sock.fileno())
+                    self._loop.call_later(self.RETRY_S, self._resume)
+                else:
+                    log.error("accept failed", exc_info=exc)
+                return
+            self._hand_over(conn)
+
+    def _resume(self) -> None:
+        if not self._closed:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
+
+    def _hand_over(self, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        if conn.family in (socket.AF_INET, socket.AF_INET6):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task: asyncio.Task[object] = self._loop.create_task(
+            self._loop.connect_accepted_socket(self._protocol_factory, conn)
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[object]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("an accepted connection could not be set up", exc_info=exc)
 
 
 def _find_gateway(app: object) -> Gateway | None:
@@ -51,20 +147,11 @@ def _find_gateway(app: object) -> Gateway | None:
     return None
 
 
-# The standard library's loop, not uvloop: libuv accepts one connection per turn of the loop
-# (libuv/libuv#3696), so a loop busy with streams left new connections, health checks among
-# them, waiting in the listen queue (15 s for `/healthz` at 1,000 streaming sessions, and a
-# quarter of the sessions still unopened after 20 s). asyncio accepts what is waiting at once;
-# at 50 and 200 sessions it measured the same CPU and TTFT as uvloop (BENCHMARKS.md).
-EVENT_LOOP = "asyncio"
-
-
 def uvicorn_config(app: Starlette, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        loop=EVENT_LOOP,
         log_config=None,
         access_log=False,
         lifespan="on",

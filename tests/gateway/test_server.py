@@ -64,8 +64,8 @@ def test_a_busy_gateway_takes_every_waiting_connection_in_a_few_turns_of_its_loo
             client.close()
         loop.close()
     assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers), answers[:3]
-    # One connection per turn of the loop (libuv's accept, under uvloop) would take CLIENTS
-    # turns or more; accepting what waits takes a few.
+    # One connection per turn of the loop (libuv's own accept, under uvloop) takes CLIENTS
+    # turns or more; accepting what waits (`BurstAcceptor`) takes a few.
     assert taken < CLIENTS // 4, taken
 
 
