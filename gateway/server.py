@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import gc
 import logging
 import socket
@@ -126,12 +127,13 @@ class BurstAcceptor:
             self._loop.connect_accepted_socket(self._protocol_factory, conn)
         )
         self._pending.add(task)
-        task.add_done_callback(self._connected)
+        task.add_done_callback(functools.partial(self._connected, conn))
 
-    def _connected(self, task: asyncio.Task[object]) -> None:
+    def _connected(self, conn: socket.socket, task: asyncio.Task[object]) -> None:
         self._pending.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.warning("an accepted connection could not be set up", exc_info=exc)
+            conn.close()
 
 
 def _find_gateway(app: object) -> Gateway | None:

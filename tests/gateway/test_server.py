@@ -4,13 +4,17 @@ socket `serve --workers` shares sends small frames at once."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import socket
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.app import create_app
-from gateway.server import GatewayServer, uvicorn_config
+from gateway.server import BurstAcceptor, GatewayServer, uvicorn_config
 from gateway.workers import listening_socket
 from tests.conftest import eventually, make_settings
 
@@ -95,3 +99,67 @@ async def test_connections_accepted_from_the_workers_socket_send_without_delay(
     finally:
         server.close()
         await server.wait_closed()
+
+
+class _OutOfDescriptorsOnce:
+    """A listening socket whose first `accept` fails as a process out of descriptors does."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.failures = 0
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if not self.failures:
+            self.failures += 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.sock.accept()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def test_the_acceptor_pauses_when_out_of_descriptors_then_takes_connections_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    made: list[asyncio.BaseTransport] = []
+    calls = 0
+
+    class Keep(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            made.append(transport)
+
+    def factory() -> asyncio.Protocol:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("no protocol for this one")
+        return Keep()
+
+    acceptor = BurstAcceptor(listener, factory)
+    acceptor.RETRY_S = 0.05
+    flaky = _OutOfDescriptorsOnce(acceptor._sock)
+    acceptor._sock = flaky  # type: ignore[assignment]
+    writers = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="coach.server"):
+            for _ in range(2):
+                _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+                writers.append(writer)
+            # The first accept failed: the acceptor stopped, came back after RETRY_S, took both
+            # connections; the first could not be set up (logged), the second was.
+            await eventually(lambda: len(made) == 1 and calls == 2)
+        assert flaky.failures == 1
+        messages = [r.getMessage() for r in caplog.records]
+        assert any(m.startswith("accept paused") for m in messages), messages
+        assert "an accepted connection could not be set up" in messages, messages
+    finally:
+        for writer in writers:
+            writer.close()
+        for transport in made:
+            transport.close()
+        acceptor.close()
+        listener.close()
