@@ -30,9 +30,12 @@ class GatewayServer(uvicorn.Server):
     its connections; takes waiting connections in bursts on uvloop (`BurstAcceptor`); freezes
     what start-up allocated out of the garbage collector's reach."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._acceptors: list[BurstAcceptor] = []
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        self._acceptors: list[BurstAcceptor] = []
         if self.started and _is_uvloop(asyncio.get_running_loop()):
             listeners = [s for server in self.servers for s in server.sockets or ()]
             self._acceptors = [BurstAcceptor(s, self._new_connection) for s in listeners]
@@ -45,7 +48,7 @@ class GatewayServer(uvicorn.Server):
         gateway = _find_gateway(app)
         if gateway is not None:
             await gateway.drain(gateway.settings.shutdown_grace_s)
-        for acceptor in getattr(self, "_acceptors", ()):
+        for acceptor in self._acceptors:
             acceptor.close()  # as uvicorn's own listeners stop, first thing in its shutdown
         await super().shutdown(sockets)
 
