@@ -324,22 +324,26 @@ async def run_load(cfg: ClientConfig) -> None:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
 
-        async def start(r: Recorder, c: ClientConfig, index: int) -> None:
-            await asyncio.sleep(c.ramp_s * index / max(c.sessions, 1))
-            session_fn = ws_session if c.mode == "ws" else openai_session
-            await session_fn(http, r, c, index)
+        async def start(recorder: Recorder, config: ClientConfig, index: int) -> None:
+            await asyncio.sleep(config.ramp_s * index / max(config.sessions, 1))
+            session_fn = ws_session if config.mode == "ws" else openai_session
+            await session_fn(http, recorder, config, index)
 
         runs = [(rec, cfg)] + ([(probe, probe_cfg)] if probe_cfg is not None else [])
-        tasks = [asyncio.create_task(start(r, c, i)) for r, c in runs for i in range(c.sessions)]
+        tasks = [
+            asyncio.create_task(start(recorder, config, index))
+            for recorder, config in runs
+            for index in range(config.sessions)
+        ]
         await asyncio.sleep(cfg.ramp_s + cfg.warmup_s)
         opened = time.perf_counter()
-        for r, _ in runs:
-            r.window_open, r.window_close = opened, opened + cfg.duration_s
+        for recorder, _ in runs:
+            recorder.window_open, recorder.window_close = opened, opened + cfg.duration_s
         emit("measuring")
         await asyncio.sleep(cfg.duration_s)
         emit("window_end")
-        for r, _ in runs:
-            r.stopping = True
+        for recorder, _ in runs:
+            recorder.stopping = True
         now = time.perf_counter()
         ages = sorted(now - at for at in rec.in_flight.values())
         # Turns still running at the close are reported (with their age), not waited for.
