@@ -98,7 +98,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     if workers > 1:
         from gateway.workers import serve_workers
 
-        return serve_workers(config, workers)
+        return serve_workers(config, workers, settings)
     GatewayServer(config).run()
     return 0
 

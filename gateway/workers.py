@@ -48,9 +48,16 @@ def listening_socket(config: uvicorn.Config) -> socket.socket:
     return sock
 
 
-def serve_workers(config: uvicorn.Config, workers: int) -> int:
+def serve_workers(config: uvicorn.Config, workers: int, settings: Settings) -> int:
     """Serve with `workers` processes on `config`'s address until SIGINT or SIGTERM; returns the
     exit status. Each worker reads its settings from the environment (and config file) itself."""
+    if settings.redis_url is None:
+        log.warning(
+            "no REDIS_URL: each worker keeps its own quota counters, so a user may get up to"
+            " %d times each per-user limit",
+            workers,
+            extra={"workers": workers},
+        )
     host, port = config.host, config.port
     sock = listening_socket(config)
     context = multiprocessing.get_context("spawn")

@@ -128,7 +128,7 @@ async def test_workers_do_not_outlive_a_killed_supervisor(
 
 async def test_a_worker_that_cannot_start_stops_the_server(fast_sim: Any, tmp_path: Path) -> None:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "COACH_REDIS_URL")},
         "COACH_JWT_SECRET": TEST_SECRET,
         "COACH_SIM_URL": fast_sim.url,
         "COACH_DATA_DIR": str(tmp_path),
@@ -148,3 +148,5 @@ async def test_a_worker_that_cannot_start_stops_the_server(fast_sim: Any, tmp_pa
             proc.kill()
     assert proc.returncode == 3  # uvicorn's startup failure, not a restart loop
     assert b"a worker could not start" in err
+    # Without Redis the supervisor says first that quotas are counted per worker.
+    assert b"each worker keeps its own quota counters" in err
