@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["added", "percentile", "summarize", "summarize_run"]
+__all__ = ["added", "percentile", "summarize", "summarize_run", "unopened"]
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
@@ -37,10 +37,17 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     return out
 
 
+def unopened(raw: Mapping[str, Any]) -> int:
+    """Sessions still not open when the run ended, without having failed: a connect that took
+    longer than ramp, warm-up and window together."""
+    failed = int(sum(raw.get("session_failures", {}).values()))
+    return max(int(raw["sessions"]) - int(raw.get("sessions_open") or 0) - failed, 0)
+
+
 def _error_rate(raw: Mapping[str, Any]) -> float:
     ok, failed = int(raw["turns_ok"]), int(raw["turns_failed"])
-    # Sessions that never opened count as failed attempts in the error rate.
-    lost = sum(raw.get("session_failures", {}).values())
+    # Sessions that never opened (refused, or still waiting) count as failed attempts.
+    lost = sum(raw.get("session_failures", {}).values()) + unopened(raw)
     turns = ok + failed + lost
     return round((failed + lost) / turns, 4) if turns else 1.0
 
@@ -62,6 +69,7 @@ def summarize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
         "error_rate": _error_rate(raw),
         "errors": raw["errors"],
         "sessions_open": raw.get("sessions_open"),
+        "sessions_unopened": unopened(raw),
         "session_failures": raw.get("session_failures", {}),
         "turns_per_s": round(ok / window, 1),
         "token_events_per_s": round(int(raw["token_events"]) / window, 1),
