@@ -8,10 +8,11 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.auth import authenticate_request
 from gateway.errors import ApiError
+from gateway.ids import new_id
 from gateway.outbound import Outbound
 from gateway.quotas import QuotaExceeded
 from gateway.requests import read_json
-from gateway.runtime import gateway_of, new_id
+from gateway.runtime import gateway_of
 from gateway.streaming import EventStream, sse_frame
 from gateway.telemetry import session_span
 from streams.events import (

@@ -18,14 +18,13 @@ from typing import Any, TextIO
 
 import orjson
 
-from gateway.runtime import hash_id
+from gateway.ids import hash_id
 
 __all__ = [
     "CONTENT_KEYS",
     "JsonFormatter",
     "RedactionFilter",
     "configure_logging",
-    "hash_id",
     "redact_text",
     "request_id_var",
 ]

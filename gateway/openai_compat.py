@@ -18,10 +18,11 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.auth import authenticate_request
 from gateway.errors import ApiError, error_body, json_response
+from gateway.ids import new_id
 from gateway.outbound import Outbound
 from gateway.quotas import QuotaExceeded
 from gateway.requests import read_json
-from gateway.runtime import Gateway, gateway_of, new_id
+from gateway.runtime import Gateway, gateway_of
 from gateway.streaming import EventStream, sse_frame
 from providers.chat import Message
 from streams.events import (

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import hashlib
 import logging
 import time
 import uuid
@@ -32,9 +31,10 @@ from limits.errors import StorageError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.ids import hash_id
 from gateway.settings import QuotaSettings
 
-__all__ = ["QuotaExceeded", "QuotaStoreUnavailable", "Quotas", "Scope", "hash_user"]
+__all__ = ["QuotaExceeded", "QuotaStoreUnavailable", "Quotas", "Scope"]
 
 log = logging.getLogger("coach.quota")
 
@@ -68,11 +68,6 @@ class QuotaExceeded(Exception):
 
 class QuotaStoreUnavailable(RuntimeError):
     """The configured Redis could not be reached when the quotas were opened."""
-
-
-def hash_user(user_id: str) -> str:
-    """A stable pseudonym for logs and keys (never log raw user ids)."""
-    return hashlib.sha256(user_id.encode()).hexdigest()[:16]
 
 
 class _MemoryStore(MemoryStorage):
@@ -278,7 +273,7 @@ class Quotas:
 
     async def check_turn(self, user_id: str) -> None:
         """Take one turn of the minute's allowance; refuse when today's tokens are spent."""
-        user = hash_user(user_id)
+        user = hash_id(user_id)
         tokens = self._item("tokens_per_day")
         if tokens is not None and not await self._test(self._daily, tokens, user, 1):
             await self._reject("tokens_per_day", self._daily, tokens, user)
@@ -289,11 +284,11 @@ class Quotas:
     async def record_tokens(self, user_id: str, tokens: int) -> None:
         item = self._item("tokens_per_day")
         if item is not None and tokens > 0:
-            await self._consume(self._daily, item, hash_user(user_id), tokens)
+            await self._consume(self._daily, item, hash_id(user_id), tokens)
 
     async def check_audio(self, user_id: str, seconds: float) -> None:
         """Refuse `seconds` more audio if they would pass today's allowance."""
-        user = hash_user(user_id)
+        user = hash_id(user_id)
         item = self._item("audio_seconds_per_day")
         cost = max(1, _ms(seconds))  # at least 1 ms: a zero-cost test always passes
         if item is not None and not await self._test(self._daily, item, user, cost):
@@ -302,7 +297,7 @@ class Quotas:
     async def record_audio(self, user_id: str, seconds: float) -> None:
         item = self._item("audio_seconds_per_day")
         if item is not None and seconds > 0:
-            await self._consume(self._daily, item, hash_user(user_id), _ms(seconds))
+            await self._consume(self._daily, item, hash_id(user_id), _ms(seconds))
 
     def stream_slot(self, user_id: str) -> AbstractAsyncContextManager[None]:
         """Hold one of the user's concurrent streams; raises `QuotaExceeded` on entry."""
@@ -329,7 +324,7 @@ class Quotas:
         if limit <= 0:
             yield
             return
-        user = hash_user(user_id)
+        user = hash_id(user_id)
         key = f"{scope}:{user}"
         slot: str | None = ""
         try:

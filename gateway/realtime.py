@@ -13,9 +13,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway.auth import SUBPROTOCOL, Principal, authenticate_request, origin_allowed
 from gateway.errors import ApiError
+from gateway.ids import new_id
 from gateway.outbound import Outbound, SocketWriter
 from gateway.quotas import QuotaExceeded
-from gateway.runtime import Draining, Gateway, Overloaded, gateway_of, new_id
+from gateway.runtime import Draining, Gateway, Overloaded, gateway_of
 from gateway.telemetry import session_span
 from providers.errors import ProviderError
 from streams.events import (

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,18 +22,9 @@ from streams.voice import SpeechOut
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
 
-__all__ = ["Draining", "Gateway", "Overloaded", "hash_id", "new_id"]
+__all__ = ["Draining", "Gateway", "Overloaded"]
 
 log = logging.getLogger("coach.gateway")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:20]}"
-
-
-def hash_id(value: str) -> str:
-    """A stable, non-reversible id for logs and metrics labels."""
-    return hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
 class Draining(Exception):

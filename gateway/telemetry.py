@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
-from gateway.runtime import hash_id
+from gateway.ids import hash_id
 
 __all__ = [
     "Switchboard",

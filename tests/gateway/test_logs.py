@@ -12,8 +12,8 @@ import httpx
 import orjson
 import pytest
 
+from gateway.ids import hash_id
 from gateway.logs import configure_logging, redact_text, request_id_var
-from gateway.runtime import hash_id
 from tests.conftest import make_settings
 from tests.gateway.observed import observed_gateway
 from tests.gateway.wsclient import ws_client

@@ -15,7 +15,7 @@ import pytest
 from opentelemetry import trace
 from websockets.asyncio.client import connect
 
-from gateway.runtime import hash_id
+from gateway.ids import hash_id
 from gateway.telemetry import switchboard, traces_url
 from tests.conftest import make_settings
 from tests.gateway.observed import OtlpReceiver, observed_gateway, otlp_receiver

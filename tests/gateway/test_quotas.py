@@ -17,7 +17,8 @@ from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimite
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.quotas import QuotaExceeded, Quotas, QuotaStoreUnavailable, _MemoryStore, hash_user
+from gateway.ids import hash_id
+from gateway.quotas import QuotaExceeded, Quotas, QuotaStoreUnavailable, _MemoryStore
 from gateway.settings import QuotaSettings
 
 REDIS_URL = os.environ.get("COACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -149,9 +150,9 @@ async def test_rejection_logs_a_hashed_user(caplog: pytest.LogCaptureFixture) ->
     await quotas.aclose()
     (record,) = [r for r in caplog.records if r.name == "coach.quota"]
     assert record.scope == "connections"  # type: ignore[attr-defined]
-    assert record.user == hash_user("alice@example.com")  # type: ignore[attr-defined]
+    assert record.user == hash_id("alice@example.com")  # type: ignore[attr-defined]
     assert "alice" not in record.getMessage()
-    assert len(hash_user("alice@example.com")) == 16
+    assert len(hash_id("alice@example.com")) == 16
 
 
 async def test_zero_disables_a_quota() -> None:
