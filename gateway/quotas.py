@@ -97,23 +97,27 @@ class _MemoryStore(MemoryStorage):
         # Each key is read and trimmed without an await in between, so a hit that lands while
         # the sweep yields is never lost: the next key is read as it is then.
         now = time.time()
-        for count, key in enumerate(list(self.events), 1):
+        async for key in self._batched(list(self.events)):
             events = self.events.get(key)  # newest first
-            if events is not None:
-                alive = bisect.bisect_left(events, -now, key=lambda event: -event.expiry)
-                if alive:
-                    self.events[key] = events[:alive]
-                else:
-                    del self.events[key]
-                    self.locks.pop(key, None)
-            if count % self._sweep_batch == 0:
-                await asyncio.sleep(0)
-        for count, key in enumerate(list(self.expirations), 1):
+            if events is None:
+                continue
+            alive = bisect.bisect_left(events, -now, key=lambda event: -event.expiry)
+            if alive:
+                self.events[key] = events[:alive]
+            else:
+                del self.events[key]
+                self.locks.pop(key, None)
+        async for key in self._batched(list(self.expirations)):
             expiry = self.expirations.get(key)
             if expiry is not None and expiry <= now:
                 self.storage.pop(key, None)
                 del self.expirations[key]
                 self.locks.pop(key, None)
+
+    async def _batched(self, keys: list[str]) -> AsyncIterator[str]:
+        """`keys` one by one, giving the loop back after every `sweep_batch` of them."""
+        for count, key in enumerate(keys, 1):
+            yield key
             if count % self._sweep_batch == 0:
                 await asyncio.sleep(0)
 
