@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import time
 from pathlib import Path
 
-import orjson
 from limits import RateLimitItemPerDay, RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from gateway.quotas import _MemoryStore
-
-RESULTS = Path(__file__).parent / "results"
+from loadtests.bench_output import RESULTS, write_figures
 
 
 async def sweep_once(users: int) -> dict[str, float | int]:
@@ -73,14 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         f"sweep of {figures['keys']} keys ({args.users} users): {figures['sweep_ms']} ms in all, "
         f"longest stall of the loop {figures['longest_loop_stall_ms']} ms"
     )
-    report = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": platform.python_version(),
-        **figures,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    print(f"wrote {args.out}")
+    write_figures(args.out, figures)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import time
 from pathlib import Path
 
-import orjson
-
 from gateway.outbound import Outbound, SocketWriter
+from loadtests.bench_output import RESULTS, write_figures
 from streams.events import ResponseDelta, encode
-
-RESULTS = Path(__file__).parent / "results"
 
 
 class _NullSocket:
@@ -85,15 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         f"per event: queue + writer task {figures['queued_us']:.2f} us, "
         f"direct {figures['direct_us']:.2f} us ({args.events} events, null socket)"
     )
-    report = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": platform.python_version(),
-        "events": args.events,
-        **{k: round(v, 3) for k, v in figures.items()},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    print(f"wrote {args.out}")
+    write_figures(args.out, {"events": args.events, **{k: round(v, 3) for k, v in figures.items()}})
 
 
 if __name__ == "__main__":
