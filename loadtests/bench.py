@@ -174,7 +174,7 @@ async def run_step(
 ) -> dict[str, Any]:
     modes: dict[str, Any] = {}
     targets = found.targets()
-    direct_target = targets[0]
+    direct_target = next(t for t in targets if t.name == "direct")
     for target in targets:
         print(f"  {sessions:>5} sessions  {target.name:<13}", end="", flush=True, file=sys.stderr)
         prefix = f"{target.name}-{sessions}-{int(time.time())}"
