@@ -101,17 +101,18 @@ async def test_connections_accepted_from_the_workers_socket_send_without_delay(
         await server.wait_closed()
 
 
-class _OutOfDescriptorsOnce:
-    """A listening socket whose first `accept` fails as a process out of descriptors does."""
+class _FailsOnce:
+    """A listening socket whose first `accept` raises `error`."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, error: OSError) -> None:
         self.sock = sock
+        self.error = error
         self.failures = 0
 
     def accept(self) -> tuple[socket.socket, object]:
         if not self.failures:
             self.failures += 1
-            raise OSError(errno.EMFILE, "Too many open files")
+            raise self.error
         return self.sock.accept()
 
     def fileno(self) -> int:
@@ -121,6 +122,48 @@ class _OutOfDescriptorsOnce:
         self.sock.close()
 
 
+class _Keep(asyncio.Protocol):
+    def __init__(self, made: list[asyncio.BaseTransport]) -> None:
+        self.made = made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.append(transport)
+
+
+@pytest.mark.parametrize(
+    ("error", "logged"),
+    [
+        (ConnectionAbortedError(errno.ECONNABORTED, "aborted"), None),  # skipped, burst goes on
+        (OSError(errno.EINVAL, "Invalid argument"), "accept failed"),  # logged, tried next turn
+    ],
+)
+async def test_the_acceptor_gets_past_a_failed_accept_without_pausing(
+    error: OSError, logged: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    made: list[asyncio.BaseTransport] = []
+    acceptor = BurstAcceptor(listener, lambda: _Keep(made))
+    acceptor.RETRY_S = 3600.0  # a pause would outlast the test
+    flaky = _FailsOnce(acceptor._sock, error)
+    acceptor._sock = flaky  # type: ignore[assignment]
+    writer = None
+    try:
+        with caplog.at_level(logging.WARNING, logger="coach.server"):
+            _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+            await eventually(lambda: len(made) == 1)
+        assert flaky.failures == 1
+        messages = [r.getMessage() for r in caplog.records]
+        assert not any(m.startswith("accept paused") for m in messages), messages
+        assert (logged in messages) if logged else not messages, messages
+    finally:
+        if writer is not None:
+            writer.close()
+        for transport in made:
+            transport.close()
+        acceptor.close()
+        listener.close()
+
+
 async def test_the_acceptor_pauses_when_out_of_descriptors_then_takes_connections_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -128,20 +171,16 @@ async def test_the_acceptor_pauses_when_out_of_descriptors_then_takes_connection
     made: list[asyncio.BaseTransport] = []
     calls = 0
 
-    class Keep(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            made.append(transport)
-
     def factory() -> asyncio.Protocol:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("no protocol for this one")
-        return Keep()
+        return _Keep(made)
 
     acceptor = BurstAcceptor(listener, factory)
     acceptor.RETRY_S = 0.05
-    flaky = _OutOfDescriptorsOnce(acceptor._sock)
+    flaky = _FailsOnce(acceptor._sock, OSError(errno.EMFILE, "Too many open files"))
     acceptor._sock = flaky  # type: ignore[assignment]
     writers = []
     try:
