@@ -24,6 +24,9 @@ BASE_ARGS = [
     "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
 ]
+# The README shows these pages' screenshots; a run refreshes them only when asked, so that the
+# test suite leaves the checkout as it found it.
+REFRESH_SCREENSHOTS = "COACH_REFRESH_SCREENSHOTS"
 RESULTS = Path(__file__).resolve().parents[2] / "loadtests" / "results"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -63,6 +66,15 @@ def launch(playwright: Any) -> Callable[[list[str]], Any]:
         )
 
     return _launch
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the pages' screenshots go: loadtests/results/ with COACH_REFRESH_SCREENSHOTS=1,
+    a temporary directory otherwise."""
+    if os.environ.get(REFRESH_SCREENSHOTS) == "1":
+        return RESULTS
+    return tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The chat and ops pages in headless Chromium against a real gateway and the simulated upstream.
 
-Screenshots land in loadtests/results/ (chat.png, chat-phone.png, ops.png, ops-phone.png).
+Screenshots (chat.png, chat-phone.png, ops.png, ops-phone.png) go to a temporary directory, or
+to loadtests/results/ for the README with COACH_REFRESH_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from playwright.async_api import expect
 
 from gateway.server import RunningGateway
-from tests.browser.conftest import DESKTOP, PHONE, RESULTS, PageErrors
+from tests.browser.conftest import DESKTOP, PHONE, PageErrors
 
 QUESTION = "How should I breathe before a long phrase?"
 PRACTICE = (
@@ -46,6 +47,7 @@ async def test_chat_streams_a_reply_with_its_ttft(
     fast_sim: Any,
     token: Callable[..., str],
     page_errors: PageErrors,
+    screenshots: Path,
 ) -> None:
     await fast_sim.set_knobs(tokens_per_s=40)
     jwt = token("browser-user", roles=["ops"])
@@ -74,7 +76,7 @@ async def test_chat_streams_a_reply_with_its_ttft(
         await expect(reply).to_have_attribute("data-state", "done", timeout=20_000)
     await expect(page.locator("#assessment-list > li").first).to_be_visible(timeout=20_000)
     await page.wait_for_timeout(500)  # let the panel's REST calls settle
-    await page.screenshot(path=str(RESULTS / "chat.png"))
+    await page.screenshot(path=str(screenshots / "chat.png"))
     await page.context.close()
     assert page_errors.messages == []
 
@@ -85,6 +87,7 @@ async def test_chat_on_a_phone(
     fast_sim: Any,
     token: Callable[..., str],
     page_errors: PageErrors,
+    screenshots: Path,
 ) -> None:
     phone = {"viewport": PHONE, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
     page = page_errors.watch(await open_chat(browser, site, token("phone-user"), **phone))
@@ -96,7 +99,7 @@ async def test_chat_on_a_phone(
     await page.click("#panel-toggle")
     await expect(page.locator("#side-panel")).to_be_visible()
     await page.click("#panel-toggle")
-    await page.screenshot(path=str(RESULTS / "chat-phone.png"))
+    await page.screenshot(path=str(screenshots / "chat-phone.png"))
     await page.context.close()
     assert page_errors.messages == []
 
@@ -153,7 +156,11 @@ async def ops_feed_status(site: RunningGateway, jwt: str) -> int:
 
 
 async def test_ops_dashboard(
-    browser: Any, site: RunningGateway, token: Callable[..., str], page_errors: PageErrors
+    browser: Any,
+    site: RunningGateway,
+    token: Callable[..., str],
+    page_errors: PageErrors,
+    screenshots: Path,
 ) -> None:
     jwt = token("operator", roles=["ops"])
     status = await ops_feed_status(site, jwt)
@@ -180,13 +187,13 @@ async def test_ops_dashboard(
     await expect(page.locator("#tile-ttft_p50_ms")).to_have_text(re.compile(r"\d"), timeout=5_000)
     await expect(page.locator("#breaker-rows")).to_contain_text("primary:gpt-4o-mini")
     await page.wait_for_timeout(2500)  # a few more snapshots, so the chart has a line to show
-    await page.screenshot(path=str(RESULTS / "ops.png"))
+    await page.screenshot(path=str(screenshots / "ops.png"))
     phone = await browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
     small = page_errors.watch(await phone.new_page())
     await small.goto(f"{site.url}/ops#token={jwt}")
     await expect(small.locator("#dashboard")).to_be_visible()
     await small.wait_for_timeout(1500)
-    await small.screenshot(path=str(RESULTS / "ops-phone.png"))
+    await small.screenshot(path=str(screenshots / "ops-phone.png"))
     await phone.close()
     await ctx.close()
     assert page_errors.messages == []
