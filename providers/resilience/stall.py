@@ -103,8 +103,13 @@ class StallDeadline:
         self.close()
 
     def close(self) -> None:
+        # The watch calls back into this deadline and the deadline holds the task that waited:
+        # let go of both, so that the turn's objects go when their last reference does instead
+        # of waiting, as a reference cycle, for a full collection of the garbage collector.
         if self._watch is not None:
             self._watch.close()
+            self._watch = None
+        self._task = None
 
     def _expire(self) -> None:
         if self._task is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
 
 import pytest
@@ -70,3 +72,20 @@ async def test_an_outer_timeout_is_not_taken_for_a_stall() -> None:
         async with asyncio.timeout(0.02):
             await drain(deadline, paced([1.0]))
     assert "nothing arrived within" not in str(info.value)
+
+
+async def test_a_closed_deadline_lets_the_task_go_without_the_garbage_collector() -> None:
+    async def read_once() -> None:
+        with StallDeadline(5.0) as deadline:
+            await deadline.wait(asyncio.sleep(0))
+
+    gc.disable()  # only reference counts free things now: a reference cycle would keep the task
+    try:
+        task = asyncio.create_task(read_once())
+        await task
+        await asyncio.sleep(0)  # the loop's handle that woke this test lets go of the task
+        gone = weakref.ref(task)
+        del task
+        assert gone() is None
+    finally:
+        gc.enable()
