@@ -1,7 +1,8 @@
 """Benchmark: the gateway under ramped streaming load, against the upstream called directly and,
 optionally, against a peer proxy (LiteLLM).
 
-    python -m loadtests.bench [--steps 50,200,500,1000] [--idle 5000] [--peer litellm] [--quick]
+    python -m loadtests.bench [--steps 50,200,500,1000] [--idle 5000] [--peer litellm] [--floor]
+        [--quick]
 
 The simulated upstream, the gateway, the peer and the load client each run as their own process
 on loopback, so their CPU is measured apart. Per step (concurrent sessions, each running turns
@@ -9,7 +10,9 @@ back to back) every mode runs in turn with the same client code:
 - `direct`: the client streams from the upstream itself (the baseline);
 - `ws`: realtime WebSocket sessions through the gateway;
 - `gateway_http` and `peer_http` (with `--peer`): OpenAI-compatible streaming HTTP through the
-  gateway and through the peer.
+  gateway and through the peer;
+- `floor` (with `--floor`): realtime sessions through `loadtests.floor_relay`, the least a Python
+  relay does per token, to compare the gateway's CPU per event with.
 Added TTFT = client-observed TTFT through a proxy minus the upstream's own TTFT measured in the
 same run: beside the proxied sessions the client runs `probe_sessions(n)` sessions that call the
 upstream directly, so both feel the same load on the machine's shared cores. (The separate
@@ -75,6 +78,7 @@ class BenchOptions:
     out: Path = RESULTS
     peer_venv: Path = DEFAULT_VENV
     workers: int = 1  # gateway worker processes (`serve --workers N`)
+    floor: bool = False  # also run `loadtests.floor_relay`, the least a Python relay does
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Servers:
     gateway_url: str
     procs: dict[str, Proc]
     peer_url: str | None = None
+    floor_url: str | None = None
     peer_status: dict[str, Any] = field(default_factory=dict)
 
     def targets(self) -> list[Target]:
@@ -91,6 +96,9 @@ class Servers:
             Target("direct", "openai", f"{self.sim_url}/v1/chat/completions", MODEL, "sk-sim"),
             Target("ws", "ws", f"{gw_ws}/v1/realtime"),
         ]
+        if self.floor_url:
+            floor_ws = self.floor_url.replace("http://", "ws://", 1)
+            targets.append(Target("floor", "ws", f"{floor_ws}/v1/realtime"))
         if self.peer_status:
             targets.append(
                 Target("gateway_http", "openai", f"{self.gateway_url}/v1/chat/completions", MODEL)
@@ -117,6 +125,18 @@ async def servers(opts: BenchOptions, log_dir: Path) -> AsyncIterator[Servers]:
             )
         )
         found = Servers(sim_url, gw_url, {"gateway": gateway, "sim": sim})
+        if opts.floor:
+            floor_port = free_port()
+            found.floor_url = f"http://127.0.0.1:{floor_port}"
+            floor_argv = [sys.executable, "-m", "loadtests.floor_relay", "--port", str(floor_port)]
+            found.procs["floor"] = await stack.enter_async_context(
+                started(
+                    "floor",
+                    [*floor_argv, "--upstream", sim_url],
+                    f"{found.floor_url}/healthz",
+                    log_dir=log_dir,
+                )
+            )
         if opts.peer:
             await _start_peer(opts, found, stack, log_dir)
         yield found
@@ -160,7 +180,9 @@ def _peer_version(venv: Path) -> str | None:
 
 
 def _metered(found: Servers, target: Target) -> dict[str, Proc]:
-    names = {"direct": ["sim"], "peer_http": ["peer", "sim"]}.get(target.name, ["gateway", "sim"])
+    names = {"direct": ["sim"], "peer_http": ["peer", "sim"], "floor": ["floor", "sim"]}.get(
+        target.name, ["gateway", "sim"]
+    )
     return {n: found.procs[n] for n in names if n in found.procs}
 
 
@@ -259,6 +281,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "shape": {k: getattr(opts.shape, k) for k in opts.shape.__slots__},
             "steps": list(opts.steps),
             "gateway_workers": opts.workers,
+            "floor": opts.floor,
             "quick": opts.quick,
             "logs": str(log_dir),
         }
@@ -331,6 +354,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reply-tokens", type=int, default=40)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    p.add_argument(
+        "--floor", action="store_true", help="also run the minimal relay (loadtests.floor_relay)"
+    )
     return p
 
 
@@ -349,7 +375,16 @@ def options(argv: list[str] | None = None) -> BenchOptions:
     }
     idle = a.idle if a.idle is not None else (50 if a.quick else 5000)
     return BenchOptions(
-        steps, idle, a.peer, a.quick, shape, knobs, a.out, a.peer_venv, workers=a.workers
+        steps,
+        idle,
+        a.peer,
+        a.quick,
+        shape,
+        knobs,
+        a.out,
+        a.peer_venv,
+        workers=a.workers,
+        floor=a.floor,
     )
 
 

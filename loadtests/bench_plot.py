@@ -12,7 +12,12 @@ import orjson
 __all__ = ["plot"]
 
 _STYLES = {"p50": "-", "p95": "--", "p99": ":"}
-_COLORS = {"ws": "tab:blue", "gateway_http": "tab:green", "peer_http": "tab:red"}
+_COLORS = {
+    "ws": "tab:blue",
+    "gateway_http": "tab:green",
+    "peer_http": "tab:red",
+    "floor": "tab:gray",
+}
 
 
 def plot(report: Mapping[str, Any], path: Path) -> Path:

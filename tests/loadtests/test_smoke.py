@@ -176,7 +176,7 @@ async def test_bench_quick_writes_results(tmp_path: Path) -> None:
     assert report["idle"]["rss_per_session_kib"] is not None
 
 
-async def test_bench_quick_with_two_workers(tmp_path: Path) -> None:
+async def test_bench_quick_with_two_workers_and_the_floor_relay(tmp_path: Path) -> None:
     code, out = await _run(
         sys.executable,
         "-m",
@@ -188,6 +188,7 @@ async def test_bench_quick_with_two_workers(tmp_path: Path) -> None:
         "0",
         "--workers",
         "2",
+        "--floor",
         "--out",
         str(tmp_path),
         env={},
@@ -199,6 +200,10 @@ async def test_bench_quick_with_two_workers(tmp_path: Path) -> None:
     ws = report["steps"][0]["modes"]["ws"]
     assert ws["turns_ok"] > 0 and ws["error_rate"] == 0, ws
     assert report["targets"]["token_events_per_s_ge_10000"]["per_worker_of"] == 2
+    floor = report["steps"][0]["modes"]["floor"]
+    assert floor["turns_ok"] > 0 and floor["error_rate"] == 0, floor
+    assert floor["cpu_percent"]["floor"] > 0 and report["meta"]["floor"] is True
+    assert report["steps"][0]["added_ttft_ms"]["floor"]["p50"] is not None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,85 @@
+"""The floor relay (`loadtests.floor_relay`) against the sim, driven as the bench client drives
+the gateway: what it relays must be the sim's reply, whole and in order."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from loadtests.floor_relay import serve, ws_frame
+from providers.sim import SimKnobs, running_sim
+
+
+@contextlib.asynccontextmanager
+async def relay(**knobs: Any) -> AsyncIterator[str]:
+    async with running_sim(SimKnobs(ttft_ms=5, tokens_per_s=2000, reply_tokens=12, **knobs)) as sim:
+        server = await serve("127.0.0.1", 0, sim.url)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            yield f"ws://127.0.0.1:{port}/v1/realtime"
+
+
+@pytest.fixture
+async def relay_url() -> AsyncIterator[str]:
+    async with relay() as url:
+        yield url
+
+
+async def _reply(ws: aiohttp.ClientWebSocketResponse, turn_id: str) -> list[dict[str, Any]]:
+    await ws.send_str(
+        orjson.dumps({"type": "input_text", "text": "Hi", "turn_id": turn_id}).decode()
+    )
+    events = []
+    while True:
+        event = orjson.loads((await ws.receive(timeout=10)).data)
+        events.append(event)
+        if event["type"] in ("response.completed", "response.failed"):
+            return events
+
+
+async def test_turns_relay_the_upstreams_reply_whole_over_one_connection(relay_url: str) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(relay_url) as ws:
+        created = orjson.loads((await ws.receive(timeout=10)).data)
+        assert created["type"] == "session.created"
+        for turn in ("t1", "t2", "t3"):  # the keep-alive upstream connection is reused
+            events = await _reply(ws, turn)
+            kinds = [e["type"] for e in events]
+            assert kinds[0] == "response.started" and kinds[-1] == "response.completed"
+            deltas = [e["text"] for e in events if e["type"] == "response.delta"]
+            assert len(deltas) >= 12
+            completed = events[-1]
+            assert completed["turn_id"] == turn and completed["text"] == "".join(deltas)
+            timings = completed["timings"]
+            assert timings["ttft_ms"] >= timings["upstream_ttft_ms"] > 0
+
+
+async def test_a_ping_gets_its_pong(relay_url: str) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(relay_url, autoping=False) as ws:
+        await ws.receive(timeout=10)  # session.created
+        await ws.ping(b"floor")
+        pong = await ws.receive(timeout=10)
+        assert pong.type is aiohttp.WSMsgType.PONG and pong.data == b"floor"
+
+
+def test_frames_carry_their_length_in_the_smallest_form() -> None:
+    assert ws_frame(b"x" * 125)[:2] == bytes((0x81, 125))
+    assert ws_frame(b"x" * 126)[:4] == bytes((0x81, 126, 0, 126))
+    assert ws_frame(b"x" * 70_000)[:2] == bytes((0x81, 127))
+    assert len(ws_frame(b"x" * 70_000)) == 70_000 + 10
+
+
+@pytest.mark.parametrize("knobs", [{"fail_rate": 1.0, "fail_status": 503}, {"drop_after": 3}])
+async def test_an_upstream_failure_ends_the_turn_with_response_failed(
+    knobs: dict[str, Any],
+) -> None:
+    async with relay(**knobs) as url, aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.receive(timeout=10)  # session.created
+        for turn in ("t1", "t2"):  # and the next turn finds a new upstream connection
+            events = await _reply(ws, turn)
+            assert events[-1]["type"] == "response.failed"
+            assert events[-1]["error"]["code"] == "upstream_error"
