@@ -119,6 +119,16 @@ def _better_than_peer(comparison: Mapping[str, Any]) -> dict[str, Any]:
     return {"ratios": ratios, "met": bool(ratios) and all(r > 1 for r in ratios)}
 
 
+_PROXIES = ("gateway", "peer", "floor")
+
+
+def _proxy_cpu(mode: str, cpu: Mapping[str, float]) -> float | None:
+    """The CPU% of the proxy that a run went through (none for the upstream called directly)."""
+    if mode == "direct":
+        return None
+    return next((cpu[name] for name in _PROXIES if name in cpu), None)
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -146,7 +156,7 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
             add = step["added_ttft_ms"].get(mode, {})
             own = run["gateway_reported_added_ms"]
             cpu = run["cpu_percent"]
-            proxy = cpu.get("gateway", cpu.get("peer")) if mode != "direct" else None
+            proxy = _proxy_cpu(mode, cpu)
             print(
                 f"{step['concurrency']:>8} {mode:<13} {_fmt(run['ttft_ms']['p50']):>9} "
                 f"{_fmt(run['ttft_ms']['p99']):>9} {_fmt(_beside(run).get('p50')):>10} "
@@ -181,7 +191,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             add = step["added_ttft_ms"].get(mode, {})
             old = step.get("added_vs_direct_run_ms", {}).get(mode, {})
             own, cpu, ttft = run["gateway_reported_added_ms"], run["cpu_percent"], run["ttft_ms"]
-            proxy = cpu.get("gateway", cpu.get("peer")) if mode != "direct" else None
+            proxy = _proxy_cpu(mode, cpu)
             beside = _beside(run)
             rows.append(
                 f"| {step['concurrency']} ({_fmt(run.get('sessions_open'))}) | {mode} "
