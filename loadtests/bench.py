@@ -57,7 +57,7 @@ from loadtests.bench_procs import (
 )
 from loadtests.bench_report import evaluate_targets, peer_ratios, print_report
 from loadtests.bench_run import LoadShape, Probe, Target, idle_memory, run_load
-from loadtests.bench_stats import added
+from loadtests.bench_stats import added, cpu_us_per_event
 
 __all__ = ["BenchOptions", "main", "run_bench"]
 
@@ -220,7 +220,7 @@ async def run_step(
             f"err {summary['error_rate']:.2%}  open {summary['sessions_open']}  "
             f"in flight {summary['in_flight_at_close']} "
             f"(oldest {summary['oldest_in_flight_s']} s)  "
-            f"cpu {summary['cpu_percent']}",
+            f"cpu {summary['cpu_percent']} ({cpu_us_per_event(summary)} us/event)",
             file=sys.stderr,
         )
     direct = modes["direct"]
@@ -230,6 +230,7 @@ async def run_step(
         "modes": modes,
         "added_ttft_ms": {n: added(m, m["probe"]) for n, m in proxied.items()},
         "added_vs_direct_run_ms": {n: added(m, direct) for n, m in proxied.items()},
+        "cpu_us_per_event": {n: cpu_us_per_event(m) for n, m in proxied.items()},
     }
 
 

@@ -6,6 +6,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from loadtests.bench_stats import cpu_us_per_event, proxy_cpu
+
 __all__ = ["evaluate_targets", "peer_ratios", "print_report", "sustainable"]
 
 MAX_ERROR_RATE = 0.01
@@ -119,16 +121,6 @@ def _better_than_peer(comparison: Mapping[str, Any]) -> dict[str, Any]:
     return {"ratios": ratios, "met": bool(ratios) and all(r > 1 for r in ratios)}
 
 
-_PROXIES = ("gateway", "peer", "floor")
-
-
-def _proxy_cpu(mode: str, cpu: Mapping[str, float]) -> float | None:
-    """The CPU% of the proxy that a run went through (none for the upstream called directly)."""
-    if mode == "direct":
-        return None
-    return next((cpu[name] for name in _PROXIES if name in cpu), None)
-
-
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -148,7 +140,7 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
         f"{'sessions':>8} {'mode':<13} {'ttft p50':>9} {'p99':>9} {'beside p50':>10} "
         f"{'added p50':>9} "
         f"{'p95':>8} {'p99':>8} {'gw-own p50':>10} {'p99':>8} {'ev/s':>9} {'turns/s':>8} "
-        f"{'err':>7} {'cpu% proxy':>10} {'sim':>6} {'client':>6}"
+        f"{'err':>7} {'cpu% proxy':>10} {'sim':>6} {'client':>6} {'us/event':>8}"
     )
     print(head, file=out)
     for step in report.get("steps", []):
@@ -156,7 +148,7 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
             add = step["added_ttft_ms"].get(mode, {})
             own = run["gateway_reported_added_ms"]
             cpu = run["cpu_percent"]
-            proxy = _proxy_cpu(mode, cpu)
+            proxy = proxy_cpu(cpu)
             print(
                 f"{step['concurrency']:>8} {mode:<13} {_fmt(run['ttft_ms']['p50']):>9} "
                 f"{_fmt(run['ttft_ms']['p99']):>9} {_fmt(_beside(run).get('p50')):>10} "
@@ -164,7 +156,8 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
                 f"{_fmt(add.get('p95')):>8} {_fmt(add.get('p99')):>8} {_fmt(own['p50']):>10} "
                 f"{_fmt(own['p99']):>8} {_fmt(run['token_events_per_s']):>9} "
                 f"{_fmt(run['turns_per_s']):>8} {run['error_rate']:>7.2%} {_fmt(proxy):>10} "
-                f"{_fmt(cpu.get('sim')):>6} {_fmt(cpu.get('client')):>6}",
+                f"{_fmt(cpu.get('sim')):>6} {_fmt(cpu.get('client')):>6} "
+                f"{_fmt(cpu_us_per_event(run)):>8}",
                 file=out,
             )
     if report.get("idle"):
@@ -183,15 +176,15 @@ def markdown(report: Mapping[str, Any]) -> str:
         "| added p50 / p95 / p99 (ms) | added vs the direct run p50 / p99 (ms) "
         "| gateway's own p50 / p99 (ms) | token ev/s | turns/s | errors "
         "| in flight at close (oldest s) "
-        "| CPU% proxy / sim / client |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU% proxy / sim / client | proxy CPU per event (us) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for step in report.get("steps", []):
         for mode, run in step["modes"].items():
             add = step["added_ttft_ms"].get(mode, {})
             old = step.get("added_vs_direct_run_ms", {}).get(mode, {})
             own, cpu, ttft = run["gateway_reported_added_ms"], run["cpu_percent"], run["ttft_ms"]
-            proxy = _proxy_cpu(mode, cpu)
+            proxy = proxy_cpu(cpu)
             beside = _beside(run)
             rows.append(
                 f"| {step['concurrency']} ({_fmt(run.get('sessions_open'))}) | {mode} "
@@ -202,7 +195,8 @@ def markdown(report: Mapping[str, Any]) -> str:
                 f"| {_fmt(own['p50'])} / {_fmt(own['p99'])} | {_fmt(run['token_events_per_s'])} "
                 f"| {_fmt(run['turns_per_s'])} | {run['error_rate']:.2%} "
                 f"| {_fmt(run.get('in_flight_at_close'))} ({_fmt(run.get('oldest_in_flight_s'))}) "
-                f"| {_fmt(proxy)} / {_fmt(cpu.get('sim'))} / {_fmt(cpu.get('client'))} |"
+                f"| {_fmt(proxy)} / {_fmt(cpu.get('sim'))} / {_fmt(cpu.get('client'))} "
+                f"| {_fmt(cpu_us_per_event(run))} |"
             )
     return "\n".join(rows)
 

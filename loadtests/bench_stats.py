@@ -6,7 +6,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["added", "percentile", "summarize", "summarize_run", "unopened"]
+__all__ = [
+    "PROXIES",
+    "added",
+    "cpu_us_per_event",
+    "percentile",
+    "proxy_cpu",
+    "summarize",
+    "summarize_run",
+    "unopened",
+]
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 
@@ -96,3 +105,20 @@ def added(through: Mapping[str, Any], direct: Mapping[str, Any]) -> dict[str, fl
         a, b = through["ttft_ms"].get(name), direct["ttft_ms"].get(name)
         out[name] = None if a is None or b is None else round(a - b, 3)
     return out
+
+
+# The metered processes a run can go through (see `loadtests.bench._metered`).
+PROXIES = ("gateway", "peer", "floor")
+
+
+def proxy_cpu(cpu: Mapping[str, float]) -> float | None:
+    """The CPU% of the proxy that a run went through; None for the upstream called directly."""
+    return next((cpu[name] for name in PROXIES if name in cpu), None)
+
+
+def cpu_us_per_event(run: Mapping[str, Any]) -> float | None:
+    """The proxy's CPU per relayed token event, in microseconds (all its workers together)."""
+    cpu, events = proxy_cpu(run["cpu_percent"]), float(run["token_events_per_s"])
+    if cpu is None or not events:
+        return None
+    return round(cpu / 100 / events * 1e6, 1)

@@ -9,7 +9,9 @@ over one keep-alive HTTP/1.1 connection per session. Per upstream chunk it does 
 must: decode the chunked body and the SSE event, parse the chunk's JSON, and write one WebSocket
 frame. `loadtests.bench --floor` runs it beside the gateway, so that a run shows how far the
 gateway's CPU per event is from what Python itself costs on the same machine. A plain HTTP
-request (no WebSocket key) gets `200 ok`: the bench's readiness check.
+request (no WebSocket key) gets `200 ok`: the bench's readiness check. It reads what the sim
+sends (a chunked body of LF-separated events) and nothing more general: a yardstick, not a
+client.
 
     python -m loadtests.floor_relay --port 8100 --upstream http://127.0.0.1:8001
 """

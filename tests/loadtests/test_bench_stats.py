@@ -1,10 +1,13 @@
-"""The benchmark's summary of one client run: what counts as an error."""
+"""The benchmark's summary of one client run: what counts as an error, what a proxy's CPU per
+event is."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from loadtests.bench_stats import summarize_run
+import pytest
+
+from loadtests.bench_stats import cpu_us_per_event, summarize_run
 
 
 def _raw(**overrides: Any) -> dict[str, Any]:
@@ -34,3 +37,22 @@ def test_sessions_that_never_opened_count_as_failed_attempts() -> None:
     summary = summarize_run(_raw(sessions_open=7, session_failures={"connect:ClientError": 1}))
     assert summary["sessions_unopened"] == 2
     assert summary["error_rate"] == round(3 / (90 + 3), 4)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "expected"),
+    [
+        ({"gateway": 90.0, "sim": 40.0, "client": 30.0}, 100.0),  # 0.9 s of CPU / 9,000 events
+        ({"floor": 27.0, "sim": 50.0, "client": 30.0}, 30.0),
+        ({"peer": 45.0, "sim": 10.0, "client": 10.0}, 50.0),
+        ({"sim": 40.0, "client": 30.0}, None),  # the upstream called directly: no proxy
+    ],
+)
+def test_cpu_per_event_is_the_proxys_cpu_over_its_events(
+    cpu: dict[str, float], expected: float | None
+) -> None:
+    assert cpu_us_per_event({"cpu_percent": cpu, "token_events_per_s": 9000.0}) == expected
+
+
+def test_no_events_gives_no_cpu_per_event() -> None:
+    assert cpu_us_per_event({"cpu_percent": {"gateway": 5.0}, "token_events_per_s": 0.0}) is None

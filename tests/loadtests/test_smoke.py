@@ -22,6 +22,7 @@ import pytest
 
 from gateway.server import RunningGateway, running_gateway
 from gateway.settings import QuotaSettings
+from loadtests.bench_report import markdown
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,6 +205,10 @@ async def test_bench_quick_with_two_workers_and_the_floor_relay(tmp_path: Path) 
     assert floor["turns_ok"] > 0 and floor["error_rate"] == 0, floor
     assert floor["cpu_percent"]["floor"] > 0 and report["meta"]["floor"] is True
     assert report["steps"][0]["added_ttft_ms"]["floor"]["p50"] is not None
+    per_event = report["steps"][0]["cpu_us_per_event"]
+    assert per_event["floor"] > 0 and per_event["ws"] > 0, per_event
+    floor_row = next(r for r in markdown(report).splitlines() if "| floor |" in r)
+    assert floor_row.endswith(f"| {per_event['floor']:.2f} |"), floor_row
 
 
 @pytest.mark.parametrize(
