@@ -6,12 +6,14 @@ enough of the realtime protocol for `loadtests.bench_client --mode ws` (`session
 `input_text` -> `response.started`, `response.delta`..., `response.completed` with the same
 `timings`), and for each turn POSTs a streaming chat completion to an OpenAI-compatible upstream
 over one keep-alive HTTP/1.1 connection per session. Per upstream chunk it does what any relay
-must: decode the chunked body and the SSE event, parse the chunk's JSON, and write one WebSocket
-frame. `loadtests.bench --floor` runs it beside the gateway, so that a run shows how far the
-gateway's CPU per event is from what Python itself costs on the same machine. A plain HTTP
+must: decode the chunked body, then the SSE event and the chunk with the gateway's own
+`SseDecoder` and OpenAI chunk reader (`providers.native_chat.OPENAI.read_event`), and write one
+WebSocket frame. `loadtests.bench --floor` runs it beside the gateway, so that a run shows how
+far the gateway's CPU per event is from what Python itself costs on the same machine. A plain HTTP
 request (no WebSocket key) gets `200 ok`: the bench's readiness check. It reads what the sim
-sends (a chunked body of LF-separated events) and nothing more general: a yardstick, not a
-client.
+sends (a chunked body) and nothing more general: a yardstick, not a client. Its buffers are
+bounded: a client frame over `MAX_FRAME_BYTES` closes the socket with 1009, an SSE event over
+the decoder's limit fails the turn.
 
     python -m loadtests.floor_relay --port 8100 --upstream http://127.0.0.1:8001
 """
@@ -30,10 +32,17 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from providers import wire
+from providers.errors import ProviderError
+from providers.native_chat import OPENAI
+from providers.sse import SseDecoder
+
 __all__ = ["serve"]
 
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
+_TOO_BIG = 1009  # WebSocket close code: message too big
+MAX_FRAME_BYTES = 64 * 1024  # as the gateway's default `max_message_bytes`
 MODEL = "gpt-4o-mini"
 
 
@@ -54,7 +63,8 @@ class _Upstream(asyncio.Protocol):
         self._session = session
         self.transport: asyncio.Transport | None = None
         self._buf = b""
-        self._sse = b""
+        self._decoder = SseDecoder()
+        self._tally = wire.StreamTally(model=MODEL)
         self._state = "idle"  # headers -> size -> data -> ... -> size (0) -> trailer -> idle
         self._need = 0
 
@@ -69,7 +79,8 @@ class _Upstream(asyncio.Protocol):
 
     def request(self, head_and_body: bytes) -> None:
         assert self.transport is not None
-        self._state, self._buf, self._sse = "headers", b"", b""
+        self._state, self._buf = "headers", b""
+        self._decoder, self._tally = SseDecoder(), wire.StreamTally(model=MODEL)
         self.transport.write(head_and_body)
 
     def data_received(self, data: bytes) -> None:
@@ -82,10 +93,7 @@ class _Upstream(asyncio.Protocol):
                 status = buf[9:12]
                 buf = buf[end + 4 :]
                 if status != b"200":
-                    self._state = "idle"
-                    self._session.turn_failed(f"upstream status {status.decode()}")
-                    assert self.transport is not None
-                    self.transport.close()  # the body is not read: the connection is spent
+                    self._fail(f"upstream status {status.decode()}")
                     return
                 self._state = "size"
             elif self._state == "size":
@@ -98,7 +106,11 @@ class _Upstream(asyncio.Protocol):
             elif self._state == "data":
                 if len(buf) < self._need + 2:
                     break
-                self._events(buf[: self._need])
+                try:
+                    self._events(buf[: self._need])
+                except ProviderError as exc:  # an error event, a broken chunk, an event too big
+                    self._fail(str(exc))
+                    return
                 buf = buf[self._need + 2 :]
                 self._state = "size"
             else:  # the trailer: an empty line ends the body
@@ -110,15 +122,17 @@ class _Upstream(asyncio.Protocol):
         self._buf = buf
 
     def _events(self, data: bytes) -> None:
-        *blocks, self._sse = (self._sse + data if self._sse else data).split(b"\n\n")
-        for block in blocks:
-            if not block.startswith(b"data: ") or block.startswith(b"data: [DONE]"):
-                continue
-            chunk = orjson.loads(block[6:])
-            for choice in chunk.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    self._session.delta(text)
+        for event in self._decoder.feed(data):
+            if text := OPENAI.read_event(self._tally, event, "floor"):
+                self._session.delta(text)
+
+    def _fail(self, why: str) -> None:
+        """End the turn with `response.failed`; the rest of the body is not read, so the
+        connection is spent."""
+        self._state = "idle"
+        self._session.turn_failed(why)
+        assert self.transport is not None
+        self.transport.close()
 
 
 class _Session(asyncio.Protocol):
@@ -191,6 +205,10 @@ class _Session(asyncio.Protocol):
                 if len(buf) < 10:
                     break
                 (size,), offset = struct.unpack("!Q", buf[2:10]), 10
+            if size > MAX_FRAME_BYTES:
+                self.transport.write(ws_frame(struct.pack("!H", _TOO_BIG), _CLOSE))
+                self.transport.close()
+                return b""
             if len(buf) < offset + 4 + size:
                 break
             mask = buf[offset : offset + 4]

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from loadtests.floor_relay import serve, ws_frame
+from loadtests.floor_relay import MAX_FRAME_BYTES, serve, ws_frame
 from providers.sim import SimKnobs, running_sim
 
 
@@ -73,7 +73,10 @@ def test_frames_carry_their_length_in_the_smallest_form() -> None:
     assert len(ws_frame(b"x" * 70_000)) == 70_000 + 10
 
 
-@pytest.mark.parametrize("knobs", [{"fail_rate": 1.0, "fail_status": 503}, {"drop_after": 3}])
+@pytest.mark.parametrize(
+    "knobs",
+    [{"fail_rate": 1.0, "fail_status": 503}, {"drop_after": 3}, {"malformed_rate": 1.0}],
+)
 async def test_an_upstream_failure_ends_the_turn_with_response_failed(
     knobs: dict[str, Any],
 ) -> None:
@@ -83,3 +86,11 @@ async def test_an_upstream_failure_ends_the_turn_with_response_failed(
             events = await _reply(ws, turn)
             assert events[-1]["type"] == "response.failed"
             assert events[-1]["error"]["code"] == "upstream_error"
+
+
+async def test_a_frame_over_the_limit_closes_the_socket_with_1009(relay_url: str) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(relay_url) as ws:
+        await ws.receive(timeout=10)  # session.created
+        await ws.send_str("x" * (MAX_FRAME_BYTES + 1))
+        closed = await ws.receive(timeout=10)
+        assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 1009
