@@ -22,15 +22,21 @@ BUSY_S = 0.002  # the work one turn of the loop does besides I/O, as under strea
 CLIENTS = 40
 
 
+class _Keep(asyncio.Protocol):
+    """Keeps every transport made, in `made`."""
+
+    def __init__(self, made: list[asyncio.BaseTransport]) -> None:
+        self.made = made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.append(transport)
+
+
 def test_a_busy_gateway_takes_every_waiting_connection_in_a_few_turns_of_its_loop(
     tmp_path: Path,
 ) -> None:
-    config = uvicorn_config(
-        create_app(make_settings("http://127.0.0.1:9", tmp_path)),
-        make_settings("http://127.0.0.1:9", tmp_path),
-        host="127.0.0.1",
-        port=0,
-    )
+    settings = make_settings("http://127.0.0.1:9", tmp_path)
+    config = uvicorn_config(create_app(settings), settings, host="127.0.0.1", port=0)
     loop_factory = config.get_loop_factory()
     assert loop_factory is not None
     loop = loop_factory()  # the loop `serve` (and each `--workers` process) runs on
@@ -79,14 +85,8 @@ async def test_connections_accepted_from_the_workers_socket_send_without_delay(
     settings = make_settings("http://127.0.0.1:9", tmp_path)
     config = uvicorn_config(create_app(settings), settings, host="127.0.0.1", port=0)
     sock = listening_socket(config)  # what `serve --workers N` hands each worker
-    accepted: list[asyncio.Transport] = []
-
-    class Keep(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
-            accepted.append(transport)
-
-    server = await asyncio.get_running_loop().create_server(Keep, sock=sock)
+    accepted: list[asyncio.BaseTransport] = []
+    server = await asyncio.get_running_loop().create_server(lambda: _Keep(accepted), sock=sock)
     try:
         _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
         await eventually(lambda: bool(accepted))
@@ -120,14 +120,6 @@ class _FailsOnce:
 
     def close(self) -> None:
         self.sock.close()
-
-
-class _Keep(asyncio.Protocol):
-    def __init__(self, made: list[asyncio.BaseTransport]) -> None:
-        self.made = made
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.made.append(transport)
 
 
 @pytest.mark.parametrize(
