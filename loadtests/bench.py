@@ -81,6 +81,11 @@ class BenchOptions:
     floor: bool = False  # also run `loadtests.floor_relay`, the least a Python relay does
 
 
+def realtime_url(http_url: str) -> str:
+    """The realtime WebSocket endpoint of a server at `http_url` (the gateway or the floor)."""
+    return http_url.replace("http://", "ws://", 1) + "/v1/realtime"
+
+
 @dataclass
 class Servers:
     sim_url: str
@@ -91,14 +96,12 @@ class Servers:
     peer_status: dict[str, Any] = field(default_factory=dict)
 
     def targets(self) -> list[Target]:
-        gw_ws = self.gateway_url.replace("http://", "ws://", 1)
         targets = [
             Target("direct", "openai", f"{self.sim_url}/v1/chat/completions", MODEL, "sk-sim"),
-            Target("ws", "ws", f"{gw_ws}/v1/realtime"),
+            Target("ws", "ws", realtime_url(self.gateway_url)),
         ]
         if self.floor_url:
-            floor_ws = self.floor_url.replace("http://", "ws://", 1)
-            targets.append(Target("floor", "ws", f"{floor_ws}/v1/realtime"))
+            targets.append(Target("floor", "ws", realtime_url(self.floor_url)))
         if self.peer_status:
             targets.append(
                 Target("gateway_http", "openai", f"{self.gateway_url}/v1/chat/completions", MODEL)
@@ -289,7 +292,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
     }
     async with servers(opts, log_dir) as found:
         report["peer"] = found.peer_status or None
-        gw_ws = found.gateway_url.replace("http://", "ws://", 1) + "/v1/realtime"
+        gw_ws = realtime_url(found.gateway_url)
         # A short warm-up run first, so that lazy imports and pools are not counted as memory
         # per idle session.
         await run_load(
