@@ -4,8 +4,9 @@ Every event is a frozen dataclass. `ServerEvent` and `ClientEvent` are unions, s
 with `assert_never` catches a forgotten case. Encoding to JSON happens at the edge (`encode`),
 parsing of client frames in `parse_client_event`. Server events have no `__slots__`: orjson
 serialises a dataclass through its `__dict__`, and on a slotted one it first fails to get
-`__dict__` (an AttributeError formatted and dropped) before falling back, 1.06 us against
-0.15 us per event. Client events, parsed and never encoded, are slotted.
+`__dict__` (an AttributeError formatted and dropped) before falling back, several times slower
+per event (figures in loadtests/BENCHMARKS.md). Client events, parsed and never encoded, are
+slotted.
 """
 
 from __future__ import annotations
