@@ -11,8 +11,10 @@ back to back) every mode runs in turn with the same client code:
 - `ws`: realtime WebSocket sessions through the gateway;
 - `gateway_http` and `peer_http` (with `--peer`): OpenAI-compatible streaming HTTP through the
   gateway and through the peer;
-- `floor` (with `--floor`): realtime sessions through `loadtests.floor_relay`, the least a Python
-  relay does per token, to compare the gateway's CPU per event with.
+- `floor` and `floor_native` (with `--floor`): realtime sessions through `loadtests.floor_relay`,
+  the least a Python relay does per token, and the same relay streaming each turn with the
+  gateway's own chat client and send path (`--client native`): to compare the gateway's CPU per
+  event with, apart from its framework and features.
 Added TTFT = client-observed TTFT through a proxy minus the upstream's own TTFT measured in the
 same run: beside the proxied sessions the client runs `probe_sessions(n)` sessions that call the
 upstream directly, so both feel the same load on the machine's shared cores. (The separate
@@ -63,6 +65,8 @@ __all__ = ["BenchOptions", "main", "run_bench"]
 
 RESULTS = Path(__file__).parent / "results"
 MODEL = "gpt-4o-mini"
+# The floor relays that `--floor` runs: mode (and process) name -> `floor_relay --client`.
+FLOORS = {"floor": "hand", "floor_native": "native"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,7 @@ class BenchOptions:
     out: Path = RESULTS
     peer_venv: Path = DEFAULT_VENV
     workers: int = 1  # gateway worker processes (`serve --workers N`)
-    floor: bool = False  # also run `loadtests.floor_relay`, the least a Python relay does
+    floor: bool = False  # also run `loadtests.floor_relay`, both of its upstream clients
 
 
 def realtime_url(http_url: str) -> str:
@@ -92,7 +96,7 @@ class Servers:
     gateway_url: str
     procs: dict[str, Proc]
     peer_url: str | None = None
-    floor_url: str | None = None
+    floor_urls: dict[str, str] = field(default_factory=dict)  # mode -> http URL
     peer_status: dict[str, Any] = field(default_factory=dict)
 
     def targets(self) -> list[Target]:
@@ -100,8 +104,8 @@ class Servers:
             Target("direct", "openai", f"{self.sim_url}/v1/chat/completions", MODEL, "sk-sim"),
             Target("ws", "ws", realtime_url(self.gateway_url)),
         ]
-        if self.floor_url:
-            targets.append(Target("floor", "ws", realtime_url(self.floor_url)))
+        for mode, url in self.floor_urls.items():
+            targets.append(Target(mode, "ws", realtime_url(url)))
         if self.peer_status:
             targets.append(
                 Target("gateway_http", "openai", f"{self.gateway_url}/v1/chat/completions", MODEL)
@@ -129,20 +133,23 @@ async def servers(opts: BenchOptions, log_dir: Path) -> AsyncIterator[Servers]:
         )
         found = Servers(sim_url, gw_url, {"gateway": gateway, "sim": sim})
         if opts.floor:
-            floor_port = free_port()
-            found.floor_url = f"http://127.0.0.1:{floor_port}"
-            floor_argv = [sys.executable, "-m", "loadtests.floor_relay", "--port", str(floor_port)]
-            found.procs["floor"] = await stack.enter_async_context(
-                started(
-                    "floor",
-                    [*floor_argv, "--upstream", sim_url],
-                    f"{found.floor_url}/healthz",
-                    log_dir=log_dir,
-                )
-            )
+            for mode, client in FLOORS.items():
+                await _start_floor(found, stack, log_dir, mode, client)
         if opts.peer:
             await _start_peer(opts, found, stack, log_dir)
         yield found
+
+
+async def _start_floor(
+    found: Servers, stack: contextlib.AsyncExitStack, log_dir: Path, mode: str, client: str
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = [sys.executable, "-m", "loadtests.floor_relay", "--port", url.rsplit(":", 1)[1]]
+    argv += ["--upstream", found.sim_url, "--client", client]
+    found.procs[mode] = await stack.enter_async_context(
+        started(mode, argv, f"{url}/healthz", log_dir=log_dir)
+    )
+    found.floor_urls[mode] = url
 
 
 async def _start_peer(
@@ -183,9 +190,12 @@ def _peer_version(venv: Path) -> str | None:
 
 
 def _metered(found: Servers, target: Target) -> dict[str, Proc]:
-    names = {"direct": ["sim"], "peer_http": ["peer", "sim"], "floor": ["floor", "sim"]}.get(
-        target.name, ["gateway", "sim"]
+    """The processes a run goes through: its proxy (named as in `bench_stats.PROXIES`), then
+    the sim."""
+    proxy = {"direct": None, "peer_http": "peer", **{m: m for m in FLOORS}}.get(
+        target.name, "gateway"
     )
+    names = ["sim"] if proxy is None else [proxy, "sim"]
     return {n: found.procs[n] for n in names if n in found.procs}
 
 
@@ -359,7 +369,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     p.add_argument(
-        "--floor", action="store_true", help="also run the minimal relay (loadtests.floor_relay)"
+        "--floor",
+        action="store_true",
+        help="also run the minimal relay (loadtests.floor_relay), plain and with the gateway's "
+        "chat client",
     )
     return p
 

@@ -17,6 +17,7 @@ _COLORS = {
     "gateway_http": "tab:green",
     "peer_http": "tab:red",
     "floor": "tab:gray",
+    "floor_native": "tab:olive",
 }
 
 

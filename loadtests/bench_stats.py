@@ -108,7 +108,7 @@ def added(through: Mapping[str, Any], direct: Mapping[str, Any]) -> dict[str, fl
 
 
 # The metered processes a run can go through (see `loadtests.bench._metered`).
-PROXIES = ("gateway", "peer", "floor")
+PROXIES = ("gateway", "peer", "floor", "floor_native")
 
 
 def proxy_cpu(cpu: Mapping[str, float]) -> float | None:

@@ -15,7 +15,15 @@ sends (a chunked body) and nothing more general: a yardstick, not a client. Its 
 bounded: a client frame over `MAX_FRAME_BYTES` closes the socket with 1009, an SSE event over
 the decoder's limit fails the turn.
 
-    python -m loadtests.floor_relay --port 8100 --upstream http://127.0.0.1:8001
+With `--client native` each turn instead runs as a task with the gateway's own pieces in the
+gateway's order: its aiohttp chat client (`providers.native_chat.NativeChat`, with its read
+deadline), a stall deadline on each next chunk as the router keeps, a `ResponseDelta` per chunk
+and the gateway's send path (`gateway.outbound.SocketWriter`, `encode`); only the framework and
+the features stay out (Starlette, uvicorn, `websockets`, auth, quotas, routing, failover, live
+feeds, metrics, turn records). Beside the plain floor it shows what the gateway's async
+architecture and upstream client cost, apart from what its framework and features do.
+
+    python -m loadtests.floor_relay --port 8100 --upstream http://127.0.0.1:8001 [--client native]
 """
 
 from __future__ import annotations
@@ -23,27 +31,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import struct
 import time
-from collections.abc import Callable
-from typing import cast
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
 import orjson
 
+from gateway.outbound import Outbound, SocketWriter
 from providers import wire
-from providers.errors import ProviderError
-from providers.native_chat import OPENAI
+from providers.chat import ChatChunk, ChatRequest, Message
+from providers.errors import ProviderError, UpstreamTimeout
+from providers.native_chat import OPENAI, NativeChat
+from providers.resilience.stall import StallDeadline
 from providers.sse import SseDecoder
+from streams.events import ResponseDelta
 
-__all__ = ["serve"]
+__all__ = ["Client", "serving", "ws_frame"]
+
+Client = Literal["hand", "native"]
 
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
 _TOO_BIG = 1009  # WebSocket close code: message too big
 MAX_FRAME_BYTES = 64 * 1024  # as the gateway's default `max_message_bytes`
 MODEL = "gpt-4o-mini"
+# As the gateway's defaults: the router's stall deadline, the send queue and its timeout.
+STALL_S = 30.0
+SEND_QUEUE = 1024
+SEND_TIMEOUT_S = 10.0
 
 
 def ws_frame(payload: bytes, opcode: int = _TEXT) -> bytes:
@@ -138,9 +157,18 @@ class _Upstream(asyncio.Protocol):
 class _Session(asyncio.Protocol):
     """One client's WebSocket, and its turns."""
 
-    def __init__(self, connect_upstream: Callable[[_Session], None], host: str) -> None:
+    def __init__(
+        self,
+        connect_upstream: Callable[[_Session], None],
+        host: str,
+        native: NativeChat | None = None,
+    ) -> None:
         self._connect_upstream = connect_upstream
         self._host = host
+        self._native = native
+        self._turn: asyncio.Task[None] | None = None  # with the native client
+        self._in_turn = False
+        self._writer: SocketWriter | None = None
         self.transport: asyncio.Transport | None = None
         self._buf = b""
         self._open = False
@@ -153,10 +181,19 @@ class _Session(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if self._native is not None:
+            # `_send_text` never waits, so an event never queues behind another: the writer's
+            # queue stays empty and needs no writer task.
+            outbound = Outbound(SEND_QUEUE, SEND_TIMEOUT_S, on_overflow=self.transport.close)
+            self._writer = SocketWriter(outbound, self._send_text)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.close()
+        if self._turn is not None:
+            self._turn.cancel()
+        if self._writer is not None:
+            self._writer.close()
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
@@ -230,8 +267,17 @@ class _Session(asyncio.Protocol):
         message = orjson.loads(payload)
         if message.get("type") != "input_text":
             return
+        if self._in_turn:
+            assert self.transport is not None
+            busy = {"type": "error", "code": "turn_running", "message": "one turn at a time"}
+            self.transport.write(ws_frame(orjson.dumps(busy)))
+            return
+        self._in_turn = True
         self._turn_id = str(message.get("turn_id", "")).encode()
         self._received = time.perf_counter()
+        if self._native is not None:
+            self._start_native(self._native, str(message.get("text", "")))
+            return
         body = orjson.dumps(
             {
                 "model": MODEL,
@@ -251,13 +297,41 @@ class _Session(asyncio.Protocol):
             self.upstream_ready(self.upstream)
 
     def upstream_ready(self, upstream: _Upstream) -> None:
-        assert self.transport is not None
         self.upstream = upstream
+        self._started()
+        upstream.request(self._request)
+
+    def _started(self) -> None:
+        assert self.transport is not None
         started = b'{"type":"response.started","turn_id":"' + self._turn_id + b'"}'
         self.transport.write(ws_frame(started))
         self._first, self._texts = None, []
         self._sent = time.perf_counter()
-        upstream.request(self._request)
+
+    def _start_native(self, native: NativeChat, text: str) -> None:
+        request = ChatRequest(model=MODEL, messages=(Message("user", text),), max_tokens=512)
+        self._started()
+        self._turn = asyncio.get_running_loop().create_task(self._relay(native, request))
+
+    async def _relay(self, native: NativeChat, request: ChatRequest) -> None:
+        """One turn as the gateway streams it (see the module docstring)."""
+        assert self._writer is not None
+        turn_id = self._turn_id.decode()
+        try:
+            async with contextlib.aclosing(_chunk_texts(native.stream(request))) as texts:
+                async for text in texts:
+                    if self._first is None:
+                        self._first = time.perf_counter()
+                    self._texts.append(text)
+                    await self._writer.emit(ResponseDelta(turn_id, text))
+        except ProviderError as exc:
+            self.turn_failed(str(exc))
+            return
+        self.turn_done()
+
+    async def _send_text(self, text: str) -> None:
+        assert self.transport is not None
+        self.transport.write(ws_frame(text.encode()))
 
     def upstream_lost(self, upstream: _Upstream) -> None:
         if self.upstream is upstream:
@@ -273,6 +347,7 @@ class _Session(asyncio.Protocol):
 
     def turn_done(self) -> None:
         assert self.transport is not None
+        self._in_turn = False
         first = self._first or time.perf_counter()
         timings = {
             "ttft_ms": (first - self._received) * 1000,
@@ -288,6 +363,7 @@ class _Session(asyncio.Protocol):
 
     def turn_failed(self, why: str) -> None:
         assert self.transport is not None
+        self._in_turn = False
         failed = {
             "type": "response.failed",
             "turn_id": self._turn_id.decode(),
@@ -296,8 +372,31 @@ class _Session(asyncio.Protocol):
         self.transport.write(ws_frame(orjson.dumps(failed)))
 
 
-async def serve(host: str, port: int, upstream_url: str) -> asyncio.Server:
-    """Listen on `host:port`, relaying to `upstream_url` (http://host:port)."""
+async def _chunk_texts(chunks: AsyncIterator[ChatChunk]) -> AsyncGenerator[str, None]:
+    """The text of each chunk, each wait for the next one bounded as the router bounds it."""
+    try:
+        with StallDeadline(STALL_S) as stall:
+            while True:
+                try:
+                    chunk = await stall.wait(anext(chunks))
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise UpstreamTimeout(f"upstream stalled: {exc}") from exc
+                if chunk.text:
+                    yield chunk.text
+    finally:
+        aclose = getattr(chunks, "aclose", None)  # the upstream response goes back to the pool
+        if aclose is not None:
+            await aclose()
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    host: str, port: int, upstream_url: str, *, client: Client = "hand"
+) -> AsyncIterator[asyncio.Server]:
+    """Listen on `host:port`, relaying to `upstream_url` (http://host:port), until the block
+    exits."""
     loop = asyncio.get_running_loop()
     target = urlsplit(upstream_url)
     up_host, up_port = target.hostname or "127.0.0.1", target.port or 80
@@ -319,14 +418,22 @@ async def serve(host: str, port: int, upstream_url: str) -> asyncio.Server:
         task.add_done_callback(connecting.discard)
 
     host_header = target.netloc
-    return await loop.create_server(
-        lambda: _Session(connect_upstream, host_header), host, port, backlog=4096
+    native = None
+    if client == "native":
+        native = NativeChat("floor", OPENAI, api_key="sk-sim", base_url=f"{upstream_url}/v1")
+    server = await loop.create_server(
+        lambda: _Session(connect_upstream, host_header, native), host, port, backlog=4096
     )
+    try:
+        async with server:
+            yield server
+    finally:
+        if native is not None:
+            await native.aclose()
 
 
-async def _main(host: str, port: int, upstream: str) -> None:
-    server = await serve(host, port, upstream)
-    async with server:
+async def _main(host: str, port: int, upstream: str, client: Client) -> None:
+    async with serving(host, port, upstream, client=client) as server:
         await server.serve_forever()
 
 
@@ -335,13 +442,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="http://host:port of the upstream")
+    parser.add_argument(
+        "--client",
+        choices=["hand", "native"],
+        default="hand",
+        help="read the upstream by hand (the floor), or with the gateway's chat client and "
+        "send path",
+    )
     args = parser.parse_args(argv)
+    run = _main(args.host, args.port, args.upstream, args.client)
     try:
         import uvloop
     except ImportError:  # the standard library's loop: slower, still a floor to compare with
-        asyncio.run(_main(args.host, args.port, args.upstream))
+        asyncio.run(run)
     else:
-        uvloop.run(_main(args.host, args.port, args.upstream))
+        uvloop.run(run)
 
 
 if __name__ == "__main__":

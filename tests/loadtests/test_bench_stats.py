@@ -3,11 +3,13 @@ event is."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from loadtests.bench_stats import cpu_us_per_event, summarize_run
+from loadtests.bench import FLOORS, Servers, _metered
+from loadtests.bench_procs import Proc
+from loadtests.bench_stats import PROXIES, cpu_us_per_event, summarize_run
 
 
 def _raw(**overrides: Any) -> dict[str, Any]:
@@ -44,6 +46,7 @@ def test_sessions_that_never_opened_count_as_failed_attempts() -> None:
     [
         ({"gateway": 90.0, "sim": 40.0, "client": 30.0}, 100.0),  # 0.9 s of CPU / 9,000 events
         ({"floor": 27.0, "sim": 50.0, "client": 30.0}, 30.0),
+        ({"floor_native": 45.0, "sim": 50.0, "client": 30.0}, 50.0),
         ({"peer": 45.0, "sim": 10.0, "client": 10.0}, 50.0),
         ({"sim": 40.0, "client": 30.0}, None),  # the upstream called directly: no proxy
     ],
@@ -56,3 +59,24 @@ def test_cpu_per_event_is_the_proxys_cpu_over_its_events(
 
 def test_no_events_gives_no_cpu_per_event() -> None:
     assert cpu_us_per_event({"cpu_percent": {"gateway": 5.0}, "token_events_per_s": 0.0}) is None
+
+
+def test_every_run_through_a_proxy_meters_one_that_cpu_per_event_knows() -> None:
+    procs = {name: cast(Proc, object()) for name in ("gateway", "sim", "peer", *FLOORS)}
+    found = Servers(
+        "http://sim",
+        "http://gateway",
+        procs,
+        peer_url="http://peer",
+        floor_urls={mode: f"http://{mode}" for mode in FLOORS},
+        peer_status={"name": "litellm", "ran": True},
+    )
+    seen = set()
+    for target in found.targets():
+        proxies = [name for name in _metered(found, target) if name != "sim"]
+        if target.name == "direct":
+            assert proxies == []
+        else:
+            assert len(proxies) == 1 and proxies[0] in PROXIES, (target.name, proxies)
+            seen.add(proxies[0])
+    assert seen == set(PROXIES)
