@@ -13,6 +13,7 @@ body, and how one server-sent event is read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,10 @@ __all__ = ["ANTHROPIC", "OPENAI", "Dialect", "NativeChat"]
 ANTHROPIC_VERSION = "2023-06-01"
 # As the SDKs allow: connections to one upstream at once, beyond which a request waits for one.
 MAX_CONNECTIONS = 1000
+# How much, and how long, to read after the stream's last event to keep its connection
+# (`_read_to_end`): the end of the body, which comes at once from the servers known.
+_TRAILING_BYTES = 64 * 1024
+_TRAILING_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,7 @@ class NativeChat(ChatProvider):
                             break
                         if text:
                             yield ChatChunk(text=text, model=tally.model)
+            await _read_to_end(response.content)
         if not tally.finished:
             raise StreamInterrupted(
                 f"{self.name}: the stream ended without {self._dialect.end_marker}",
@@ -224,6 +230,18 @@ class NativeChat(ChatProvider):
             self._closed = True
             if self._session is not None:
                 await self._session.close()
+
+
+async def _read_to_end(content: aiohttp.StreamReader) -> None:
+    """Read what follows the last event (the end of a chunked body often comes in a read of its
+    own after `[DONE]`): a response left unfinished gives its connection up instead of back to
+    the pool, and the next request opens another (over TLS, a handshake). A body that goes on
+    past `_TRAILING_BYTES` or `_TRAILING_WAIT_S`, or breaks off, just costs the connection."""
+    left = _TRAILING_BYTES
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with asyncio.timeout(_TRAILING_WAIT_S):
+            while left > 0 and not content.at_eof():
+                left -= len(await content.readany())
 
 
 def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:

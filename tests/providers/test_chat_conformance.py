@@ -13,6 +13,7 @@ import orjson
 import pytest
 import uvicorn
 
+from providers import native_chat
 from providers.chat import ChatChunk, ChatProvider, ChatRequest, Message, Usage
 from providers.errors import (
     AuthenticationFailed,
@@ -314,10 +315,13 @@ async def test_aclose_releases_the_client(make_provider: MakeProvider) -> None:
 
 @dataclass(slots=True)
 class Replay:
-    """An upstream on loopback that answers every request with `body` as an SSE stream."""
+    """An upstream on loopback that answers every request with `body` as an SSE stream; with
+    `end_after_s`, it sends `tail` a moment after the body and ends the body that much later."""
 
     url: str = ""
     body: bytes = b""
+    end_after_s: float = 0.0
+    tail: bytes = b""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
@@ -325,7 +329,15 @@ class Replay:
             pass
         headers = [(b"content-type", b"text/event-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
+        if not self.end_after_s:
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        if self.tail:
+            await asyncio.sleep(0.02)
+            await send({"type": "http.response.body", "body": self.tail, "more_body": True})
+        await asyncio.sleep(self.end_after_s)
+        await send({"type": "http.response.body", "body": b""})
 
 
 class _QuietServer(uvicorn.Server):
@@ -363,12 +375,12 @@ async def replayed(request: pytest.FixtureRequest, replay: Replay) -> AsyncItera
     the test."""
     made: list[ChatProvider] = []
 
-    def make(kind: str) -> ChatProvider:
-        base_url = f"{replay.url}/v1" if kind == "openai" else replay.url
+    def make(kind: str, upstream: str | None = None) -> ChatProvider:
+        """`upstream`: another address for `replay` (a forwarder in front of it)."""
+        url = upstream or replay.url
+        base_url = f"{url}/v1" if kind == "openai" else url
         provider = build_chat_provider(
-            "replayed",
-            ProviderCfg(kind, base_url, client=request.param),
-            sim_url=replay.url,
+            "replayed", ProviderCfg(kind, base_url, client=request.param), sim_url=url
         )
         made.append(provider)
         return provider
@@ -376,6 +388,7 @@ async def replayed(request: pytest.FixtureRequest, replay: Replay) -> AsyncItera
     yield make
     for provider in made:
         await provider.aclose()
+    replay.end_after_s = 0.0
 
 
 async def test_recorded_openai_stream(replay: Replay, replayed: MakeProvider) -> None:
@@ -448,3 +461,74 @@ async def test_a_chunk_that_is_not_an_object_is_malformed(
     _, raised = await read_until_error(replayed(kind), request())
     assert isinstance(raised, MalformedResponse) and raised.transient
     assert raised.provider == "replayed"
+
+
+@contextlib.asynccontextmanager
+async def counting_forwarder(upstream_url: str) -> AsyncIterator[tuple[str, list[int]]]:
+    """A loopback TCP forwarder to `upstream_url` that counts the connections made through it."""
+    host, port = upstream_url.removeprefix("http://").rsplit(":", 1)
+    accepted: list[int] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        up_r, up_w = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(pipe(client_r, up_w), pipe(up_r, client_w))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", accepted
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_body_that_ends_after_its_last_event_leaves_the_connection_reusable(
+    replay: Replay, replayed: MakeProvider, kind: str
+) -> None:
+    # Servers often end the body in a read of its own after the last event (`[DONE]`,
+    # `message_stop`). A client that stops reading at the event gives the connection up
+    # unfinished, and the next request opens another: over TLS a handshake a turn.
+    if kind == "openai":
+        replay.body = openai_sse(*OPENAI_STREAM)
+    else:
+        replay.body = anthropic_sse(*[(e["type"], e) for e in ANTHROPIC_TEXT_STREAM])
+    replay.end_after_s = 0.05
+    async with counting_forwarder(replay.url) as (url, accepted):
+        provider = replayed(kind, upstream=url)
+        for _ in range(3):
+            *_, final = await collect(provider, request())
+            assert final.finish_reason in ("stop", "length")
+        assert len(accepted) == 1
+
+
+@pytest.mark.parametrize("tail", ["late", "long"])
+async def test_the_native_client_gives_up_a_connection_whose_body_goes_on_after_the_end(
+    replay: Replay, tail: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The body ends 0.5 s after `[DONE]`: past the wait (shortened here), or after 64 KiB more
+    # have come first, the turn ends without it and the connection goes.
+    replay.body = openai_sse(*OPENAI_STREAM)
+    replay.end_after_s = 0.5
+    if tail == "late":
+        monkeypatch.setattr(native_chat, "_TRAILING_WAIT_S", 0.1)
+    else:
+        replay.tail = b": " + b"x" * 100_000 + b"\n\n"  # a comment, after the last event
+    try:
+        async with counting_forwarder(replay.url) as (url, accepted):
+            provider = NativeChat("replayed", OPENAI, api_key="sk-test", base_url=f"{url}/v1")
+            for _ in range(2):
+                chunks = await collect(provider, request())
+                assert [c.text for c in chunks] == ["Breathe", " slowly.", ""]
+                assert chunks[-1].finish_reason == "stop"
+            await provider.aclose()
+        assert len(accepted) == 2
+    finally:
+        replay.end_after_s, replay.tail = 0.0, b""
