@@ -143,8 +143,9 @@ async def servers(opts: BenchOptions, log_dir: Path) -> AsyncIterator[Servers]:
 async def _start_floor(
     found: Servers, stack: contextlib.AsyncExitStack, log_dir: Path, mode: str, client: str
 ) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    argv = [sys.executable, "-m", "loadtests.floor_relay", "--port", url.rsplit(":", 1)[1]]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "loadtests.floor_relay", "--port", str(port)]
     argv += ["--upstream", found.sim_url, "--client", client]
     found.procs[mode] = await stack.enter_async_context(
         started(mode, argv, f"{url}/healthz", log_dir=log_dir)
