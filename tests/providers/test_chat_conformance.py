@@ -513,13 +513,15 @@ async def test_a_body_that_ends_after_its_last_event_leaves_the_connection_reusa
 async def test_the_native_client_gives_up_a_connection_whose_body_goes_on_after_the_end(
     replay: Replay, tail: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The body ends 0.5 s after `[DONE]`: past the wait (shortened here), or after 64 KiB more
-    # have come first, the turn ends without it and the connection goes.
+    # The body ends well after `[DONE]`: past the wait (shortened here), or once 64 KiB more have
+    # come first (the end is due within the default wait), the turn ends without it and the
+    # connection goes.
     replay.body = openai_sse(*OPENAI_STREAM)
-    replay.end_after_s = 0.5
     if tail == "late":
         monkeypatch.setattr(native_chat, "_TRAILING_WAIT_S", 0.1)
+        replay.end_after_s = 1.0
     else:
+        replay.end_after_s = 0.5
         replay.tail = b": " + b"x" * 100_000 + b"\n\n"  # a comment, after the last event
     try:
         async with counting_forwarder(replay.url) as (url, accepted):
