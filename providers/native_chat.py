@@ -56,8 +56,8 @@ class Dialect:
     end_marker: str  # for error messages
     auth_headers: Callable[[str], dict[str, str]]
     params: Callable[[ChatRequest], dict[str, Any]]
-    # One event -> its text delta ("" when none), or None for an end-of-stream event (OpenAI's
-    # `[DONE]`); raises ProviderError.
+    # One event -> its text delta ("" when none), or None for the end-of-stream event (OpenAI's
+    # `[DONE]`, Anthropic's `message_stop`); raises ProviderError.
     read_event: Callable[[wire.StreamTally, SseEvent, str], str | None]
 
 
@@ -79,7 +79,8 @@ def _anthropic_event(tally: wire.StreamTally, event: SseEvent, provider: str) ->
         status = wire.status_of_anthropic_error(body) or 500
         error = body.get("error", body) if isinstance(body, dict) else body
         raise _stream_error(error, provider, status=status)
-    return wire.anthropic_feed(tally, body)
+    text = wire.anthropic_feed(tally, body)
+    return None if event.event == "message_stop" else text
 
 
 OPENAI = Dialect(
@@ -233,10 +234,11 @@ class NativeChat(ChatProvider):
 
 
 async def _read_to_end(content: aiohttp.StreamReader) -> None:
-    """Read what follows the last event (the end of a chunked body often comes in a read of its
-    own after `[DONE]`): a response left unfinished gives its connection up instead of back to
-    the pool, and the next request opens another (over TLS, a handshake). A body that goes on
-    past `_TRAILING_BYTES` or `_TRAILING_WAIT_S`, or breaks off, just costs the connection."""
+    """Read what follows the end-of-stream event (the end of a chunked body often comes in a read
+    of its own): a response left unfinished gives its connection up instead of back to the pool,
+    and the next request opens another (over TLS, a handshake). A body that goes on past
+    `_TRAILING_BYTES` or `_TRAILING_WAIT_S`, or breaks off, just costs the connection; the turn
+    does not wait for it."""
     left = _TRAILING_BYTES
     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
         async with asyncio.timeout(_TRAILING_WAIT_S):

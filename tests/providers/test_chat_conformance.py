@@ -509,14 +509,22 @@ async def test_a_body_that_ends_after_its_last_event_leaves_the_connection_reusa
         assert len(accepted) == 1
 
 
-@pytest.mark.parametrize("tail", ["late", "long"])
+@pytest.mark.parametrize(
+    ("dialect", "tail"),
+    [(OPENAI, "late"), (ANTHROPIC, "late"), (OPENAI, "long")],
+    ids=["openai-late", "anthropic-late", "openai-long"],
+)
 async def test_the_native_client_gives_up_a_connection_whose_body_goes_on_after_the_end(
-    replay: Replay, tail: str, monkeypatch: pytest.MonkeyPatch
+    replay: Replay, dialect: Dialect, tail: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The body ends well after `[DONE]`: past the wait (shortened here), or once 64 KiB more have
-    # come first (the end is due within the default wait), the turn ends without it and the
-    # connection goes.
-    replay.body = openai_sse(*OPENAI_STREAM)
+    # The body ends well after the end-of-stream event: past the wait (shortened here), or once
+    # 64 KiB more have come first (the end is due within the default wait), the turn ends without
+    # it and the connection goes.
+    if dialect is OPENAI:
+        replay.body, texts = openai_sse(*OPENAI_STREAM), ["Breathe", " slowly.", ""]
+    else:
+        events = [(e["type"], e) for e in ANTHROPIC_TEXT_STREAM]
+        replay.body, texts = anthropic_sse(*events), ["Relax", " your jaw", ""]
     if tail == "late":
         monkeypatch.setattr(native_chat, "_TRAILING_WAIT_S", 0.1)
         replay.end_after_s = 1.0
@@ -525,11 +533,12 @@ async def test_the_native_client_gives_up_a_connection_whose_body_goes_on_after_
         replay.tail = b": " + b"x" * 100_000 + b"\n\n"  # a comment, after the last event
     try:
         async with counting_forwarder(replay.url) as (url, accepted):
-            provider = NativeChat("replayed", OPENAI, api_key="sk-test", base_url=f"{url}/v1")
+            base_url = f"{url}/v1" if dialect is OPENAI else url
+            provider = NativeChat("replayed", dialect, api_key="sk-test", base_url=base_url)
             for _ in range(2):
                 chunks = await collect(provider, request())
-                assert [c.text for c in chunks] == ["Breathe", " slowly.", ""]
-                assert chunks[-1].finish_reason == "stop"
+                assert [c.text for c in chunks] == texts
+                assert chunks[-1].finish_reason in ("stop", "length")
             await provider.aclose()
         assert len(accepted) == 2
     finally:
