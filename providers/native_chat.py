@@ -239,6 +239,8 @@ async def _read_to_end(content: aiohttp.StreamReader) -> None:
     and the next request opens another (over TLS, a handshake). A body that goes on past
     `_TRAILING_BYTES` or `_TRAILING_WAIT_S`, or breaks off, just costs the connection; the turn
     does not wait for it."""
+    if content.at_eof():  # the common case: the end came with the last event
+        return
     left = _TRAILING_BYTES
     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
         async with asyncio.timeout(_TRAILING_WAIT_S):
