@@ -237,8 +237,8 @@ async def _read_to_end(content: aiohttp.StreamReader) -> None:
     """Read what follows the end-of-stream event (the end of a chunked body often comes in a read
     of its own): a response left unfinished gives its connection up instead of back to the pool,
     and the next request opens another (over TLS, a handshake). A body that goes on past
-    `_TRAILING_BYTES` or `_TRAILING_WAIT_S`, or breaks off, just costs the connection; the turn
-    does not wait for it."""
+    `_TRAILING_BYTES` or `_TRAILING_WAIT_S` (all the turn waits for it), or breaks off, just
+    costs the connection."""
     if content.at_eof():  # the common case: the end came with the last event
         return
     left = _TRAILING_BYTES
