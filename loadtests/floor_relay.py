@@ -13,7 +13,8 @@ far the gateway's CPU per event is from what Python itself costs on the same mac
 request (no WebSocket key) gets `200 ok`: the bench's readiness check. It reads what the sim
 sends (a chunked body) and nothing more general: a yardstick, not a client. Its buffers are
 bounded: a client frame over `MAX_FRAME_BYTES` closes the socket with 1009, an SSE event over
-the decoder's limit fails the turn.
+the decoder's limit fails the turn. One turn at a time per socket: an `input_text` while one
+runs gets an `error` (`turn_running`).
 
 With `--client native` each turn instead runs as a task with the gateway's own pieces in the
 gateway's order: its aiohttp chat client (`providers.native_chat.NativeChat`, with its read
