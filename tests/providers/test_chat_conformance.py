@@ -543,3 +543,29 @@ async def test_the_native_client_gives_up_a_connection_whose_body_goes_on_after_
         assert len(accepted) == 2
     finally:
         replay.end_after_s, replay.tail = 0.0, b""
+
+
+async def test_a_connection_that_drops_after_done_still_ends_the_turn_whole() -> None:
+    # The end of the body never comes: the reply is complete at `[DONE]`, so the drop that
+    # follows costs the connection, not the turn.
+    body = openai_sse(*OPENAI_STREAM)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        writer.write(head + b"transfer-encoding: chunked\r\n\r\n")
+        writer.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")  # no terminating chunk
+        await writer.drain()
+        await asyncio.sleep(0.05)  # after the client has read `[DONE]`
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    provider = NativeChat(
+        "dropping", OPENAI, api_key="sk-test", base_url=f"http://127.0.0.1:{port}/v1"
+    )
+    async with server:
+        chunks = await collect(provider, request())
+    await provider.aclose()
+    assert [c.text for c in chunks] == ["Breathe", " slowly.", ""]
+    assert chunks[-1].finish_reason == "stop"
