@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from gateway.ws_protocol import SendNow
 from providers.resilience.stall import WaitWatch
-from streams.events import ServerEvent, encode
+from streams.events import ServerEvent, encode_json
 
 __all__ = ["Outbound", "SocketWriter"]
 
@@ -87,16 +88,25 @@ class SocketWriter:
 
     An event is sent at once, from the task that emits it, when nothing is queued or being sent
     (the common case, one token at a time: no hop through the queue and a writer task, 8.4 ->
-    5.7 us per event in `loadtests.bench_writer`). Otherwise it waits its turn in the bounded
-    `outbound` queue, which `run` (the writer task) drains. A send that is stuck itself (the
-    client stopped reading and the transport paused) is held to `outbound.send_timeout_s` like
-    a full queue: past it the client is dropped (`outbound.overflow()`), watched by one timer
-    per period (`WaitWatch`) rather than one per send.
+    5.7 us per event in `loadtests.bench_writer`). With `send_now` (the server's synchronous
+    send, `gateway.ws_protocol`) such an event is written without an await at all, and only
+    when that cannot go now (the transport paused) does it take `send_text`. Otherwise it waits
+    its turn in the bounded `outbound` queue, which `run` (the writer task) drains. A send that
+    is stuck itself (the client stopped reading and the transport paused) is held to
+    `outbound.send_timeout_s` like a full queue: past it the client is dropped
+    (`outbound.overflow()`), watched by one timer per period (`WaitWatch`) rather than one per
+    send.
     """
 
-    def __init__(self, outbound: Outbound, send_text: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        outbound: Outbound,
+        send_text: Callable[[str], Awaitable[None]],
+        send_now: SendNow | None = None,
+    ) -> None:
         self._outbound = outbound
         self._send_text = send_text
+        self._send_now = send_now
         self._in_flight = 0
         self._stuck = WaitWatch(outbound.send_timeout_s, outbound.overflow)
 
@@ -106,10 +116,13 @@ class SocketWriter:
         if self._in_flight or outbound.qsize() or outbound.overflowed.is_set():
             await outbound.put(event)
             return
+        data = encode_json(event)
+        if self._send_now is not None and self._send_now(data):
+            return
         self._in_flight += 1
         self._stuck.begin()
         try:
-            await self._send_text(encode(event))
+            await self._send_text(data.decode())
         finally:
             self._stuck.end()
             self._in_flight -= 1
@@ -119,7 +132,9 @@ class SocketWriter:
         while (item := await self._outbound.get()) is not None:
             self._in_flight += 1  # taken from the queue and counted with no await between
             try:
-                await self._send_text(encode(item[1]))
+                data = encode_json(item[1])
+                if self._send_now is None or not self._send_now(data):
+                    await self._send_text(data.decode())
             finally:
                 self._in_flight -= 1
 

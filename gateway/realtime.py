@@ -18,6 +18,7 @@ from gateway.outbound import Outbound, SocketWriter
 from gateway.quotas import QuotaExceeded
 from gateway.runtime import Draining, Gateway, Overloaded, gateway_of
 from gateway.telemetry import session_span
+from gateway.ws_protocol import send_now_of
 from providers.errors import ProviderError
 from streams.events import (
     ClientEvent,
@@ -69,7 +70,7 @@ class Connection:
         self.outbound = Outbound(
             settings.send_queue_size, settings.send_timeout_s, on_overflow=self._on_overflow
         )
-        self.writer = SocketWriter(self.outbound, self._send_text)
+        self.writer = SocketWriter(self.outbound, self._send_text, send_now_of(ws.scope))
         self._turn: asyncio.Task[None] | None = None
         self._turn_control = TurnControl()
         self._turn_id: str | None = None

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from gateway.app import create_app
 from gateway.runtime import Gateway
 from gateway.settings import Settings
+from gateway.ws_protocol import CoachWebSocketProtocol
 
 __all__ = ["BurstAcceptor", "GatewayServer", "RunningGateway", "running_gateway", "uvicorn_config"]
 
@@ -160,6 +161,7 @@ def uvicorn_config(app: Starlette, settings: Settings, *, host: str, port: int) 
         log_config=None,
         access_log=False,
         lifespan="on",
+        ws=CoachWebSocketProtocol,
         ws_max_size=max(settings.max_message_bytes, settings.max_audio_frame_bytes) + 1024,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

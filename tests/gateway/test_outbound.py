@@ -22,6 +22,13 @@ class Socket:
         await self.open.wait()
         self.sent.append(orjson.loads(text)["text"])
 
+    def send_now(self, data: bytes) -> bool:
+        """As the server's `send_now`: writes at once unless the socket is jammed (paused)."""
+        if not self.open.is_set():
+            return False
+        self.sent.append(orjson.loads(data)["text"] + " (now)")
+        return True
+
     def jam(self) -> None:
         self.open.clear()
 
@@ -78,3 +85,27 @@ async def test_quick_sends_over_a_longer_time_do_not_drop_the_client() -> None:
         await asyncio.sleep(0.02)
     writer.close()
     assert len(sock.sent) == 8 and not dropped
+
+
+async def test_with_send_now_events_go_without_waiting_and_queue_behind_a_paused_socket() -> None:
+    sock, dropped = Socket(), []
+    outbound = Outbound(8, send_timeout_s=5, on_overflow=lambda: dropped.append(True))
+    writer = SocketWriter(outbound, sock.send_text, sock.send_now)
+    running = asyncio.create_task(writer.run())
+    await writer.emit(delta("a"))  # written now
+    sock.jam()  # the transport paused: send_now declines, the ASGI send waits
+    waiting = [asyncio.create_task(writer.emit(delta("b")))]
+    await asyncio.sleep(0)
+    waiting += [asyncio.create_task(writer.emit(delta(text))) for text in "cd"]  # queued
+    await asyncio.sleep(0.01)
+    # c is with the writer task, waiting on the socket too; d is still queued
+    assert sock.sent == ["a (now)"] and outbound.qsize() == 1
+    sock.unjam()
+    await asyncio.gather(*waiting)
+    await asyncio.sleep(0.01)
+    await writer.emit(delta("e"))  # nothing ahead of it any more: written now again
+    outbound.close()
+    await running
+    writer.close()
+    # the writer task writes d now as well: the socket took sends again
+    assert sock.sent == ["a (now)", "b", "c", "d (now)", "e (now)"] and not dropped
