@@ -45,7 +45,8 @@ class ProviderConfig(BaseModel):
     base_url: str | None = None
     api_key: str | None = None
     timeout_s: float = 60.0
-    # "native": aiohttp + orjson, the fast path; "sdk": the vendor's official SDK client.
+    # "native": `providers.http_stream` + orjson, the fast path; "sdk": the vendor's official SDK
+    # client.
     client: Literal["native", "sdk"] = "native"
     daily_budget_usd: float | None = None
 

@@ -17,7 +17,7 @@ the decoder's limit fails the turn. One turn at a time per socket: an `input_tex
 runs gets an `error` (`turn_running`).
 
 With `--client native` each turn instead runs as a task with the gateway's own pieces in the
-gateway's order: its aiohttp chat client (`providers.native_chat.NativeChat`, with its read
+gateway's order: its chat client (`providers.native_chat.NativeChat`, with its read
 deadline), a stall deadline on each next chunk as the router keeps, a `ResponseDelta` per chunk
 and the gateway's send path (`gateway.outbound.SocketWriter`, `encode`); only the framework and
 the features stay out (Starlette, uvicorn, `websockets`, auth, quotas, routing, failover, live

@@ -35,7 +35,8 @@ class ProviderSettings(Protocol):
 
 def build_chat_provider(name: str, config: ProviderSettings, *, sim_url: str) -> ChatProvider:
     """The adapter for `config.kind`: "openai", "anthropic", or "sim" (OpenAI wire at the sim),
-    over `config.client`: "native" (aiohttp, the fast path) or "sdk" (the vendor's SDK).
+    over `config.client`: "native" (`providers.http_stream`, the fast path) or "sdk" (the
+    vendor's SDK).
 
     Raises ValueError for an unknown kind or client, or a real vendor without an API key.
     """

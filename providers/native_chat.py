@@ -1,4 +1,5 @@
-"""Chat over plain HTTP (aiohttp) in the OpenAI or Anthropic wire format, with orjson.
+"""Chat over plain HTTP (`providers.http_stream`) in the OpenAI or Anthropic wire format, with
+orjson.
 
 The streaming hot path of the gateway: per turn it costs about a third of the CPU of the official
 SDK clients, and per streamed chunk about 40% (`python -m loadtests.bench_adapters`).
@@ -16,12 +17,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
-import aiohttp
 import orjson
-from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
 
 from providers import wire
 from providers.chat import ChatChunk, ChatProvider, ChatRequest
@@ -32,6 +31,7 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from providers.http_stream import HttpStatusError, HttpStream, HttpStreamError, Response
 from providers.resilience.stall import StallDeadline
 from providers.sse import SseDecoder, SseEvent
 
@@ -44,6 +44,8 @@ MAX_CONNECTIONS = 1000
 # (`_read_to_end`): the end of the body, which comes at once from the servers known.
 _TRAILING_BYTES = 64 * 1024
 _TRAILING_WAIT_S = 1.0
+# Of an error response's body, what is read for its message.
+_ERROR_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +107,9 @@ ANTHROPIC = Dialect(
 
 
 class NativeChat(ChatProvider):
-    """A streamed chat request per call over one pooled aiohttp session; no retries (the
-    router owns them). `timeout_s` bounds connecting and each wait for upstream bytes."""
+    """A streamed chat request per call over pooled keep-alive connections (`HttpStream`); no
+    retries (the router owns them). `timeout_s` bounds connecting, the wait for the response's
+    head, and each wait for more of its body."""
 
     def __init__(
         self,
@@ -125,51 +128,36 @@ class NativeChat(ChatProvider):
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
+            "User-Agent": "coach-gateway",
             **dialect.auth_headers(api_key),
         }
-        # Reads are bounded by a `StallDeadline` (one timer per period), not aiohttp's
-        # `sock_read`, which re-arms a timer for every chunk received.
+        # Reads are bounded by a `StallDeadline` (one timer per period), not a timer per read.
         self._timeout_s = timeout_s
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=None
-        )
-        self._proxy, self._proxy_auth = _env_proxy(self._url)
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HttpStream | None = None
         self._closed = False
 
-    def _client(self) -> aiohttp.ClientSession:
-        # Made on first use: an aiohttp session belongs to the running event loop.
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=True
+    def _client(self) -> HttpStream:
+        # Made on first use: its connections belong to the running event loop.
+        if self._http is None:
+            self._http = HttpStream(
+                self._url,
+                self._headers,
+                connect_timeout_s=self._timeout_s,
+                max_connections=MAX_CONNECTIONS,
             )
-        return self._session
+        return self._http
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         if self._closed:  # misuse, not an upstream failure: not a ProviderError
             raise RuntimeError(f"chat provider {self.name!r} is closed")
         body = orjson.dumps(self._dialect.params(request))
         try:
-            response = await self._client().post(
-                self._url,
-                data=body,
-                headers=self._headers,
-                proxy=self._proxy,
-                proxy_auth=self._proxy_auth,
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            response = await self._client().post(body)
+        except (HttpStreamError, TimeoutError) as exc:
             raise self._transport_error(exc, streaming=False) from exc
-        async with response:
+        try:
             if response.status >= 400:
-                error = await self._status_error(response)
-                raise error from aiohttp.ClientResponseError(
-                    response.request_info,
-                    response.history,
-                    status=response.status,
-                    message=response.reason or "",
-                    headers=response.headers,
-                )
+                await self._raise_status_error(response)
             tally = wire.StreamTally(model=request.model)
             # One loop, no inner generator: this runs once per streamed chunk.
             decoder = SseDecoder()
@@ -178,8 +166,8 @@ class NativeChat(ChatProvider):
                 done = False
                 while not done:
                     try:
-                        data = await deadline.wait(response.content.readany())
-                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        data = await deadline.wait(response.read())
+                    except (HttpStreamError, TimeoutError) as exc:
                         raise self._transport_error(exc, streaming=True) from exc
                     done = not data
                     for event in decoder.feed(data) if data else decoder.flush():
@@ -193,7 +181,9 @@ class NativeChat(ChatProvider):
                             break
                         if text:
                             yield ChatChunk(text=text, model=tally.model)
-            await _read_to_end(response.content)
+            await _read_to_end(response)
+        finally:
+            response.release()
         if not tally.finished:
             raise StreamInterrupted(
                 f"{self.name}: the stream ended without {self._dialect.end_marker}",
@@ -202,25 +192,26 @@ class NativeChat(ChatProvider):
             )
         yield tally.final_chunk()
 
-    async def _status_error(self, response: aiohttp.ClientResponse) -> ProviderError:
+    async def _raise_status_error(self, response: Response) -> None:
         try:
             async with asyncio.timeout(self._timeout_s):
-                raw = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
+                raw = await response.read_all(_ERROR_BODY_BYTES)
+        except (HttpStreamError, TimeoutError):
             raw = b""
         body = _loads_or_none(raw)
-        error = body.get("error", body) if isinstance(body, dict) else None
-        message = _message(error) or response.reason or "error"
+        detail = body.get("error", body) if isinstance(body, dict) else None
         status = response.status
-        return wire.error_for_status(
+        message = _message(detail) or _reason(status)
+        error = wire.error_for_status(
             status,
             f"{self.name}: HTTP {status}: {message}",
             provider=self.name,
             retry_after_s=wire.retry_after_seconds(response.headers),
         )
+        raise error from HttpStatusError(status, self._url, raw)
 
     def _transport_error(self, exc: BaseException, *, streaming: bool) -> ProviderError:
-        if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+        if isinstance(exc, TimeoutError):
             return UpstreamTimeout(f"{self.name}: upstream timed out", provider=self.name)
         if streaming:
             return StreamInterrupted(f"{self.name}: connection lost mid-stream", provider=self.name)
@@ -229,34 +220,30 @@ class NativeChat(ChatProvider):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            if self._session is not None:
-                await self._session.close()
+            if self._http is not None:
+                await self._http.aclose()
 
 
-async def _read_to_end(content: aiohttp.StreamReader) -> None:
+async def _read_to_end(response: Response) -> None:
     """Read what follows the end-of-stream event (the end of a chunked body often comes in a read
     of its own): a response left unfinished gives its connection up instead of back to the pool,
     and the next request opens another (over TLS, a handshake). A body that goes on past
     `_TRAILING_BYTES` or `_TRAILING_WAIT_S` (all the turn waits for it), or breaks off, just
     costs the connection."""
-    if content.at_eof():  # the common case: the end came with the last event
+    if response.at_eof():  # the common case: the end came with the last event
         return
     left = _TRAILING_BYTES
-    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+    with contextlib.suppress(HttpStreamError, TimeoutError):
         async with asyncio.timeout(_TRAILING_WAIT_S):
-            while left > 0 and not content.at_eof():
-                left -= len(await content.readany())
+            while left > 0 and not response.at_eof():
+                left -= len(await response.read())
 
 
-def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
-    """The proxy that HTTP(S)_PROXY and NO_PROXY give for `url`, as for the SDKs' httpx client.
-
-    Read once per provider: aiohttp's `trust_env` reads them, and ~/.netrc, again in a worker
-    thread on every request (16% of the gateway's CPU at 100 turns/s; `loadtests/BENCHMARKS.md`)."""
+def _reason(status: int) -> str:
     try:
-        return get_env_proxy_for_url(URL(url))
-    except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
-        return None, None
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
 
 
 def _json(data: bytes, provider: str) -> object:
