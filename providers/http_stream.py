@@ -7,8 +7,9 @@ server sends them unasked), connections kept and reused, TLS, and the environmen
 (`HTTP(S)_PROXY`/`NO_PROXY`: the absolute URL for `http://`, a `CONNECT` tunnel for `https://`).
 The response is parsed by `httptools` (llhttp, the parser uvicorn serves with), in the
 connection's protocol callback, so a streamed chunk costs one parser call and one wake-up of the
-reading task. It replaced aiohttp on this path: aiohttp's request and per-chunk machinery
-were about 17 us of CPU per relayed token at 200 sessions (`loadtests/BENCHMARKS.md`).
+reading task. It replaced aiohttp on this path, whose request and per-chunk machinery cost more:
+at 200 streaming sessions the gateway's CPU per relayed token went from 70-78 to 65-69 us
+(`loadtests/BENCHMARKS.md`).
 
 A connection that was idle in the pool may have been closed by the server just as it is taken;
 a request on it that fails before any byte of the response arrived is sent once more, on a new
@@ -33,9 +34,9 @@ import httptools
 
 __all__ = ["HttpStatusError", "HttpStream", "HttpStreamError", "Response"]
 
-# Unread body bytes past which a connection stops reading its socket, and resumes below.
+# Unread body bytes past which a connection stops reading its socket (until the next read,
+# which takes all that is buffered).
 _HIGH_WATER = 256 * 1024
-_LOW_WATER = 64 * 1024
 # A connection idle longer than this is closed instead of reused (servers close theirs after
 # 5 s to a few minutes; a stale one costs a resend).
 KEEPALIVE_S = 30.0
