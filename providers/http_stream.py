@@ -63,6 +63,7 @@ class Response:
         self._conn = conn
         self.status = 0
         self.headers: dict[str, str] = {}  # names lower-cased
+        self.head_bytes = 0
         self._head = asyncio.get_running_loop().create_future()
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
@@ -215,8 +216,15 @@ class _Connection(asyncio.Protocol):
             self._response.keep_alive = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self._response is not None
-        self._response.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        response = self._response
+        assert response is not None
+        response.head_bytes += len(name) + len(value)
+        if response.head_bytes > _MAX_HEAD:
+            if not response._head.done():
+                response._fail(HttpStreamError(f"response head over {_MAX_HEAD} bytes"))
+                self.close()
+            return
+        response.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         assert self._response is not None

@@ -1,8 +1,9 @@
 """Chat over plain HTTP (`providers.http_stream`) in the OpenAI or Anthropic wire format, with
 orjson.
 
-The streaming hot path of the gateway: per turn it costs about a third of the CPU of the official
-SDK clients, and per streamed chunk about 40% (`python -m loadtests.bench_adapters`).
+The streaming hot path of the gateway: per turn it costs about a quarter of the CPU of the
+official SDK clients, and per streamed chunk 26-28% (`python -m loadtests.bench_adapters`, paced
+at 1,000 tokens/s and unpaced).
 The SDK adapters (`providers.openai_chat`, `providers.anthropic_chat`) stay available as
 `client = "sdk"`; both kinds pass the same conformance suite against the sim, and both use the
 pure conversions of `providers.wire`.

@@ -204,6 +204,22 @@ async def test_garbage_or_a_body_cut_short_fails_the_read() -> None:
         await http.aclose()
 
 
+async def test_a_response_head_past_its_bound_fails_the_request() -> None:
+    async def endless_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for i in range(10_000):  # 10,000 headers of 30 bytes: past the 64 KiB bound
+            writer.write(b"x-filler-%05d: %s\r\n" % (i, b"y" * 14))
+            await writer.drain()
+        await asyncio.sleep(5)
+
+    async with raw_server(endless_head) as (port, _):
+        http = client(port)
+        with pytest.raises(HttpStreamError, match="response head over 65536 bytes"):
+            await http.post(b"{}")
+        await http.aclose()
+
+
 async def test_no_response_head_in_time_is_a_timeout() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
