@@ -26,6 +26,7 @@ import contextlib
 import ssl
 import time
 import zlib
+from dataclasses import dataclass
 from typing import cast
 from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies_environment, proxy_bypass
@@ -131,11 +132,15 @@ class Response:
             self._head.set_result(None)
 
     def _on_body(self, data: bytes) -> None:
-        if self._inflate is not None:
+        if (inflate := self._inflate) is not None:
             try:
-                data = self._inflate.decompress(data)
+                data = inflate.decompress(data, _HIGH_WATER)
             except zlib.error as exc:
                 self._fail(HttpStreamError(f"undecodable compressed body: {exc}"))
+                return
+            if inflate.unconsumed_tail:  # one read that inflates past the bound: a bomb
+                self._fail(HttpStreamError(f"compressed body inflates past {_HIGH_WATER} bytes"))
+                self._conn.close()
                 return
         if data:
             self._chunks.append(data)
@@ -299,6 +304,8 @@ class _Connection(asyncio.Protocol):
 
     def _tunnel_data(self, data: bytes) -> None:
         assert self._tunnel is not None
+        if self._tunnel.done():  # answered already: the TLS handshake will tell the rest
+            return
         buf = self._tunnel_buf + data
         end = buf.find(b"\r\n\r\n")
         if end >= 0:
@@ -348,6 +355,9 @@ class HttpStream:
             authority = f"[{self._host}]" + (f":{self._port}" if parts.port else "")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._proxy = _env_proxy(parts.scheme, self._host)
+        for name, value in headers.items():
+            if any(c in name + value for c in "\r\n\0"):  # it would inject a header
+                raise ValueError(f"header {name!r}: a line break or NUL in its name or value")
         lines = [f"Host: {authority}", "Accept-Encoding: identity"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if self._proxy is not None and not self._tls:
@@ -447,22 +457,33 @@ class HttpStream:
                 conn = protocol
                 self._open.add(conn)
                 if proxy is not None and self._ssl is not None:
-                    await conn.tunnel(self._connect_head)
-                    assert conn.transport is not None
-                    transport = await loop.start_tls(
-                        conn.transport, conn, self._ssl, server_hostname=self._host
-                    )
-                    if transport is None:
-                        raise HttpStreamError("TLS through the proxy did not start")
-                    conn.transport = transport
+                    try:
+                        await self._tunnel_tls(conn)
+                    except BaseException:
+                        conn.close()
+                        raise
         except OSError as exc:  # refused, unreachable, TLS failures (ssl.SSLError)
             raise HttpStreamError(f"cannot connect to {host}:{port}: {exc}") from exc
         return conn
 
+    async def _tunnel_tls(self, conn: _Connection) -> None:
+        """Through the proxy: `CONNECT`, then TLS with the upstream inside the tunnel."""
+        assert self._ssl is not None
+        await conn.tunnel(self._connect_head)
+        assert conn.transport is not None
+        transport = await asyncio.get_running_loop().start_tls(
+            conn.transport, conn, self._ssl, server_hostname=self._host
+        )
+        if transport is None:
+            raise HttpStreamError("TLS through the proxy did not start")
+        conn.transport = transport
 
+
+@dataclass(frozen=True, slots=True)
 class _Proxy:
-    def __init__(self, host: str, port: int, authorization: str | None) -> None:
-        self.host, self.port, self.authorization = host, port, authorization
+    host: str
+    port: int
+    authorization: str | None  # the Proxy-Authorization value, from the proxy URL's user info
 
 
 def _env_proxy(scheme: str, host: str) -> _Proxy | None:

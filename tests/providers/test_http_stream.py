@@ -204,6 +204,25 @@ async def test_garbage_or_a_body_cut_short_fails_the_read() -> None:
         await http.aclose()
 
 
+async def test_a_compressed_read_that_inflates_past_the_bound_fails_the_body() -> None:
+    bomb = gzip.compress(b"\0" * (16 << 20))  # 16 MiB of zeros in about 16 KiB
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        head = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n"
+        writer.write(head % len(bomb) + bomb)
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async with raw_server(handler) as (port, _):
+        http = client(port)
+        response = await http.post(b"{}")
+        with pytest.raises(HttpStreamError, match="inflates past 262144 bytes"):
+            await response.read_all(1 << 30)
+        response.release()
+        await http.aclose()
+
+
 async def test_a_response_head_past_its_bound_fails_the_request() -> None:
     async def endless_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -330,6 +349,7 @@ async def tunnel_proxy(refuse: bool = False) -> AsyncIterator[tuple[str, list[by
         heads.append(head)
         if refuse:
             writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+            await reader.read()  # and keep the connection until the client closes it
             return
         host, port = head.split(b" ")[1].rsplit(b":", 1)
         up_reader, up_writer = await asyncio.open_connection(host.decode(), int(port))
@@ -358,15 +378,22 @@ async def test_https_through_the_environments_proxy_tunnels_with_connect(
             http = client(port, scheme="https", ssl_context=client_ctx)
             with pytest.raises(HttpStreamError, match=r"refused the tunnel: HTTP/1\.1 407"):
                 await http.post(b"{}")
+            await asyncio.sleep(0.01)
+            assert not http._open  # the refused connection was closed, not left behind
             await http.aclose()
     assert len(accepted) == 1 and len(heads) == 1  # one tunnel, reused
     assert heads[0].startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n".encode())
     assert b"\r\nProxy-Authorization: Basic dXNlcjpwQHNz" in heads[0]  # user:p@ss
 
 
-def test_only_http_proxies_and_urls_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_http_proxies_urls_and_single_line_headers_are_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     with pytest.raises(ValueError, match="not an http"):
         HttpStream("ftp://example.com/x", {}, connect_timeout_s=1, max_connections=1)
+    with pytest.raises(ValueError, match="a line break"):
+        key = {"Authorization": "Bearer sk-1\r\nX-Injected: 1"}
+        HttpStream("http://example.com/x", key, connect_timeout_s=1, max_connections=1)
     monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
