@@ -3,8 +3,9 @@ over as it arrives: the transport of the native chat client (`providers.native_c
 
 It does what a streaming chat request needs and no more: a request head rendered once per URL,
 the body read as it comes (chunked, sized, or to the connection's close; gzip or deflate if a
-server sends them unasked), connections kept and reused, TLS, and the environment's proxy
-(`HTTP(S)_PROXY`/`NO_PROXY`: the absolute URL for `http://`, a `CONNECT` tunnel for `https://`).
+server sends them unasked), connections kept and reused (each opened with happy eyeballs, as
+aiohttp does), TLS, and the environment's proxy (`HTTP(S)_PROXY`/`NO_PROXY`: the absolute URL
+for `http://`, a `CONNECT` tunnel for `https://`).
 The response is parsed by `httptools` (llhttp, the parser uvicorn serves with), in the
 connection's protocol callback, so a streamed chunk costs one parser call and one wake-up of the
 reading task. It replaced aiohttp on this path, whose request and per-chunk machinery cost more:
@@ -23,6 +24,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import socket
 import ssl
 import time
 import zlib
@@ -31,6 +33,7 @@ from typing import cast
 from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies_environment, proxy_bypass
 
+import aiohappyeyeballs
 import httptools
 
 __all__ = ["HttpStatusError", "HttpStream", "HttpStreamError", "Response"]
@@ -41,6 +44,8 @@ _HIGH_WATER = 256 * 1024
 # A connection idle longer than this is closed instead of reused (servers close theirs after
 # 5 s to a few minutes; a stale one costs a resend).
 KEEPALIVE_S = 30.0
+# How long a connection attempt to one address runs before the next address is tried too.
+HAPPY_EYEBALLS_DELAY_S = 0.25
 # A response head (or a proxy's answer to CONNECT) larger than this is refused.
 _MAX_HEAD = 64 * 1024
 
@@ -446,14 +451,23 @@ class HttpStream:
         host, port = (proxy.host, proxy.port) if proxy is not None else (self._host, self._port)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
-                direct_tls = self._ssl if proxy is None else None
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(self),
-                    host,
-                    port,
-                    ssl=direct_tls,
-                    server_hostname=self._host if direct_tls is not None else None,
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                # Happy eyeballs (RFC 8305), as aiohttp connects: a host whose first address
+                # (often IPv6) does not answer is reached on the next one a moment later.
+                sock = await aiohappyeyeballs.start_connection(
+                    infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S, interleave=1
                 )
+                direct_tls = self._ssl if proxy is None else None
+                try:
+                    _, protocol = await loop.create_connection(
+                        lambda: _Connection(self),
+                        sock=sock,
+                        ssl=direct_tls,
+                        server_hostname=self._host if direct_tls is not None else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
                 conn = protocol
                 self._open.add(conn)
                 if proxy is not None and self._ssl is not None:
