@@ -1,6 +1,7 @@
 """CPU per event of the WebSocket send path without the socket: the bounded queue and a writer
 task (how every event went out before) against `SocketWriter.emit` (sent from the emitting task
-when nothing is queued), both encoding the same `response.delta`.
+when nothing is queued), awaiting the ASGI send or through the server's `send_now` (no await), all
+encoding the same `response.delta`.
 
     python -m loadtests.bench_writer [--events 200000]
 
@@ -26,6 +27,10 @@ class _NullSocket:
     async def send_text(self, text: str) -> None:
         self.sent += 1
 
+    def send_now(self, data: bytes) -> bool:
+        self.sent += 1
+        return True
+
 
 async def queued(events: int) -> float:
     """The old path: `Outbound.put`, then a writer task's `get`, `encode` and send."""
@@ -47,10 +52,11 @@ async def queued(events: int) -> float:
     return (time.perf_counter() - started) / events * 1e6
 
 
-async def direct(events: int) -> float:
-    """`SocketWriter.emit` with nothing queued: encoded and sent by the emitting task."""
+async def direct(events: int, *, now: bool = False) -> float:
+    """`SocketWriter.emit` with nothing queued: encoded and sent by the emitting task, through
+    the awaited ASGI send or (`now`) the server's `send_now`."""
     sock = _NullSocket()
-    writer = SocketWriter(Outbound(256), sock.send_text)
+    writer = SocketWriter(Outbound(256), sock.send_text, sock.send_now if now else None)
     event = ResponseDelta("turn_1", "Breathe")
     started = time.perf_counter()
     for _ in range(events):
@@ -63,7 +69,11 @@ async def direct(events: int) -> float:
 
 async def run(events: int) -> dict[str, float]:
     await direct(1000)  # warm-up
-    return {"queued_us": await queued(events), "direct_us": await direct(events)}
+    return {
+        "queued_us": await queued(events),
+        "direct_us": await direct(events),
+        "send_now_us": await direct(events, now=True),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         figures = asyncio.run(run(args.events))
     print(
         f"per event: queue + writer task {figures['queued_us']:.2f} us, "
-        f"direct {figures['direct_us']:.2f} us ({args.events} events, null socket)"
+        f"direct {figures['direct_us']:.2f} us, send_now {figures['send_now_us']:.2f} us "
+        f"({args.events} events, null socket)"
     )
     write_figures(args.out, {"events": args.events, **{k: round(v, 3) for k, v in figures.items()}})
 
