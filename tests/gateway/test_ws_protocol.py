@@ -13,9 +13,12 @@ from typing import Any
 import uvicorn
 from websockets.asyncio.client import connect
 
-from gateway.server import uvicorn_config
+from gateway.realtime import Connection
+from gateway.runtime import Gateway
+from gateway.server import RunningGateway, uvicorn_config
 from gateway.settings import Settings
 from gateway.ws_protocol import CoachWebSocketProtocol, send_now_of
+from tests.gateway.wsclient import ws_client
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -54,6 +57,29 @@ async def serving(handler: Handler) -> AsyncIterator[str]:
 def test_the_gateway_serves_websockets_with_this_protocol() -> None:
     config = uvicorn_config(None, Settings(), host="127.0.0.1", port=0)  # type: ignore[arg-type]
     assert config.ws is CoachWebSocketProtocol
+
+
+async def test_a_realtime_connection_writes_its_tokens_with_send_now(
+    gateway: RunningGateway, token: Callable[..., str]
+) -> None:
+    """The extension reaches the realtime endpoint through Starlette and the middleware (were it
+    lost, say by a uvicorn that renames what the protocol overrides, tokens would still flow,
+    slower, through the ASGI send)."""
+    async with ws_client(gateway.ws_url, token()) as client:
+        await client.recv()  # session.created
+        connections = [c for c in gateway_of_app(gateway).connections if isinstance(c, Connection)]
+        assert len(connections) == 1
+        assert connections[0].writer._send_now is not None
+        await client.send(type="input_text", text="How do I warm up?", turn_id="t1")
+        events = await client.until("response.completed", "response.failed")
+    assert events[-1]["type"] == "response.completed"
+    deltas = [e["text"] for e in events if e["type"] == "response.delta"]
+    assert deltas and "".join(deltas) == events[-1]["text"]
+
+
+def gateway_of_app(running: RunningGateway) -> Gateway:
+    gateway: Gateway = running.app.state.gateway
+    return gateway
 
 
 async def test_frames_sent_now_arrive_in_order_compressed_or_not() -> None:
