@@ -24,6 +24,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import functools
 import socket
 import ssl
 import time
@@ -36,7 +37,7 @@ from urllib.request import getproxies_environment, proxy_bypass
 import aiohappyeyeballs
 import httptools
 
-__all__ = ["HttpStatusError", "HttpStream", "HttpStreamError", "Response"]
+__all__ = ["HttpStatusError", "HttpStream", "HttpStreamError", "Response", "default_ssl_context"]
 
 # Unread body bytes past which a connection stops reading its socket (until the next read,
 # which takes all that is buffered).
@@ -48,6 +49,13 @@ KEEPALIVE_S = 30.0
 HAPPY_EYEBALLS_DELAY_S = 0.25
 # A response head (or a proxy's answer to CONNECT) larger than this is refused.
 _MAX_HEAD = 64 * 1024
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """The system's trust store, loaded once per process: loading it takes about 25 ms, which
+    must not happen on a request's path (an `HttpStream` for `https://` takes it when made)."""
+    return ssl.create_default_context()
 
 
 class HttpStreamError(Exception):
@@ -347,7 +355,7 @@ class HttpStream:
         self._tls = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port or (443 if self._tls else 80)
-        self._ssl = (ssl_context or ssl.create_default_context()) if self._tls else None
+        self._ssl = (ssl_context or default_ssl_context()) if self._tls else None
         self._connect_timeout_s = connect_timeout_s
         self._slots = asyncio.Semaphore(max_connections)
         self._max_idle = max_connections

@@ -134,26 +134,19 @@ class NativeChat(ChatProvider):
         }
         # Reads are bounded by a `StallDeadline` (one timer per period), not a timer per read.
         self._timeout_s = timeout_s
-        self._http: HttpStream | None = None
+        # Made now, at start-up (an https:// one loads the trust store); its connections are
+        # opened on use, in the running event loop.
+        self._http = HttpStream(
+            self._url, self._headers, connect_timeout_s=timeout_s, max_connections=MAX_CONNECTIONS
+        )
         self._closed = False
-
-    def _client(self) -> HttpStream:
-        # Made on first use: its connections belong to the running event loop.
-        if self._http is None:
-            self._http = HttpStream(
-                self._url,
-                self._headers,
-                connect_timeout_s=self._timeout_s,
-                max_connections=MAX_CONNECTIONS,
-            )
-        return self._http
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         if self._closed:  # misuse, not an upstream failure: not a ProviderError
             raise RuntimeError(f"chat provider {self.name!r} is closed")
         body = orjson.dumps(self._dialect.params(request))
         try:
-            response = await self._client().post(body)
+            response = await self._http.post(body)
         except (HttpStreamError, TimeoutError) as exc:
             raise self._transport_error(exc, streaming=False) from exc
         try:
@@ -221,8 +214,7 @@ class NativeChat(ChatProvider):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            if self._http is not None:
-                await self._http.aclose()
+            await self._http.aclose()
 
 
 async def _read_to_end(response: Response) -> None:

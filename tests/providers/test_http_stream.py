@@ -386,6 +386,12 @@ async def test_https_through_the_environments_proxy_tunnels_with_connect(
     assert b"\r\nProxy-Authorization: Basic dXNlcjpwQHNz" in heads[0]  # user:p@ss
 
 
+def test_the_trust_store_is_loaded_once_not_per_client() -> None:
+    first = HttpStream("https://example.com/x", {}, connect_timeout_s=1, max_connections=1)
+    second = HttpStream("https://example.org/y", {}, connect_timeout_s=1, max_connections=1)
+    assert first._ssl is second._ssl is http_stream.default_ssl_context()
+
+
 def test_only_http_proxies_urls_and_single_line_headers_are_taken(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
