@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from gateway.ws_protocol import SendNow
@@ -13,13 +15,18 @@ __all__ = ["Outbound", "SocketWriter"]
 
 
 class Outbound:
-    """Events for one client, numbered, in a bounded queue.
+    """Events for one client, numbered, in a bounded queue read by one task at a time.
 
     Overflow policy: a turn that streams faster than the socket drains waits for room (`put`),
     which slows the upstream read instead of buffering; a client that leaves the queue full for
     `send_timeout_s` is dropped (`overflowed` is set) rather than allowed to grow memory.
     Side-channel events (`put_nowait`: assessments, coaching) never wait: a full queue drops
     the client the same way.
+
+    Not an `asyncio.Queue`: that makes four deque blocks at once (its items, getters, putters and
+    its `join()` event), 3 KiB per connection that sits idle; here the items' deque exists only
+    while something is queued (tokens mostly go out without it, `SocketWriter`), and the reader
+    and the putters wait on futures.
     """
 
     def __init__(
@@ -28,59 +35,114 @@ class Outbound:
         send_timeout_s: float = 10.0,
         on_overflow: Callable[[], None] | None = None,
     ) -> None:
-        self._queue: asyncio.Queue[tuple[int, ServerEvent] | None] = asyncio.Queue(maxsize)
+        self._maxsize = maxsize  # <= 0: unbounded
+        self._items: deque[tuple[int, ServerEvent] | None] | None = None
+        self._reader: asyncio.Future[None] | None = None
+        self._putters: deque[asyncio.Future[None]] | None = None
         self._seq = 0
         self._send_timeout_s = send_timeout_s
         self._on_overflow = on_overflow
-        self.overflowed = asyncio.Event()
+        self._overflowed = False
 
     @property
     def send_timeout_s(self) -> float:
         return self._send_timeout_s
 
+    @property
+    def overflowed(self) -> bool:
+        """The client was given up on; nothing more is queued."""
+        return self._overflowed
+
     def overflow(self) -> None:
         """Give up on this client (as a full queue past the send timeout does)."""
-        if not self.overflowed.is_set():
-            self.overflowed.set()
+        if not self._overflowed:
+            self._overflowed = True
             if self._on_overflow is not None:
                 self._on_overflow()
 
     async def put(self, event: ServerEvent) -> None:
-        if self.overflowed.is_set():
+        if self._overflowed:
             return
         self._seq += 1
         item = (self._seq, event)
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if self._full():
             try:
                 async with asyncio.timeout(self._send_timeout_s):
-                    await self._queue.put(item)
+                    await self._room()
             except TimeoutError:
                 self.overflow()
+                return
+        self._append(item)
 
     def put_nowait(self, event: ServerEvent) -> None:
-        if self.overflowed.is_set():
+        if self._overflowed:
             return
         self._seq += 1
-        try:
-            self._queue.put_nowait((self._seq, event))
-        except asyncio.QueueFull:
+        if self._full():
             self.overflow()
+            return
+        self._append((self._seq, event))
 
     def close(self) -> None:
         """Let the reader finish after what is queued (the end-of-stream marker may be dropped
         when the queue is full; the reader then stops on `overflowed`)."""
-        try:
-            self._queue.put_nowait(None)
-        except asyncio.QueueFull:
+        if self._full():
             self.overflow()
+            return
+        self._append(None)
 
     async def get(self) -> tuple[int, ServerEvent] | None:
-        return await self._queue.get()
+        assert self._reader is None, "one reader at a time"
+        while not self._items:
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        self._wake_putter()
+        return item
 
     def qsize(self) -> int:
-        return self._queue.qsize()
+        return len(self._items) if self._items else 0
+
+    def _full(self) -> bool:
+        return 0 < self._maxsize <= self.qsize()
+
+    def _append(self, item: tuple[int, ServerEvent] | None) -> None:
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    async def _room(self) -> None:
+        """Wait, first come first served, until the queue has room."""
+        while self._full():
+            putter = asyncio.get_running_loop().create_future()
+            if self._putters is None:
+                self._putters = deque()
+            self._putters.append(putter)
+            try:
+                await putter
+            except BaseException:
+                putter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._putters.remove(putter)  # still there unless it was woken
+                if not putter.cancelled():  # woken, then cancelled: pass the room on
+                    self._wake_putter()
+                raise
+
+    def _wake_putter(self) -> None:
+        putters = self._putters
+        while putters:
+            putter = putters.popleft()
+            if not putter.done():
+                putter.set_result(None)
+                return
 
 
 class SocketWriter:
@@ -114,7 +176,7 @@ class SocketWriter:
     async def emit(self, event: ServerEvent) -> None:
         """Send `event` after every event emitted before it; waits while the client is slow."""
         outbound = self._outbound
-        if self._in_flight or outbound.qsize() or outbound.overflowed.is_set():
+        if self._in_flight or outbound.qsize() or outbound.overflowed:
             await outbound.put(event)
             return
         data = encode_json(event)

@@ -95,7 +95,7 @@ class Connection:
             writer = tasks.create_task(self.writer.run())
             await asyncio.wait({self._reader})
             await self._end_turn()
-            if not self.outbound.overflowed.is_set():
+            if not self.outbound.overflowed:
                 # Flush what the turn said last (its final event) before closing.
                 self.outbound.close()
                 await asyncio.wait({writer}, timeout=1.0)

@@ -103,7 +103,7 @@ class EventStream:
             frame = self._render(*item)
             if frame:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
-            if self._outbound.overflowed.is_set():
+            if self._outbound.overflowed:
                 break
             item = await self._outbound.get()
         await send({"type": "http.response.body", "body": self._trailer, "more_body": False})
