@@ -71,10 +71,17 @@ class TurnControl:
     # Set once the turn's final event is out; what follows (storing, observers) does not hold
     # up the client, which may send its next turn at once.
     replied: bool = False
-    # Set by `Gateway.run_turn` once the turn no longer streams: replied, its exchange in the
-    # session's history, its stream slot free. A next turn (which sends that history) starts
-    # then, not after the record is stored.
-    streamed: asyncio.Event = field(default_factory=asyncio.Event)
+    _streamed: asyncio.Event | None = None
+
+    @property
+    def streamed(self) -> asyncio.Event:
+        """Set by `Gateway.run_turn` once the turn no longer streams: replied, its exchange in
+        the session's history, its stream slot free. A next turn (which sends that history)
+        starts then, not after the record is stored. Made on first use: a connection holds a
+        control before its first turn, and an Event costs 0.9 KiB."""
+        if self._streamed is None:
+            self._streamed = asyncio.Event()
+        return self._streamed
 
 
 @dataclass(slots=True)

@@ -134,3 +134,12 @@ async def test_unrequested_cancel_propagates() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_control_makes_its_streamed_event_only_when_used() -> None:
+    control = TurnControl()  # what a connection holds before its first turn
+    assert control._streamed is None
+    waiting = asyncio.create_task(control.streamed.wait())
+    await asyncio.sleep(0)
+    control.streamed.set()  # the same event the waiter waits on
+    await asyncio.wait_for(waiting, 1)
