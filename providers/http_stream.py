@@ -400,13 +400,11 @@ class HttpStream:
                 try:
                     async with asyncio.timeout(self._connect_timeout_s):
                         await response._head
-                except HttpStreamError:
-                    if reused and not response.got_bytes:
-                        conn.close()  # closed by the server while idle: once more, on a new one
+                except BaseException as exc:
+                    conn.close()  # whatever failed, the connection is not one to reuse
+                    stale = isinstance(exc, HttpStreamError) and reused and not response.got_bytes
+                    if stale:  # closed by the server while idle: once more, on a new one
                         continue
-                    raise
-                except BaseException:
-                    conn.close()
                     raise
                 return response
         except BaseException:

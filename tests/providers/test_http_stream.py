@@ -406,3 +406,61 @@ def test_only_http_proxies_urls_and_single_line_headers_are_taken(
     monkeypatch.delenv("https_proxy", raising=False)
     with pytest.raises(ValueError, match="only http:// proxies"):
         HttpStream("https://example.com/x", {}, connect_timeout_s=1, max_connections=1)
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "error"),
+    [
+        (b"content-encoding: br\r\ncontent-length: 2\r\n", b"ok", "unsupported content-encoding"),
+        (b"content-encoding: gzip\r\ncontent-length: 9\r\n", b"not gzip!", "undecodable"),
+    ],
+    ids=["unknown-encoding", "broken-gzip"],
+)
+async def test_a_body_it_cannot_decode_fails_and_closes_the_connection(
+    head: bytes, body: bytes, error: str
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n" + body)
+        await reader.read()  # and keep the connection until the client closes it
+
+    async with raw_server(handler) as (port, _):
+        http = client(port)
+        with pytest.raises(HttpStreamError, match=error):
+            await body_of(await http.post(b"{}"))
+        await asyncio.sleep(0.01)
+        assert not http._open  # closed, not left behind
+        await http.aclose()
+        with pytest.raises(HttpStreamError, match="the client is closed"):
+            await http.post(b"{}")
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (b"HTTP/1.1 200 Connection established\r\n\r\nsurprise", "bytes after the proxy"),
+        (b"HTTP/1.1 200 OK\r\n" + b"x-pad: " + b"y" * (70 * 1024), "answer is too long"),
+        (b"HTTP/1.1 200 OK\r\n", "the proxy closed the connection"),
+    ],
+    ids=["bytes-after", "too-long", "closed"],
+)
+async def test_a_proxy_answer_that_is_no_tunnel_fails_the_connect(
+    answer: bytes, error: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        if error != "the proxy closed the connection":
+            await reader.read()
+
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with raw_server(proxy) as (proxy_port, _):
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy_port}")
+        http = client(443, scheme="https")
+        with pytest.raises(HttpStreamError, match=error):
+            await http.post(b"{}")
+        await asyncio.sleep(0.01)
+        assert not http._open
+        await http.aclose()
