@@ -21,7 +21,14 @@ from gateway.runtime import Gateway
 from gateway.settings import Settings
 from gateway.ws_protocol import CoachWebSocketProtocol
 
-__all__ = ["BurstAcceptor", "GatewayServer", "RunningGateway", "running_gateway", "uvicorn_config"]
+__all__ = [
+    "BurstAcceptor",
+    "GatewayServer",
+    "RunningGateway",
+    "running_gateway",
+    "serving",
+    "uvicorn_config",
+]
 
 log = logging.getLogger("coach.server")
 
@@ -184,15 +191,22 @@ async def running_gateway(
     """Serve a gateway on loopback inside the current event loop until the block exits."""
     app = create_app(settings)
     server = GatewayServer(uvicorn_config(app, settings, host=host, port=port))
+    async with serving(server) as bound:
+        yield RunningGateway(f"http://{host}:{bound}", f"ws://{host}:{bound}", app, server)
+
+
+@asynccontextmanager
+async def serving(server: uvicorn.Server) -> AsyncIterator[int]:
+    """Run `server` inside the current event loop until the block exits; yields the port its
+    first socket bound (raises if it stops before it started)."""
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
             if task.done():
                 task.result()
-                raise RuntimeError("gateway did not start")
+                raise RuntimeError("the server did not start")
             await asyncio.sleep(0.01)
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        yield RunningGateway(f"http://{host}:{bound}", f"ws://{host}:{bound}", app, server)
+        yield server.servers[0].sockets[0].getsockname()[1]
     finally:
         server.should_exit = True
         await task

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 
 from gateway.realtime import Connection
 from gateway.runtime import Gateway
-from gateway.server import RunningGateway, uvicorn_config
+from gateway.server import RunningGateway, serving, uvicorn_config
 from gateway.settings import Settings
 from gateway.ws_protocol import CoachWebSocketProtocol, send_now_of
 from tests.gateway.wsclient import ws_client
@@ -27,7 +27,7 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[str]:
+async def served(handler: Handler) -> AsyncIterator[str]:
     """A uvicorn with the gateway's WebSocket protocol, serving `handler` for each socket."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,19 +39,8 @@ async def serving(handler: Handler) -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, lifespan="off", log_config=None, ws=CoachWebSocketProtocol
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn did not start")
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with serving(uvicorn.Server(config)) as port:
         yield f"ws://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def test_the_gateway_serves_websockets_with_this_protocol() -> None:
@@ -92,7 +81,7 @@ async def test_frames_sent_now_arrive_in_order_compressed_or_not() -> None:
         await send({"type": "websocket.send", "text": "after"})  # the ASGI path, behind them
         await receive()  # until the client leaves
 
-    async with serving(handler) as url:
+    async with served(handler) as url:
         for compression in ("deflate", None):
             said.clear()
             async with connect(url, compression=compression) as ws:
@@ -121,7 +110,7 @@ async def test_a_paused_transport_declines_and_the_asgi_send_waits_for_it() -> N
         await receive()
 
     async with (
-        serving(handler) as url,
+        served(handler) as url,
         connect(url, compression=None, max_size=None, max_queue=1) as ws,
     ):
         await declined.wait()
@@ -147,7 +136,7 @@ async def test_after_the_client_closed_it_declines_and_the_asgi_send_reports_the
             outcome.append(type(exc).__name__)
         done.set()
 
-    async with serving(handler) as url:
+    async with served(handler) as url:
         async with connect(url) as ws:
             await ws.close()
         await done.wait()
