@@ -59,14 +59,12 @@ from loadtests.bench_procs import (
 )
 from loadtests.bench_report import evaluate_targets, peer_ratios, print_report
 from loadtests.bench_run import LoadShape, Probe, Target, idle_memory, run_load
-from loadtests.bench_stats import added, cpu_us_per_event
+from loadtests.bench_stats import FLOORS, added, cpu_us_per_event
 
 __all__ = ["BenchOptions", "main", "run_bench"]
 
 RESULTS = Path(__file__).parent / "results"
 MODEL = "gpt-4o-mini"
-# The floor relays that `--floor` runs: mode (and process) name -> `floor_relay --client`.
-FLOORS = {"floor": "hand", "floor_native": "native"}
 
 
 @dataclass(frozen=True, slots=True)

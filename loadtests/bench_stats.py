@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "FLOORS",
     "PROXIES",
     "added",
     "cpu_us_per_event",
@@ -107,8 +108,10 @@ def added(through: Mapping[str, Any], direct: Mapping[str, Any]) -> dict[str, fl
     return out
 
 
+# The floor relays that `bench --floor` runs: mode (and process) name -> `floor_relay --client`.
+FLOORS = {"floor": "hand", "floor_native": "native"}
 # The metered processes a run can go through (see `loadtests.bench._metered`).
-PROXIES = ("gateway", "peer", "floor", "floor_native")
+PROXIES = ("gateway", "peer", *FLOORS)
 
 
 def proxy_cpu(cpu: Mapping[str, float]) -> float | None:

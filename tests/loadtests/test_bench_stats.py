@@ -7,9 +7,9 @@ from typing import Any, cast
 
 import pytest
 
-from loadtests.bench import FLOORS, Servers, _metered
+from loadtests.bench import Servers, _metered
 from loadtests.bench_procs import Proc
-from loadtests.bench_stats import PROXIES, cpu_us_per_event, summarize_run
+from loadtests.bench_stats import FLOORS, PROXIES, cpu_us_per_event, summarize_run
 
 
 def _raw(**overrides: Any) -> dict[str, Any]:
