@@ -223,13 +223,11 @@ async def _read_to_end(response: Response) -> None:
     and the next request opens another (over TLS, a handshake). A body that goes on past
     `_TRAILING_BYTES` or `_TRAILING_WAIT_S` (all the turn waits for it), or breaks off, just
     costs the connection."""
-    if response.at_eof():  # the common case: the end came with the last event
+    if response.at_eof():  # the common case: the end came with the last event (no timer)
         return
-    left = _TRAILING_BYTES
     with contextlib.suppress(HttpStreamError, TimeoutError):
         async with asyncio.timeout(_TRAILING_WAIT_S):
-            while left > 0 and not response.at_eof():
-                left -= len(await response.read())
+            await response.read_all(_TRAILING_BYTES)
 
 
 def _reason(status: int) -> str:
