@@ -19,7 +19,8 @@ runs gets an `error` (`turn_running`).
 With `--client native` each turn instead runs as a task with the gateway's own pieces in the
 gateway's order: its chat client (`providers.native_chat.NativeChat`, with its read
 deadline), a stall deadline on each next chunk as the router keeps, a `ResponseDelta` per chunk
-and the gateway's send path (`gateway.outbound.SocketWriter`, `encode`); only the framework and
+and the gateway's writer (`gateway.outbound.SocketWriter`; it awaits each send here, where the
+gateway writes the frame with `send_now`); only the framework and
 the features stay out (Starlette, uvicorn, `websockets`, auth, quotas, routing, failover, live
 feeds, metrics, turn records). Beside the plain floor it shows what the gateway's async
 architecture and upstream client cost, apart from what its framework and features do.
@@ -47,6 +48,7 @@ from providers import wire
 from providers.chat import ChatChunk, ChatRequest, Message
 from providers.errors import ProviderError, UpstreamTimeout
 from providers.native_chat import OPENAI, NativeChat
+from providers.resilience.config import DeadlineConfig
 from providers.resilience.stall import StallDeadline
 from providers.sse import SseDecoder
 from streams.events import ResponseDelta
@@ -60,8 +62,9 @@ _TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
 _TOO_BIG = 1009  # WebSocket close code: message too big
 MAX_FRAME_BYTES = 64 * 1024  # as the gateway's default `max_message_bytes`
 MODEL = "gpt-4o-mini"
-# As the gateway's defaults: the router's stall deadline, the send queue and its timeout.
-STALL_S = 30.0
+# As the bench runs the gateway: the router's default stall deadline, the send queue that
+# `bench_procs.gateway_env` sets, the default send timeout.
+STALL_S = DeadlineConfig().stall_s
 SEND_QUEUE = 1024
 SEND_TIMEOUT_S = 10.0
 
