@@ -147,6 +147,9 @@ class Settings(BaseSettings):
         0  # per process; past it new turns are shed (503 / server_busy); 0 = no cap
     )
     shutdown_grace_s: float = 10.0
+    # The garbage collector's thresholds while serving (`gc.set_threshold`; Python's own are
+    # 700, 10, 10). Each collection stops the event loop: see `gateway.server.GatewayServer`.
+    gc_thresholds: tuple[int, int, int] = (700, 50, 10)
 
     # upstreams
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

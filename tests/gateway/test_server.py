@@ -1,10 +1,12 @@
 """The server `serve` runs: its event loop keeps taking new connections while it is busy, and the
-socket `serve --workers` shares sends small frames at once."""
+socket `serve --workers` shares sends small frames at once; the garbage collector's thresholds
+while it serves."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import socket
 import threading
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import create_app
-from gateway.server import BurstAcceptor, GatewayServer, uvicorn_config
+from gateway.server import BurstAcceptor, GatewayServer, running_gateway, uvicorn_config
 from gateway.workers import listening_socket
 from tests.conftest import eventually, make_settings
 
@@ -194,3 +196,15 @@ async def test_the_acceptor_pauses_when_out_of_descriptors_then_takes_connection
             transport.close()
         acceptor.close()
         listener.close()
+
+
+async def test_the_collector_runs_on_the_configured_thresholds_while_the_gateway_serves(
+    tmp_path: Path,
+) -> None:
+    before = gc.get_threshold()
+    assert before != (1234, 56, 7)
+    settings = make_settings("http://127.0.0.1:9", tmp_path, gc_thresholds=(1234, 56, 7))
+    async with running_gateway(settings):
+        serving_with = gc.get_threshold()
+    assert serving_with == (1234, 56, 7)
+    assert gc.get_threshold() == before  # given back at shutdown
