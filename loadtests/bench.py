@@ -198,6 +198,14 @@ def _metered(found: Servers, target: Target) -> dict[str, Proc]:
     return {n: found.procs[n] for n in names if n in found.procs}
 
 
+def _gateway_metrics(found: Servers, target: Target, opts: BenchOptions) -> str | None:
+    """Where to read the gateway's garbage-collector pauses for a run through it (with one
+    worker: each of several would answer for itself)."""
+    if opts.workers != 1 or _metered(found, target).keys() != {"gateway", "sim"}:
+        return None
+    return f"{found.gateway_url}/metrics"
+
+
 def probe_sessions(sessions: int) -> int:
     """Direct sessions beside `sessions` proxied ones: a fifth, enough samples for a p99."""
     return max(10, sessions // 5)
@@ -223,6 +231,7 @@ async def run_step(
             log_dir=log_dir,
             prefix=prefix,
             probe=probe,
+            gateway_metrics=_gateway_metrics(found, target, opts),
         )
         modes[target.name] = summary
         print(

@@ -135,12 +135,24 @@ def _beside(run: Mapping[str, Any]) -> Mapping[str, Any]:
     return probe["ttft_ms"] if probe else {}
 
 
+def _gc(run: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The gateway's garbage-collector pauses in the run (`bench_metrics.gc_pauses`), if read."""
+    return run.get("gateway_gc") or {}
+
+
+def _gc_cell(gc: Mapping[str, Any]) -> str:
+    if not gc:
+        return "-"
+    return f"{_fmt(gc['over_5ms_per_minute'])} ({_fmt(gc['stopped_percent'])})"
+
+
 def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
     head = (
         f"{'sessions':>8} {'mode':<13} {'ttft p50':>9} {'p99':>9} {'beside p50':>10} "
         f"{'added p50':>9} "
         f"{'p95':>8} {'p99':>8} {'gw-own p50':>10} {'p99':>8} {'ev/s':>9} {'turns/s':>8} "
-        f"{'err':>7} {'cpu% proxy':>10} {'sim':>6} {'client':>6} {'us/event':>8}"
+        f"{'err':>7} {'cpu% proxy':>10} {'sim':>6} {'client':>6} {'us/event':>8} "
+        f"{'gc>5ms/min':>10}"
     )
     print(head, file=out)
     for step in report.get("steps", []):
@@ -157,7 +169,7 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
                 f"{_fmt(own['p99']):>8} {_fmt(run['token_events_per_s']):>9} "
                 f"{_fmt(run['turns_per_s']):>8} {run['error_rate']:>7.2%} {_fmt(proxy):>10} "
                 f"{_fmt(cpu.get('sim')):>6} {_fmt(cpu.get('client')):>6} "
-                f"{_fmt(cpu_us_per_event(run)):>8}",
+                f"{_fmt(cpu_us_per_event(run)):>8} {_fmt(_gc(run).get('over_5ms_per_minute')):>10}",
                 file=out,
             )
     if report.get("idle"):
@@ -176,8 +188,9 @@ def markdown(report: Mapping[str, Any]) -> str:
         "| added p50 / p95 / p99 (ms) | added vs the direct run p50 / p99 (ms) "
         "| gateway's own p50 / p99 (ms) | token ev/s | turns/s | errors "
         "| in flight at close (oldest s) "
-        "| CPU% proxy / sim / client | proxy CPU per event (us) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU% proxy / sim / client | GC pauses over 5 ms per min (loop stopped %) "
+        "| proxy CPU per event (us) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for step in report.get("steps", []):
         for mode, run in step["modes"].items():
@@ -196,7 +209,7 @@ def markdown(report: Mapping[str, Any]) -> str:
                 f"| {_fmt(run['turns_per_s'])} | {run['error_rate']:.2%} "
                 f"| {_fmt(run.get('in_flight_at_close'))} ({_fmt(run.get('oldest_in_flight_s'))}) "
                 f"| {_fmt(proxy)} / {_fmt(cpu.get('sim'))} / {_fmt(cpu.get('client'))} "
-                f"| {_fmt(cpu_us_per_event(run))} |"
+                f"| {_gc_cell(_gc(run))} | {_fmt(cpu_us_per_event(run))} |"
             )
     return "\n".join(rows)
 

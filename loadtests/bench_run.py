@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from loadtests.bench_metrics import Samples, gc_pauses, scrape
 from loadtests.bench_procs import BENCH_SECRET, CpuMark, Proc, RssPeak, spawn
 from loadtests.bench_stats import summarize_run
 
@@ -101,9 +102,11 @@ async def run_load(
     log_dir: Path,
     prefix: str,
     probe: Probe | None = None,
+    gateway_metrics: str | None = None,
 ) -> dict[str, Any]:
     """Run the client against `target` (and `probe` beside it) and return its summary plus CPU%
-    and RSS of `metered` (and of the client itself) over the measurement window."""
+    and RSS of `metered` (and of the client itself) over the measurement window, and with
+    `gateway_metrics` (a gateway's `/metrics` URL) its garbage collector's pauses then."""
     client = await spawn(
         f"client-{target.name}-{sessions}",
         _client_argv(target, sessions, shape, prefix, probe),
@@ -114,6 +117,8 @@ async def run_load(
     procs = {**metered, "client": client}
     start: CpuMark | None = None
     cpu: dict[str, float] = {}
+    metrics: list[Samples] = []
+    gc: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     peaks = {name: RssPeak(proc) for name, proc in metered.items()}
     async with contextlib.AsyncExitStack() as stack:
@@ -123,8 +128,14 @@ async def run_load(
             match event.get("event"):
                 case "measuring":
                     start = CpuMark.take(procs)
+                    if gateway_metrics:
+                        metrics.append(await scrape(gateway_metrics))
                 case "window_end" if start is not None:
-                    cpu = start.percent_until(CpuMark.take(procs))
+                    end = CpuMark.take(procs)
+                    cpu = start.percent_until(end)
+                    if gateway_metrics:
+                        metrics.append(await scrape(gateway_metrics))
+                        gc = gc_pauses(metrics[0], metrics[-1], end.at - start.at)
                 case "result":
                     result = event
     await client.process.wait()
@@ -133,6 +144,7 @@ async def run_load(
     summary = summarize_run(result)
     summary["cpu_percent"] = cpu
     summary["rss_peak_mib"] = {n: round(p.peak / 2**20, 1) for n, p in peaks.items()}
+    summary["gateway_gc"] = gc
     return summary
 
 

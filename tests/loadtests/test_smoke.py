@@ -167,6 +167,9 @@ async def test_bench_quick_writes_results(tmp_path: Path) -> None:
         assert ws["turns_ok"] > 0 and ws["error_rate"] == 0, ws
         assert ws["ttft_ms"]["p50"] is not None
         assert ws["cpu_percent"]["gateway"] > 0
+        # The gateway's collector pauses over the window, read from its /metrics.
+        assert {"gen0", "gen1", "gen2", "over_5ms_per_minute"} <= ws["gateway_gc"].keys()
+        assert step["modes"]["direct"]["gateway_gc"] is None
         # Added TTFT is measured against sessions that called the upstream directly beside.
         probe = ws["probe"]
         assert probe["sessions"] == 10 and probe["turns_ok"] > 0 and probe["error_rate"] == 0
@@ -200,6 +203,7 @@ async def test_bench_quick_with_two_workers_and_both_floor_relays(tmp_path: Path
     assert report["meta"]["gateway_workers"] == 2
     ws = report["steps"][0]["modes"]["ws"]
     assert ws["turns_ok"] > 0 and ws["error_rate"] == 0, ws
+    assert ws["gateway_gc"] is None  # two workers: /metrics would answer for one of them
     assert report["targets"]["token_events_per_s_ge_10000"]["per_worker_of"] == 2
     assert report["meta"]["floor"] is True
     per_event = report["steps"][0]["cpu_us_per_event"]

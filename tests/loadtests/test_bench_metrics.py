@@ -1,0 +1,41 @@
+"""The benchmark's reading of the gateway's garbage-collector pauses from its `/metrics` page."""
+
+from __future__ import annotations
+
+from gateway.metrics import GatewayMetrics
+from loadtests.bench_metrics import gc_pauses, samples
+
+
+def test_pauses_between_two_readings_by_generation_and_length() -> None:
+    metrics = GatewayMetrics()
+    metrics.gc_pause.labels("0").observe(0.5)  # before the window: not counted
+    before = samples(metrics.render().decode())
+    for gen, seconds in [("0", 0.002), ("1", 0.007), ("2", 0.03), ("2", 0.2)]:
+        metrics.gc_pause.labels(gen).observe(seconds)
+    after = samples(metrics.render().decode())
+
+    figures = gc_pauses(before, after, window_s=30.0)
+
+    assert figures["gen0"] == {
+        "collections": 1,
+        "per_minute": 2.0,
+        "total_ms": 2.0,
+        "mean_ms": 2.0,
+        "over_5ms": 0,
+        "over_25ms": 0,
+        "over_100ms": 0,
+    }
+    assert (figures["gen1"]["over_5ms"], figures["gen1"]["over_25ms"]) == (1, 0)
+    gen2 = figures["gen2"]
+    assert (gen2["collections"], gen2["over_25ms"], gen2["over_100ms"]) == (2, 2, 1)
+    assert gen2["mean_ms"] == 115.0
+    assert figures["over_5ms_per_minute"] == 6.0  # three in 30 s
+    assert figures["stopped_percent"] == round(100 * 0.239 / 30, 2)
+
+
+def test_a_window_without_collections_reads_as_none_stopped() -> None:
+    page = samples(GatewayMetrics().render().decode())
+    figures = gc_pauses(page, page, window_s=10.0)
+    assert figures["over_5ms_per_minute"] == 0.0
+    assert figures["stopped_percent"] == 0.0
+    assert all(figures[f"gen{g}"]["mean_ms"] is None for g in "012")
