@@ -61,7 +61,7 @@ from loadtests.bench_report import evaluate_targets, peer_ratios, print_report
 from loadtests.bench_run import LoadShape, Probe, Target, idle_memory, run_load
 from loadtests.bench_stats import FLOORS, added, cpu_us_per_event
 
-__all__ = ["BenchOptions", "main", "run_bench"]
+__all__ = ["BenchOptions", "Servers", "main", "realtime_url", "run_bench", "servers"]
 
 RESULTS = Path(__file__).parent / "results"
 MODEL = "gpt-4o-mini"
@@ -81,6 +81,7 @@ class BenchOptions:
     peer_venv: Path = DEFAULT_VENV
     workers: int = 1  # gateway worker processes (`serve --workers N`)
     floor: bool = False  # also run `loadtests.floor_relay`, both of its upstream clients
+    gateway_settings: dict[str, str] = field(default_factory=dict)  # more COACH_* for it
 
 
 def realtime_url(http_url: str) -> str:
@@ -126,7 +127,11 @@ async def servers(opts: BenchOptions, log_dir: Path) -> AsyncIterator[Servers]:
         )
         gateway = await stack.enter_async_context(
             started(
-                "gateway", gw_argv, f"{gw_url}/healthz", log_dir=log_dir, env=gateway_env(sim_url)
+                "gateway",
+                gw_argv,
+                f"{gw_url}/healthz",
+                log_dir=log_dir,
+                env={**gateway_env(sim_url), **opts.gateway_settings},
             )
         )
         found = Servers(sim_url, gw_url, {"gateway": gateway, "sim": sim})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,15 @@ from loadtests.bench_metrics import Samples, gc_pauses, scrape
 from loadtests.bench_procs import BENCH_SECRET, CpuMark, Proc, RssPeak, spawn
 from loadtests.bench_stats import summarize_run
 
-__all__ = ["LoadShape", "Probe", "Target", "idle_memory", "run_load"]
+__all__ = [
+    "IdleSessions",
+    "LoadShape",
+    "Probe",
+    "Target",
+    "holding_idle",
+    "idle_memory",
+    "run_load",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +156,17 @@ async def run_load(
     return summary
 
 
-async def idle_memory(
-    target: Target, sessions: int, gateway: Proc, *, log_dir: Path, settle_s: float = 2.0
-) -> dict[str, Any]:
-    """Gateway RSS before and after opening `sessions` idle WebSocket sessions."""
-    await asyncio.sleep(settle_s)
-    before = gateway.rss()
+@dataclass(frozen=True, slots=True)
+class IdleSessions:
+    client: Proc
+    connected: int
+
+
+@contextlib.asynccontextmanager
+async def holding_idle(
+    target: Target, sessions: int, *, log_dir: Path
+) -> AsyncIterator[IdleSessions]:
+    """`sessions` idle WebSocket sessions on `target`, open while the block runs."""
     client = await spawn(
         f"client-idle-{sessions}",
         [
@@ -173,18 +186,33 @@ async def idle_memory(
         stdout_pipe=True,
         stdin_pipe=True,
     )
+    lines = _lines(client)
     connected = 0
-    after = before
-    client_rss = 0
-    async for event in _lines(client):
-        if event.get("event") == "idle_ready":
-            connected = int(event["connected"])
-            await asyncio.sleep(settle_s)
-            after = gateway.rss()
-            client_rss = client.rss()
-            assert client.process.stdin is not None
-            client.process.stdin.close()
-    await client.process.wait()
+    try:
+        async for event in lines:
+            if event.get("event") == "idle_ready":
+                connected = int(event["connected"])
+                break
+        yield IdleSessions(client, connected)
+    finally:
+        assert client.process.stdin is not None
+        client.process.stdin.close()  # the client closes its sessions and exits
+        async for _ in lines:
+            pass
+        await client.process.wait()
+
+
+async def idle_memory(
+    target: Target, sessions: int, gateway: Proc, *, log_dir: Path, settle_s: float = 2.0
+) -> dict[str, Any]:
+    """Gateway RSS before and after opening `sessions` idle WebSocket sessions."""
+    await asyncio.sleep(settle_s)
+    before = gateway.rss()
+    async with holding_idle(target, sessions, log_dir=log_dir) as idle:
+        connected = idle.connected
+        await asyncio.sleep(settle_s)
+        after = gateway.rss() if connected else before
+        client_rss = idle.client.rss()
     await asyncio.sleep(settle_s)
     released = gateway.rss()
     per_session = (after - before) / connected if connected else None

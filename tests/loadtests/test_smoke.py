@@ -218,6 +218,28 @@ async def test_bench_quick_with_two_workers_and_both_floor_relays(tmp_path: Path
         assert floor_row.endswith(f"| {per_event[mode]:.2f} |"), floor_row
 
 
+async def test_bench_gc_compares_collector_thresholds(tmp_path: Path) -> None:
+    out_file = tmp_path / "gc.json"
+    code, out = await _run(
+        sys.executable,
+        "-m",
+        "loadtests.bench_gc",
+        *("--idle", "10", "--sessions", "4", "--duration", "1.5", "--warmup", "0.3"),
+        *("--thresholds", "700,10,10", "900,40,20", "--out", str(out_file)),
+        env={},
+        timeout_s=120,
+    )
+    assert code == 0, out[-3000:]
+    runs = json.loads(_read(out_file))["runs"]
+    assert [r["thresholds"] for r in runs] == [[700, 10, 10], [900, 40, 20]]
+    for run in runs:
+        assert run["idle_connected"] == 10
+        assert run["turns_ok"] > 0 and run["error_rate"] == 0, run
+        assert {"gen0", "gen1", "gen2", "over_5ms_per_minute"} <= run["gc"].keys(), run["gc"]
+        assert run["added_ttft_ms"]["p50"] is not None
+    assert "over 5 ms" in out
+
+
 @pytest.mark.parametrize(
     "argv",
     [
