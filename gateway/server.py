@@ -36,13 +36,12 @@ log = logging.getLogger("coach.server")
 class GatewayServer(uvicorn.Server):
     """Drains the gateway (running turns finish, sockets close with 1012) before uvicorn closes
     its connections; takes waiting connections in bursts on uvloop (`BurstAcceptor`); freezes
-    what start-up allocated out of the garbage collector's reach and, while it serves, runs the
-    collector on the gateway's `gc_thresholds` (restored at shutdown)."""
+    what start-up allocated out of the garbage collector's reach and sets the collector's
+    thresholds to the gateway's `gc_thresholds` (both for the whole process, as it serves)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self._acceptors: list[BurstAcceptor] = []
-        self._gc_thresholds_before: tuple[int, int, int] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -54,12 +53,11 @@ class GatewayServer(uvicorn.Server):
         gc.freeze()
         # Python's default thresholds collect generation 1 about once a second under streaming
         # load, each time moving the running turns' objects into generation 2, and so start a
-        # full collection every few seconds: it walks every connection's objects (over 200 ms
-        # with 2,000 idle sockets). Fewer generation-1 collections let most of a turn's objects
-        # die young (loadtests/BENCHMARKS.md, "Garbage collection").
+        # full collection four or five times a minute: it walks every connection's objects
+        # (about 0.3 s with 2,000 idle sockets). Fewer generation-1 collections let most of a
+        # turn's objects die young (loadtests/BENCHMARKS.md, "the garbage collector's pauses").
         gateway = _find_gateway(self.config.loaded_app)
         if gateway is not None:
-            self._gc_thresholds_before = gc.get_threshold()
             gc.set_threshold(*gateway.settings.gc_thresholds)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -67,9 +65,6 @@ class GatewayServer(uvicorn.Server):
         gateway = _find_gateway(app)
         if gateway is not None:
             await gateway.drain(gateway.settings.shutdown_grace_s)
-        if self._gc_thresholds_before is not None:
-            gc.set_threshold(*self._gc_thresholds_before)
-            self._gc_thresholds_before = None
         for acceptor in self._acceptors:
             acceptor.close()  # as uvicorn's own listeners stop, first thing in its shutdown
         await super().shutdown(sockets)
