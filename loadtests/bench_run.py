@@ -125,7 +125,7 @@ async def run_load(
     procs = {**metered, "client": client}
     start: CpuMark | None = None
     cpu: dict[str, float] = {}
-    metrics: list[Samples] = []
+    metrics_at_start: Samples | None = None
     gc: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     peaks = {name: RssPeak(proc) for name, proc in metered.items()}
@@ -137,13 +137,13 @@ async def run_load(
                 case "measuring":
                     start = CpuMark.take(procs)
                     if gateway_metrics:
-                        metrics.append(await scrape(gateway_metrics))
+                        metrics_at_start = await scrape(gateway_metrics)
                 case "window_end" if start is not None:
                     end = CpuMark.take(procs)
                     cpu = start.percent_until(end)
-                    if gateway_metrics:
-                        metrics.append(await scrape(gateway_metrics))
-                        gc = gc_pauses(metrics[0], metrics[-1], end.at - start.at)
+                    if gateway_metrics and metrics_at_start is not None:
+                        at_end = await scrape(gateway_metrics)
+                        gc = gc_pauses(metrics_at_start, at_end, end.at - start.at)
                 case "result":
                     result = event
     await client.process.wait()
