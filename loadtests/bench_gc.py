@@ -60,6 +60,7 @@ async def run_setting(
         "added_ttft_ms": added(run, run["probe"]),
         "gateway_reported_added_ms": run["gateway_reported_added_ms"],
         "turns_ok": run["turns_ok"],
+        "token_events_per_s": run["token_events_per_s"],
         "error_rate": run["error_rate"],
         "cpu_percent": run["cpu_percent"],
     }
@@ -75,7 +76,8 @@ def _line(result: dict[str, Any]) -> str:
         f"{','.join(map(str, result['thresholds'])):>12}  {gens}  "
         f"over 5 ms {gc['over_5ms_per_minute']:>5}/min  over 100 ms "
         f"{sum(gc[f'gen{g}']['over_100ms'] for g in '012'):>2}  "
-        f"stopped {gc['stopped_percent']:>5}%  added TTFT p50 {add['p50']} / p99 {add['p99']} ms"
+        f"stopped {gc['stopped_percent']:>5}%  added TTFT p50 {add['p50']} / p99 {add['p99']} ms  "
+        f"{result['token_events_per_s']} token events/s"
     )
 
 
