@@ -2,7 +2,7 @@
 optionally, against a peer proxy (LiteLLM).
 
     python -m loadtests.bench [--steps 50,200,500,1000] [--idle 5000] [--peer litellm] [--floor]
-        [--quick]
+        [--quick] [--pin]
 
 The simulated upstream, the gateway, the peer and the load client each run as their own process
 on loopback, so their CPU is measured apart. Per step (concurrent sessions, each running turns
@@ -19,6 +19,9 @@ Added TTFT = client-observed TTFT through a proxy minus the upstream's own TTFT 
 same run: beside the proxied sessions the client runs `probe_sessions(n)` sessions that call the
 upstream directly, so both feel the same load on the machine's shared cores. (The separate
 `direct` run's TTFT is the other baseline, kept as `added_vs_direct_run_ms`.)
+With `--pin` the proxies run on CPUs of their own (one per gateway worker) and the sim and the
+clients on the others, as if the load came from another machine: the gateway is no longer
+descheduled for them, and they have fewer cores.
 Results: `loadtests/results/bench-<timestamp>.json`, `bench.json` (latest) and PNG plots.
 """
 
@@ -59,7 +62,7 @@ from loadtests.bench_procs import (
 )
 from loadtests.bench_report import evaluate_targets, peer_ratios, print_report
 from loadtests.bench_run import LoadShape, Probe, Target, idle_memory, run_load
-from loadtests.bench_stats import FLOORS, added, cpu_us_per_event
+from loadtests.bench_stats import FLOORS, PROXIES, added, cpu_us_per_event
 
 __all__ = ["BenchOptions", "Servers", "main", "realtime_url", "run_bench", "servers"]
 
@@ -82,6 +85,7 @@ class BenchOptions:
     workers: int = 1  # gateway worker processes (`serve --workers N`)
     floor: bool = False  # also run `loadtests.floor_relay`, both of its upstream clients
     gateway_settings: dict[str, str] = field(default_factory=dict)  # more COACH_* for it
+    pin: bool = False  # the proxies on CPUs of their own, the sim and clients on the others
 
 
 def realtime_url(http_url: str) -> str:
@@ -313,7 +317,15 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "logs": str(log_dir),
         }
     }
+    load_cpus, proxy_cpus = _split_cpus(opts.workers) if opts.pin else (None, None)
+    if load_cpus is not None:
+        os.sched_setaffinity(0, load_cpus)  # the sim and every client inherit it
     async with servers(opts, log_dir) as found:
+        if proxy_cpus is not None:
+            report["meta"]["pinned"] = {
+                "load": sorted(load_cpus or ()),
+                **{n: p.pin(proxy_cpus) for n, p in found.procs.items() if n in PROXIES},
+            }
         report["peer"] = found.peer_status or None
         gw_ws = realtime_url(found.gateway_url)
         # A short warm-up run first, so that lazy imports and pools are not counted as memory
@@ -340,6 +352,16 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
     report["peer_comparison"] = peer_ratios(report)
     report["targets"] = evaluate_targets(report)
     return report
+
+
+def _split_cpus(workers: int) -> tuple[set[int], set[int]]:
+    """(CPUs for the sim and the clients, CPUs for the proxy under test): one per gateway
+    worker for the proxy, at least one left for the load."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs two CPUs or more")
+    proxy = set(cpus[: min(workers, len(cpus) - 1)])
+    return set(cpus) - proxy, proxy
 
 
 def write_report(report: Mapping[str, Any], out: Path, quick: bool) -> list[Path]:
@@ -387,6 +409,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also run the minimal relay (loadtests.floor_relay), plain and with the gateway's "
         "chat client",
     )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="the gateway (and the relays and the peer) on a CPU of its own per worker, the sim "
+        "and the load clients on the others",
+    )
     return p
 
 
@@ -415,6 +443,7 @@ def options(argv: list[str] | None = None) -> BenchOptions:
         a.peer_venv,
         workers=a.workers,
         floor=a.floor,
+        pin=a.pin,
     )
 
 

@@ -85,6 +85,17 @@ class Proc:
                 total += times.user + times.system + times.children_user + times.children_system
         return total
 
+    def pin(self, cpus: set[int]) -> list[int]:
+        """Run the process, its threads and its children on `cpus` only; the CPUs its main
+        thread is now allowed, as the kernel reads them back. (Threads and processes it makes
+        later inherit them.)"""
+        for proc in self._tree():
+            with contextlib.suppress(OSError):
+                for tid in os.listdir(f"/proc/{proc.pid}/task"):
+                    with contextlib.suppress(OSError):  # a thread that has just ended
+                        os.sched_setaffinity(int(tid), cpus)
+        return sorted(os.sched_getaffinity(self.pid))
+
     async def stop(self, timeout_s: float = 10.0) -> int | None:
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):

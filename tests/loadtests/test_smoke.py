@@ -218,6 +218,24 @@ async def test_bench_quick_with_two_workers_and_both_floor_relays(tmp_path: Path
         assert floor_row.endswith(f"| {per_event[mode]:.2f} |"), floor_row
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin needs two CPUs")
+async def test_bench_pin_puts_the_gateway_on_a_cpu_of_its_own(tmp_path: Path) -> None:
+    code, out = await _run(
+        sys.executable,
+        "-m",
+        "loadtests.bench",
+        *("--quick", "--steps", "5", "--idle", "0", "--pin", "--out", str(tmp_path)),
+        env={},
+        timeout_s=90,
+    )
+    assert code == 0, out[-3000:]
+    report = json.loads(_read(tmp_path / "bench-quick.json"))
+    cpus = sorted(os.sched_getaffinity(0))
+    # What the kernel read back for the gateway, not what was asked.
+    assert report["meta"]["pinned"] == {"load": cpus[1:], "gateway": cpus[:1]}
+    assert report["steps"][0]["modes"]["ws"]["turns_ok"] > 0
+
+
 async def test_bench_gc_compares_collector_thresholds(tmp_path: Path) -> None:
     out_file = tmp_path / "gc.json"
     code, out = await _run(
