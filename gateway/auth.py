@@ -109,11 +109,11 @@ class Authenticator:
         if not token:
             raise ApiError(401, "unauthenticated", "a bearer token is required")
         now = self._clock()
-        known = self._verified.get(token)
-        if known is not None:
-            if now < known[1]:
+        if (known := self._verified.get(token)) is not None:
+            principal, until = known
+            if now < until:
                 self._verified.move_to_end(token)
-                return known[0]
+                return principal
             del self._verified[token]
         principal, expires_at = await self._decode(token)
         self._verified[token] = (principal, min(expires_at, now + self._cache_ttl_s))

@@ -64,7 +64,7 @@ from loadtests.bench_report import evaluate_targets, peer_ratios, print_report
 from loadtests.bench_run import LoadShape, Probe, Target, idle_memory, run_load
 from loadtests.bench_stats import FLOORS, PROXIES, added, cpu_us_per_event
 
-__all__ = ["BenchOptions", "Servers", "main", "realtime_url", "run_bench", "servers"]
+__all__ = ["BenchOptions", "Servers", "main", "run_bench", "servers"]
 
 RESULTS = Path(__file__).parent / "results"
 MODEL = "gpt-4o-mini"

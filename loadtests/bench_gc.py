@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from loadtests.bench import MODEL, BenchOptions, probe_sessions, realtime_url, servers
+from loadtests.bench import BenchOptions, probe_sessions, servers
 from loadtests.bench_output import RESULTS, write_figures
 from loadtests.bench_procs import raise_fd_limit
-from loadtests.bench_run import LoadShape, Probe, Target, holding_idle, run_load
+from loadtests.bench_run import LoadShape, Probe, holding_idle, run_load
 from loadtests.bench_stats import added
 
 __all__ = ["main", "run_setting"]
@@ -39,8 +39,8 @@ async def run_setting(
     """One gateway on `thresholds`: `idle` idle sessions held while `sessions` stream."""
     env = {"COACH_GC_THRESHOLDS": "[{},{},{}]".format(*thresholds)}
     async with servers(BenchOptions(gateway_settings=env), log_dir) as found:
-        ws = Target("ws", "ws", realtime_url(found.gateway_url))
-        direct = Target("direct", "openai", f"{found.sim_url}/v1/chat/completions", MODEL, "sk-sim")
+        targets = {t.name: t for t in found.targets()}
+        ws, direct = targets["ws"], targets["direct"]
         async with holding_idle(ws, idle, log_dir=log_dir) as held:
             run = await run_load(
                 ws,
