@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ __all__ = [
     "FLOORS",
     "PROXIES",
     "added",
+    "added_interval",
     "cpu_us_per_event",
     "percentile",
     "proxy_cpu",
@@ -44,6 +46,34 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     for name, q in QUANTILES.items():
         out[name] = round(percentile(ordered, q), 3)
     out["max"] = round(ordered[-1], 3)
+    return out
+
+
+def added_interval(
+    through: Sequence[float],
+    direct: Sequence[float],
+    *,
+    rounds: int = 400,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, list[float] | None]:
+    """Per quantile, a bootstrap interval of `through`'s quantile minus `direct`'s: how far the
+    added TTFT of this one run could move on another draw of its turns (not between runs, whose
+    spread on a shared machine is wider still). Both samples are resampled with replacement."""
+    if not through or not direct:
+        return dict.fromkeys(QUANTILES)
+    rng = random.Random(seed)
+    diffs: dict[str, list[float]] = {name: [] for name in QUANTILES}
+    for _ in range(rounds):
+        a = sorted(rng.choices(through, k=len(through)))
+        b = sorted(rng.choices(direct, k=len(direct)))
+        for name, q in QUANTILES.items():
+            diffs[name].append(percentile(a, q) - percentile(b, q))
+    tail = (1 - confidence) / 2
+    out: dict[str, list[float] | None] = {}
+    for name, values in diffs.items():
+        values.sort()
+        out[name] = [round(percentile(values, tail), 3), round(percentile(values, 1 - tail), 3)]
     return out
 
 
@@ -92,6 +122,8 @@ def summarize_run(raw: Mapping[str, Any]) -> dict[str, Any]:
         else {
             "sessions": probe["sessions"],
             "ttft_ms": summarize(probe["ttft_ms"]),
+            # The added TTFT's 95% interval within this run (`added_interval`).
+            "added_ttft_interval_ms": added_interval(raw["ttft_ms"], probe["ttft_ms"]),
             "turns_ok": int(probe["turns_ok"]),
             "error_rate": _error_rate(probe),
             "errors": probe["errors"],

@@ -1,15 +1,22 @@
 """The benchmark's summary of one client run: what counts as an error, what a proxy's CPU per
-event is."""
+event is, how far its added TTFT could move within the run."""
 
 from __future__ import annotations
 
+import random
 from typing import Any, cast
 
 import pytest
 
 from loadtests.bench import Servers, _metered
 from loadtests.bench_procs import Proc
-from loadtests.bench_stats import FLOORS, PROXIES, cpu_us_per_event, summarize_run
+from loadtests.bench_stats import (
+    FLOORS,
+    PROXIES,
+    added_interval,
+    cpu_us_per_event,
+    summarize_run,
+)
 
 
 def _raw(**overrides: Any) -> dict[str, Any]:
@@ -80,3 +87,18 @@ def test_every_run_through_a_proxy_meters_one_that_cpu_per_event_knows() -> None
             assert len(proxies) == 1 and proxies[0] in PROXIES, (target.name, proxies)
             seen.add(proxies[0])
     assert seen == set(PROXIES)
+
+
+def test_the_added_interval_holds_the_shift_and_narrows_with_more_turns() -> None:
+    rng = random.Random(7)
+    direct = [50 + rng.expovariate(0.5) for _ in range(2000)]
+    through = [v + 2.0 for v in direct[::-1]]  # the same turns, each 2 ms later
+    wide = added_interval(through[:100], direct[:100], rounds=200)
+    narrow = added_interval(through, direct, rounds=200)
+    for name in ("p50", "p99"):
+        low, high = narrow[name] or [0.0, 0.0]
+        assert low <= 2.0 <= high, (name, narrow)
+        wide_low, wide_high = wide[name] or [0.0, 0.0]
+        assert high - low < wide_high - wide_low, (name, narrow, wide)
+    assert added_interval(through, direct, rounds=200) == narrow  # seeded: the same each time
+    assert added_interval([], direct) == {"p50": None, "p95": None, "p99": None}
