@@ -48,29 +48,22 @@ async def test_a_verified_token_is_not_decoded_again(decodes: list[str]) -> None
     assert other.user_id == "bob" and len(decodes) == 2
 
 
-async def test_a_remembered_token_is_checked_again_at_its_expiry(decodes: list[str]) -> None:
-    clock = _Clock()
-    authenticator = Authenticator(secret=SECRET, clock=clock, cache_ttl_s=3600)
-    token = mint_token(SECRET, "alice", ttl_s=30)
-    await authenticator.verify(token)
-    clock.now += 29
-    await authenticator.verify(token)
-    assert len(decodes) == 1
-    clock.now += 2  # past its exp by this clock: decoded again (PyJWT then judges it)
-    await authenticator.verify(token)
-    assert len(decodes) == 2
-
-
-async def test_a_long_lived_token_is_checked_again_after_the_cache_ttl(
-    decodes: list[str],
+@pytest.mark.parametrize(
+    ("token_ttl_s", "cache_ttl_s", "trusted_s"),
+    [(30, 3600, 30), (3600, 60, 60)],  # until the token's exp; at most the cache's TTL
+    ids=["exp", "cache-ttl"],
+)
+async def test_a_remembered_token_is_checked_again_after_a_while(
+    decodes: list[str], token_ttl_s: int, cache_ttl_s: float, trusted_s: int
 ) -> None:
     clock = _Clock()
-    authenticator = Authenticator(secret=SECRET, clock=clock, cache_ttl_s=60)
-    token = mint_token(SECRET, "alice", ttl_s=3600)
+    authenticator = Authenticator(secret=SECRET, clock=clock, cache_ttl_s=cache_ttl_s)
+    token = mint_token(SECRET, "alice", ttl_s=token_ttl_s)
     await authenticator.verify(token)
-    clock.now += 59
+    clock.now += trusted_s - 1
     await authenticator.verify(token)
-    clock.now += 2
+    assert len(decodes) == 1
+    clock.now += 2  # decoded again (at the exp, PyJWT then judges it by its own clock)
     await authenticator.verify(token)
     assert len(decodes) == 2
 

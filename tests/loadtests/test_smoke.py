@@ -57,6 +57,11 @@ async def _run(*argv: str, env: dict[str, str], timeout_s: float = 60) -> tuple[
     return proc.returncode or 0, out.decode(errors="replace")
 
 
+async def _python_m(module: str, *args: str, timeout_s: float) -> tuple[int, str]:
+    """`python -m module args...` in the project's interpreter."""
+    return await _run(sys.executable, "-m", module, *args, env={}, timeout_s=timeout_s)
+
+
 @pytest.fixture
 async def load_gateway(fast_sim: Any, tmp_path: Path) -> AsyncIterator[RunningGateway]:
     settings = make_settings(fast_sim.url, tmp_path, quotas=ROOMY)
@@ -145,16 +150,13 @@ async def test_locust_headless(load_gateway: RunningGateway, tokens: str, tmp_pa
 
 
 async def test_bench_quick_writes_results(tmp_path: Path) -> None:
-    code, out = await _run(
-        sys.executable,
-        "-m",
+    code, out = await _python_m(
         "loadtests.bench",
         "--quick",
         "--idle",
         "20",
         "--out",
         str(tmp_path),
-        env={},
         timeout_s=90,
     )
     assert code == 0, out[-3000:]
@@ -183,9 +185,7 @@ async def test_bench_quick_writes_results(tmp_path: Path) -> None:
 
 
 async def test_bench_quick_with_two_workers_and_both_floor_relays(tmp_path: Path) -> None:
-    code, out = await _run(
-        sys.executable,
-        "-m",
+    code, out = await _python_m(
         "loadtests.bench",
         "--quick",
         "--steps",
@@ -197,7 +197,6 @@ async def test_bench_quick_with_two_workers_and_both_floor_relays(tmp_path: Path
         "--floor",
         "--out",
         str(tmp_path),
-        env={},
         timeout_s=120,
     )
     assert code == 0, out[-3000:]
@@ -222,12 +221,9 @@ async def test_bench_quick_with_two_workers_and_both_floor_relays(tmp_path: Path
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin needs two CPUs")
 async def test_bench_pin_puts_the_gateway_on_a_cpu_of_its_own(tmp_path: Path) -> None:
-    code, out = await _run(
-        sys.executable,
-        "-m",
+    code, out = await _python_m(
         "loadtests.bench",
         *("--quick", "--steps", "5", "--idle", "0", "--pin", "--out", str(tmp_path)),
-        env={},
         timeout_s=90,
     )
     assert code == 0, out[-3000:]
@@ -240,13 +236,10 @@ async def test_bench_pin_puts_the_gateway_on_a_cpu_of_its_own(tmp_path: Path) ->
 
 async def test_bench_gc_compares_collector_thresholds(tmp_path: Path) -> None:
     out_file = tmp_path / "gc.json"
-    code, out = await _run(
-        sys.executable,
-        "-m",
+    code, out = await _python_m(
         "loadtests.bench_gc",
         *("--idle", "10", "--sessions", "4", "--duration", "1.5", "--warmup", "0.3"),
         *("--thresholds", "700,10,10", "900,40,20", "--out", str(out_file)),
-        env={},
         timeout_s=120,
     )
     assert code == 0, out[-3000:]
@@ -270,9 +263,7 @@ async def test_bench_gc_compares_collector_thresholds(tmp_path: Path) -> None:
 )
 async def test_microbenchmarks_print_and_write_figures(argv: list[str], tmp_path: Path) -> None:
     out_file = tmp_path / "figures.json"
-    code, out = await _run(
-        sys.executable, "-m", *argv, "--out", str(out_file), env={}, timeout_s=120
-    )
+    code, out = await _python_m(*argv, "--out", str(out_file), timeout_s=120)
     assert code == 0, out[-3000:]
     figures = json.loads(_read(out_file))
     assert figures, out[-3000:]
