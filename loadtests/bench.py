@@ -64,7 +64,7 @@ from loadtests.bench_report import evaluate_targets, peer_ratios, print_report
 from loadtests.bench_run import LoadShape, Probe, Target, idle_memory, run_load
 from loadtests.bench_stats import FLOORS, PROXIES, added, cpu_us_per_event
 
-__all__ = ["BenchOptions", "Servers", "main", "run_bench", "servers"]
+__all__ = ["BenchOptions", "Servers", "main", "run_bench", "run_mode", "servers"]
 
 RESULTS = Path(__file__).parent / "results"
 MODEL = "gpt-4o-mini"
@@ -220,28 +220,30 @@ def probe_sessions(sessions: int) -> int:
     return max(10, sessions // 5)
 
 
+async def run_mode(
+    found: Servers, target: Target, sessions: int, opts: BenchOptions, log_dir: Path
+) -> dict[str, Any]:
+    """One run of `sessions` against `target`; a proxied one has direct sessions beside it."""
+    direct = next(t for t in found.targets() if t.name == "direct")
+    return await run_load(
+        target,
+        sessions,
+        opts.shape,
+        _metered(found, target),
+        log_dir=log_dir,
+        prefix=f"{target.name}-{sessions}-{int(time.time())}",
+        probe=None if target == direct else Probe(direct, probe_sessions(sessions)),
+        gateway_metrics=_gateway_metrics(found, target, opts),
+    )
+
+
 async def run_step(
     found: Servers, sessions: int, opts: BenchOptions, log_dir: Path
 ) -> dict[str, Any]:
     modes: dict[str, Any] = {}
-    targets = found.targets()
-    direct_target = next(t for t in targets if t.name == "direct")
-    for target in targets:
+    for target in found.targets():
         print(f"  {sessions:>5} sessions  {target.name:<13}", end="", flush=True, file=sys.stderr)
-        prefix = f"{target.name}-{sessions}-{int(time.time())}"
-        probe = None
-        if target is not direct_target:
-            probe = Probe(direct_target, probe_sessions(sessions))
-        summary = await run_load(
-            target,
-            sessions,
-            opts.shape,
-            _metered(found, target),
-            log_dir=log_dir,
-            prefix=prefix,
-            probe=probe,
-            gateway_metrics=_gateway_metrics(found, target, opts),
-        )
+        summary = await run_mode(found, target, sessions, opts, log_dir)
         modes[target.name] = summary
         print(
             f"ttft p50 {summary['ttft_ms']['p50']} ms  "

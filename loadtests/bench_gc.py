@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from loadtests.bench import BenchOptions, probe_sessions, servers
+from loadtests.bench import BenchOptions, run_mode, servers
 from loadtests.bench_output import RESULTS, write_figures
 from loadtests.bench_procs import raise_fd_limit
-from loadtests.bench_run import LoadShape, Probe, holding_idle, run_load
+from loadtests.bench_run import LoadShape, holding_idle
 from loadtests.bench_stats import added
 
 __all__ = ["main", "run_setting"]
@@ -38,20 +38,11 @@ async def run_setting(
 ) -> dict[str, Any]:
     """One gateway on `thresholds`: `idle` idle sessions held while `sessions` stream."""
     env = {"COACH_GC_THRESHOLDS": "[{},{},{}]".format(*thresholds)}
-    async with servers(BenchOptions(gateway_settings=env), log_dir) as found:
-        targets = {t.name: t for t in found.targets()}
-        ws, direct = targets["ws"], targets["direct"]
+    opts = BenchOptions(shape=shape, gateway_settings=env)
+    async with servers(opts, log_dir) as found:
+        ws = next(t for t in found.targets() if t.name == "ws")
         async with holding_idle(ws, idle, log_dir=log_dir) as held:
-            run = await run_load(
-                ws,
-                sessions,
-                shape,
-                {"gateway": found.procs["gateway"], "sim": found.procs["sim"]},
-                log_dir=log_dir,
-                prefix=f"gc-{'-'.join(map(str, thresholds))}",
-                probe=Probe(direct, probe_sessions(sessions)),
-                gateway_metrics=f"{found.gateway_url}/metrics",
-            )
+            run = await run_mode(found, ws, sessions, opts, log_dir)
     return {
         "thresholds": list(thresholds),
         "idle_connected": held.connected,
