@@ -59,6 +59,8 @@ async def run_setting(
 
 def _line(result: dict[str, Any]) -> str:
     gc, add = result["gc"], result["added_ttft_ms"]
+    if gc is None:
+        return f"{','.join(map(str, result['thresholds'])):>12}  the gateway's /metrics unread"
     gens = "  ".join(
         f"gen{g} {gc[f'gen{g}']['per_minute']:>6}/min x {gc[f'gen{g}']['mean_ms'] or 0:6.1f} ms"
         for g in "012"

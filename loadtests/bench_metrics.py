@@ -3,6 +3,7 @@ window's start and end, and the garbage collector's pauses between the two readi
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import aiohttp
@@ -17,14 +18,19 @@ _GC = "coach_gc_pause_seconds"
 _OVER_MS = (5, 25, 100)  # bucket bounds of the gateway's pause histogram (LAG_BUCKETS)
 
 
-async def scrape(url: str, timeout_s: float = 5.0) -> Samples:
-    """The samples of one `/metrics` page."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp,
-    ):
-        resp.raise_for_status()
-        return samples(await resp.text())
+async def scrape(url: str, timeout_s: float = 5.0) -> Samples | None:
+    """The samples of one `/metrics` page; None (said on stderr) when it cannot be read, so
+    that a run is not lost for the figures it reads there."""
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp,
+        ):
+            resp.raise_for_status()
+            return samples(await resp.text())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"could not read {url}: {exc!r}", file=sys.stderr)
+        return None
 
 
 def samples(text: str) -> Samples:

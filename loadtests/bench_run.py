@@ -143,7 +143,8 @@ async def run_load(
                     cpu = start.percent_until(end)
                     if gateway_metrics and metrics_at_start is not None:
                         at_end = await scrape(gateway_metrics)
-                        gc = gc_pauses(metrics_at_start, at_end, end.at - start.at)
+                        if at_end is not None:
+                            gc = gc_pauses(metrics_at_start, at_end, end.at - start.at)
                 case "result":
                     result = event
     await client.process.wait()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+
 from gateway.metrics import GatewayMetrics
-from loadtests.bench_metrics import gc_pauses, samples
+from loadtests.bench_metrics import gc_pauses, samples, scrape
 
 
 def test_pauses_between_two_readings_by_generation_and_length() -> None:
@@ -39,3 +41,10 @@ def test_a_window_without_collections_reads_as_none_stopped() -> None:
     assert figures["over_5ms_per_minute"] == 0.0
     assert figures["stopped_percent"] == 0.0
     assert all(figures[f"gen{g}"]["mean_ms"] is None for g in "012")
+
+
+async def test_a_page_that_cannot_be_read_gives_none_not_a_lost_run() -> None:
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert await scrape(f"http://127.0.0.1:{port}/metrics", timeout_s=2.0) is None
