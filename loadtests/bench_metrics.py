@@ -9,13 +9,13 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["Samples", "gc_pauses", "samples", "scrape"]
+__all__ = ["OVER_MS", "Samples", "gc_pauses", "samples", "scrape"]
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 """Each sample of a `/metrics` page by its name and sorted labels."""
 
 _GC = "coach_gc_pause_seconds"
-_OVER_MS = (5, 25, 100)  # bucket bounds of the gateway's pause histogram (LAG_BUCKETS)
+OVER_MS = (5, 25, 100)  # bounds of the gateway's pause histogram (`gateway.metrics.LAG_BUCKETS`)
 
 
 async def scrape(url: str, timeout_s: float = 5.0) -> Samples | None:
@@ -47,13 +47,15 @@ def gc_pauses(before: Samples, after: Samples, window_s: float) -> dict[str, Any
     the event loop, and how many stopped it for more than 5, 25 and 100 ms; per minute too."""
     per_minute = 60 / window_s if window_s > 0 else 0.0
     figures: dict[str, Any] = {}
+    stopped_s = 0.0
     for gen in ("0", "1", "2"):
         count = _delta(before, after, f"{_GC}_count", generation=gen)
         total_s = _delta(before, after, f"{_GC}_sum", generation=gen)
+        stopped_s += total_s
         over = {
             f"over_{ms}ms": count
             - _delta(before, after, f"{_GC}_bucket", generation=gen, le=str(ms / 1000))
-            for ms in _OVER_MS
+            for ms in OVER_MS
         }
         figures[f"gen{gen}"] = {
             "collections": int(count),
@@ -64,7 +66,6 @@ def gc_pauses(before: Samples, after: Samples, window_s: float) -> dict[str, Any
         }
     over_5ms = sum(figures[f"gen{g}"]["over_5ms"] for g in "012")
     figures["over_5ms_per_minute"] = round(over_5ms * per_minute, 1)
-    stopped_s = sum(_delta(before, after, f"{_GC}_sum", generation=g) for g in "012")
     figures["stopped_percent"] = round(100 * stopped_s / window_s, 2) if window_s > 0 else None
     return figures
 

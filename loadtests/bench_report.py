@@ -83,13 +83,18 @@ def evaluate_targets(report: Mapping[str, Any]) -> dict[str, Any]:
     step = _step(report, TARGET_CONCURRENCY)
     if step is not None:
         ws = step["added_ttft_ms"]["ws"]
+        # How far each could move within the run (`bench_stats.added_interval`).
         interval = (step["modes"]["ws"].get("probe") or {}).get("added_ttft_interval_ms") or {}
-        for name, limit in (("p50", 1.0), ("p99", 5.0)):
-            out[f"added_ttft_{name}_le_{limit:g}ms_at_200"] = {
-                "value": ws[name],
-                "interval_95": interval.get(name),  # within the run: see `added_interval`
-                "met": _le(ws[name], limit),
-            }
+        out["added_ttft_p50_le_1ms_at_200"] = {
+            "value": ws["p50"],
+            "interval_95": interval.get("p50"),
+            "met": _le(ws["p50"], 1.0),
+        }
+        out["added_ttft_p99_le_5ms_at_200"] = {
+            "value": ws["p99"],
+            "interval_95": interval.get("p99"),
+            "met": _le(ws["p99"], 5.0),
+        }
     best = sustainable(report, "ws")
     workers = report.get("meta", {}).get("gateway_workers", 1)
     value = round(best["token_events_per_s"] / workers, 1) if best else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from gateway.metrics import GatewayMetrics
-from loadtests.bench_metrics import gc_pauses, samples, scrape
+from gateway.metrics import LAG_BUCKETS, GatewayMetrics
+from loadtests.bench_metrics import OVER_MS, gc_pauses, samples, scrape
 
 
 def test_pauses_between_two_readings_by_generation_and_length() -> None:
@@ -48,3 +48,8 @@ async def test_a_page_that_cannot_be_read_gives_none_not_a_lost_run() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert await scrape(f"http://127.0.0.1:{port}/metrics", timeout_s=2.0) is None
+
+
+def test_the_lengths_counted_are_bounds_of_the_gateways_histogram() -> None:
+    # A bound the histogram lacks would read as an empty bucket: every pause "over" it.
+    assert {ms / 1000 for ms in OVER_MS} <= set(LAG_BUCKETS)

@@ -10,6 +10,7 @@ import pytest
 
 from loadtests.bench import Servers, _metered
 from loadtests.bench_procs import Proc
+from loadtests.bench_report import evaluate_targets
 from loadtests.bench_stats import (
     FLOORS,
     PROXIES,
@@ -102,3 +103,24 @@ def test_the_added_interval_holds_the_shift_and_narrows_with_more_turns() -> Non
         assert high - low < wide_high - wide_low, (name, narrow, wide)
     assert added_interval(through, direct, rounds=200) == narrow  # seeded: the same each time
     assert added_interval([], direct) == {"p50": None, "p95": None, "p99": None}
+
+
+def test_the_ttft_targets_carry_the_runs_interval() -> None:
+    interval = {"p50": [0.6, 0.9], "p95": [1.0, 2.0], "p99": [3.0, 7.5]}
+    ws = {"error_rate": 0.0, "token_events_per_s": 9000.0, "turns_per_s": 200.0}
+    step = {
+        "concurrency": 200,
+        "added_ttft_ms": {"ws": {"p50": 0.8, "p95": 1.5, "p99": 5.2}},
+        "modes": {"ws": {**ws, "probe": {"added_ttft_interval_ms": interval}}},
+    }
+    targets = evaluate_targets({"steps": [step]})
+    assert targets["added_ttft_p50_le_1ms_at_200"] == {
+        "value": 0.8,
+        "interval_95": [0.6, 0.9],
+        "met": True,
+    }
+    assert targets["added_ttft_p99_le_5ms_at_200"] == {
+        "value": 5.2,
+        "interval_95": [3.0, 7.5],
+        "met": False,
+    }
