@@ -64,7 +64,16 @@ from loadtests.bench_report import evaluate_targets, peer_ratios, print_report
 from loadtests.bench_run import LoadShape, Probe, Target, idle_memory, run_load
 from loadtests.bench_stats import FLOORS, PROXIES, added, cpu_us_per_event
 
-__all__ = ["BenchOptions", "Servers", "main", "run_bench", "run_mode", "servers"]
+__all__ = [
+    "BenchOptions",
+    "CpuSplit",
+    "Servers",
+    "main",
+    "run_bench",
+    "run_mode",
+    "servers",
+    "split_cpus",
+]
 
 RESULTS = Path(__file__).parent / "results"
 MODEL = "gpt-4o-mini"
@@ -319,14 +328,14 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "logs": str(log_dir),
         }
     }
-    load_cpus, proxy_cpus = _split_cpus(opts.workers) if opts.pin else (None, None)
-    if load_cpus is not None:
-        os.sched_setaffinity(0, load_cpus)  # the sim and every client inherit it
+    cpus = split_cpus(os.sched_getaffinity(0), opts.workers) if opts.pin else None
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus.load)  # the sim and every client inherit it
     async with servers(opts, log_dir) as found:
-        if proxy_cpus is not None:
+        if cpus is not None:
             report["meta"]["pinned"] = {
-                "load": sorted(load_cpus or ()),
-                **{n: p.pin(proxy_cpus) for n, p in found.procs.items() if n in PROXIES},
+                "load": sorted(cpus.load),
+                **{n: p.pin(cpus.proxy) for n, p in found.procs.items() if n in PROXIES},
             }
         report["peer"] = found.peer_status or None
         gw_ws = realtime_url(found.gateway_url)
@@ -356,14 +365,20 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
     return report
 
 
-def _split_cpus(workers: int) -> tuple[set[int], set[int]]:
-    """(CPUs for the sim and the clients, CPUs for the proxy under test): one per gateway
-    worker for the proxy, at least one left for the load."""
-    cpus = sorted(os.sched_getaffinity(0))
+@dataclass(frozen=True, slots=True)
+class CpuSplit:
+    load: set[int]  # the sim and the clients
+    proxy: set[int]  # the proxy under test
+
+
+def split_cpus(allowed: set[int], workers: int) -> CpuSplit:
+    """One CPU per gateway worker for the proxy, the lowest ones, and at least one left for the
+    load; `--pin` on fewer than two CPUs is refused."""
+    cpus = sorted(allowed)
     if len(cpus) < 2:
         raise SystemExit("--pin needs two CPUs or more")
     proxy = set(cpus[: min(workers, len(cpus) - 1)])
-    return set(cpus) - proxy, proxy
+    return CpuSplit(set(cpus) - proxy, proxy)
 
 
 def write_report(report: Mapping[str, Any], out: Path, quick: bool) -> list[Path]:

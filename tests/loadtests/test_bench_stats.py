@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from loadtests.bench import Servers, _metered
+from loadtests.bench import CpuSplit, Servers, _metered, split_cpus
 from loadtests.bench_procs import Proc
 from loadtests.bench_report import evaluate_targets
 from loadtests.bench_stats import (
@@ -124,3 +124,11 @@ def test_the_ttft_targets_carry_the_runs_interval() -> None:
         "interval_95": [3.0, 7.5],
         "met": False,
     }
+
+
+def test_pin_gives_each_worker_a_cpu_and_keeps_one_for_the_load() -> None:
+    assert split_cpus({0, 1}, 1) == CpuSplit(load={1}, proxy={0})
+    assert split_cpus({0, 1, 2, 3}, 2) == CpuSplit(load={2, 3}, proxy={0, 1})
+    assert split_cpus({4, 5}, 3) == CpuSplit(load={5}, proxy={4})  # the load keeps one
+    with pytest.raises(SystemExit, match="two CPUs"):
+        split_cpus({0}, 1)
