@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 
+import pytest
+
 from gateway.metrics import LAG_BUCKETS, GatewayMetrics
+from loadtests import bench_gc
 from loadtests.bench_metrics import OVER_MS, gc_pauses, samples, scrape
 
 
@@ -53,3 +57,10 @@ async def test_a_page_that_cannot_be_read_gives_none_not_a_lost_run() -> None:
 def test_the_lengths_counted_are_bounds_of_the_gateways_histogram() -> None:
     # A bound the histogram lacks would read as an empty bucket: every pause "over" it.
     assert {ms / 1000 for ms in OVER_MS} <= set(LAG_BUCKETS)
+
+
+def test_bench_gc_takes_three_thresholds_and_refuses_others() -> None:
+    assert bench_gc._thresholds("700,50,10") == (700, 50, 10)
+    for bad in ("700,50", "700,50,10,1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="three integers"):
+            bench_gc._thresholds(bad)
