@@ -2,15 +2,15 @@
 optionally, against a peer proxy (LiteLLM).
 
     python -m loadtests.bench [--steps 50,200,500,1000] [--idle 5000] [--peer litellm] [--floor]
-        [--quick] [--pin]
+        [--http] [--quick] [--pin]
 
 The simulated upstream, the gateway, the peer and the load client each run as their own process
 on loopback, so their CPU is measured apart. Per step (concurrent sessions, each running turns
 back to back) every mode runs in turn with the same client code:
 - `direct`: the client streams from the upstream itself (the baseline);
 - `ws`: realtime WebSocket sessions through the gateway;
-- `gateway_http` and `peer_http` (with `--peer`): OpenAI-compatible streaming HTTP through the
-  gateway and through the peer;
+- `gateway_http` (with `--peer` or `--http`) and `peer_http` (with `--peer`): OpenAI-compatible
+  streaming HTTP through the gateway and through the peer;
 - `floor` and `floor_native` (with `--floor`): realtime sessions through `loadtests.floor_relay`,
   the least a Python relay does per token, and the same relay streaming each turn with the
   gateway's own chat client and send path (`--client native`): to compare the gateway's CPU per
@@ -95,6 +95,7 @@ class BenchOptions:
     floor: bool = False  # also run `loadtests.floor_relay`, both of its upstream clients
     gateway_settings: dict[str, str] = field(default_factory=dict)  # more COACH_* for it
     pin: bool = False  # the proxies on CPUs of their own, the sim and clients on the others
+    http: bool = False  # `gateway_http` without a peer to compare it with
 
 
 def realtime_url(http_url: str) -> str:
@@ -110,6 +111,7 @@ class Servers:
     peer_url: str | None = None
     floor_urls: dict[str, str] = field(default_factory=dict)  # mode -> http URL
     peer_status: dict[str, Any] = field(default_factory=dict)
+    http: bool = False  # the gateway's OpenAI-compatible route too, with or without a peer
 
     def targets(self) -> list[Target]:
         targets = [
@@ -118,7 +120,7 @@ class Servers:
         ]
         for mode, url in self.floor_urls.items():
             targets.append(Target(mode, "ws", realtime_url(url)))
-        if self.peer_status:
+        if self.http or self.peer_status:
             targets.append(
                 Target("gateway_http", "openai", f"{self.gateway_url}/v1/chat/completions", MODEL)
             )
@@ -147,7 +149,7 @@ async def servers(opts: BenchOptions, log_dir: Path) -> AsyncIterator[Servers]:
                 env={**gateway_env(sim_url), **opts.gateway_settings},
             )
         )
-        found = Servers(sim_url, gw_url, {"gateway": gateway, "sim": sim})
+        found = Servers(sim_url, gw_url, {"gateway": gateway, "sim": sim}, http=opts.http)
         if opts.floor:
             for mode, client in FLOORS.items():
                 await _start_floor(found, stack, log_dir, mode, client)
@@ -324,6 +326,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "steps": list(opts.steps),
             "gateway_workers": opts.workers,
             "floor": opts.floor,
+            "http": opts.http,
             "quick": opts.quick,
             "logs": str(log_dir),
         }
@@ -427,6 +430,11 @@ def _parser() -> argparse.ArgumentParser:
         "chat client",
     )
     p.add_argument(
+        "--http",
+        action="store_true",
+        help="also the gateway's OpenAI-compatible route (gateway_http), as --peer runs it",
+    )
+    p.add_argument(
         "--pin",
         action="store_true",
         help="the gateway (and the relays and the peer) on a CPU of its own per worker, the sim "
@@ -461,6 +469,7 @@ def options(argv: list[str] | None = None) -> BenchOptions:
         workers=a.workers,
         floor=a.floor,
         pin=a.pin,
+        http=a.http,
     )
 
 
