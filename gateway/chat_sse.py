@@ -22,7 +22,7 @@ from streams.events import (
     SessionCreated,
     encode_json,
 )
-from streams.turn import TurnControl, TurnInput
+from streams.turn import Emit, TurnControl, TurnInput
 
 __all__ = ["chat_routes"]
 
@@ -60,7 +60,7 @@ class ChatEndpoint:
         control = TurnControl()
         turn = TurnInput(new_id("turn"), message, new_id("req"), "sse")
 
-        async def produce() -> None:
+        async def produce(emit: Emit) -> None:
             live = gateway.registry.attach(info, outbound.put_nowait)
             try:
                 outbound.put_nowait(
@@ -73,9 +73,7 @@ class ChatEndpoint:
                 )
                 try:
                     with session_span("sse", principal.user_id, info.session_id):
-                        await gateway.run_turn(
-                            live, turn, outbound.put, control=control, speak=voice
-                        )
+                        await gateway.run_turn(live, turn, emit, control=control, speak=voice)
                 except QuotaExceeded as exc:
                     outbound.put_nowait(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
             finally:

@@ -34,7 +34,7 @@ from streams.events import (
     ResponseStarted,
     ServerEvent,
 )
-from streams.turn import TurnControl, TurnInput
+from streams.turn import Emit, TurnControl, TurnInput
 
 __all__ = ["openai_routes"]
 
@@ -176,10 +176,10 @@ class CompletionsEndpoint:
         outbound = Outbound(gateway.settings.send_queue_size, gateway.settings.send_timeout_s)
         control = TurnControl()
 
-        async def produce() -> None:
+        async def produce(emit: Emit) -> None:
             live = gateway.registry.attach(info, _discard)
             try:
-                await gateway.run_turn(live, turn, outbound.put, control=control)
+                await gateway.run_turn(live, turn, emit, control=control)
             except QuotaExceeded as exc:
                 outbound.put_nowait(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
             finally:

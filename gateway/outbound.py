@@ -1,4 +1,5 @@
-"""The bounded queue of frames waiting to go out to one client, and the writer of a socket."""
+"""The bounded queue of events waiting to go out to one client, and the writer that sends them
+over a WebSocket or down a streamed HTTP response."""
 
 from __future__ import annotations
 
@@ -7,11 +8,19 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from gateway.ws_protocol import SendNow
+from gateway.send_now import SendNow
 from providers.resilience.stall import WaitWatch
 from streams.events import ServerEvent, encode_json
 
-__all__ = ["Outbound", "SocketWriter"]
+__all__ = ["Encode", "Outbound", "SocketWriter", "json_text"]
+
+Encode = Callable[[int, ServerEvent], bytes | None]
+"""An event and its number as the bytes to send (None: this event is not sent)."""
+
+
+def json_text(seq: int, event: ServerEvent) -> bytes:
+    """A realtime WebSocket's encoding: the event's JSON (the text frame's UTF-8)."""
+    return encode_json(event)
 
 
 class Outbound:
@@ -60,11 +69,15 @@ class Outbound:
             if self._on_overflow is not None:
                 self._on_overflow()
 
+    def number(self) -> int:
+        """The next event's number (events sent without the queue are numbered too)."""
+        self._seq += 1
+        return self._seq
+
     async def put(self, event: ServerEvent) -> None:
         if self._overflowed:
             return
-        self._seq += 1
-        item = (self._seq, event)
+        item = (self.number(), event)
         if self._full():
             try:
                 async with asyncio.timeout(self._send_timeout_s):
@@ -77,11 +90,11 @@ class Outbound:
     def put_nowait(self, event: ServerEvent) -> None:
         if self._overflowed:
             return
-        self._seq += 1
+        seq = self.number()
         if self._full():
             self.overflow()
             return
-        self._append((self._seq, event))
+        self._append((seq, event))
 
     def close(self) -> None:
         """Let the reader finish after what is queued (the end-of-stream marker may be dropped
@@ -146,60 +159,77 @@ class Outbound:
 
 
 class SocketWriter:
-    """Sends one connection's events in order over `send_text`.
+    """Sends one client's events in order: `encode` each, then `send` it (a WebSocket's text
+    frame, a piece of an SSE body).
 
     An event is sent at once, from the task that emits it, when nothing is queued or being sent
     (the common case, one token at a time: no hop through the queue and a writer task). With
-    `send_now` (the server's synchronous send, `gateway.ws_protocol`) such an event is written
+    `send_now` (the server's synchronous send, `gateway.send_now`) such an event is written
     without an await at all, and only when that cannot go now (the transport paused) does it
-    take `send_text`. (`loadtests.bench_writer`, null socket: queue and writer task 4.8 us per
-    event, sent at once 2.7, with `send_now` 2.2.) Otherwise it waits
-    its turn in the bounded `outbound` queue, which `run` (the writer task) drains. A send that
-    is stuck itself (the client stopped reading and the transport paused) is held to
-    `outbound.send_timeout_s` like a full queue: past it the client is dropped
-    (`outbound.overflow()`), watched by one timer per period (`WaitWatch`) rather than one per
-    send.
+    take `send`. (`loadtests.bench_writer`, null socket: queue and writer task 4.8 us per
+    event, sent at once 2.7, with `send_now` 2.2.) Otherwise it waits its turn in the bounded
+    `outbound` queue, which `run` (the writer task) drains. A send that is stuck itself (the
+    client stopped reading and the transport paused) is held to `outbound.send_timeout_s` like
+    a full queue: past it the client is dropped (`outbound.overflow()`), watched by one timer
+    per period (`WaitWatch`) rather than one per send.
+
+    A writer made `held` queues everything until `release` (an HTTP response whose status
+    waits on its first event).
     """
 
     def __init__(
         self,
         outbound: Outbound,
-        send_text: Callable[[str], Awaitable[None]],
+        send: Callable[[bytes], Awaitable[None]],
         send_now: SendNow | None = None,
+        encode: Encode = json_text,
+        *,
+        held: bool = False,
     ) -> None:
         self._outbound = outbound
-        self._send_text = send_text
+        self._send = send
         self._send_now = send_now
+        self._encode = encode
+        self._held = held
         self._in_flight = 0
         self._stuck = WaitWatch(outbound.send_timeout_s, outbound.overflow)
 
     async def emit(self, event: ServerEvent) -> None:
         """Send `event` after every event emitted before it; waits while the client is slow."""
         outbound = self._outbound
-        if self._in_flight or outbound.qsize() or outbound.overflowed:
+        if self._held or self._in_flight or outbound.qsize() or outbound.overflowed:
             await outbound.put(event)
             return
-        data = encode_json(event)
-        if self._send_now is not None and self._send_now(data):
+        data = self._encode(outbound.number(), event)
+        if data is None or (self._send_now is not None and self._send_now(data)):
             return
         self._in_flight += 1
         self._stuck.begin()
         try:
-            await self._send_text(data.decode())
+            await self._send(data)
         finally:
             self._stuck.end()
             self._in_flight -= 1
 
+    async def release(self, first: tuple[int, ServerEvent]) -> None:
+        """Send `first` (taken from the queue while held); from then on events go as above."""
+        await self._send_item(first)
+        self._held = False
+
     async def run(self) -> None:
-        """Send what was queued, until the queue is closed."""
-        while (item := await self._outbound.get()) is not None:
-            self._in_flight += 1  # taken from the queue and counted with no await between
-            try:
-                data = encode_json(item[1])
-                if self._send_now is None or not self._send_now(data):
-                    await self._send_text(data.decode())
-            finally:
-                self._in_flight -= 1
+        """Send what was queued, until the queue is closed or the client dropped."""
+        outbound = self._outbound
+        while not outbound.overflowed and (item := await outbound.get()) is not None:
+            await self._send_item(item)
+
+    async def _send_item(self, item: tuple[int, ServerEvent]) -> None:
+        self._in_flight += 1  # taken from the queue and counted with no await between
+        try:
+            data = self._encode(*item)
+            if data is not None and (self._send_now is None or not self._send_now(data)):
+                await self._send(data)
+        finally:
+            self._in_flight -= 1
 
     def close(self) -> None:
         self._stuck.close()

@@ -17,8 +17,8 @@ from gateway.ids import new_id
 from gateway.outbound import Outbound, SocketWriter
 from gateway.quotas import QuotaExceeded
 from gateway.runtime import Draining, Gateway, Overloaded, gateway_of
+from gateway.send_now import send_now_of
 from gateway.telemetry import session_span
-from gateway.ws_protocol import send_now_of
 from providers.errors import ProviderError
 from streams.events import (
     ClientEvent,
@@ -70,7 +70,7 @@ class Connection:
         self.outbound = Outbound(
             settings.send_queue_size, settings.send_timeout_s, on_overflow=self._on_overflow
         )
-        self.writer = SocketWriter(self.outbound, self._send_text, send_now_of(ws.scope))
+        self.writer = SocketWriter(self.outbound, self._send_frame, send_now_of(ws.scope))
         self._turn: asyncio.Task[None] | None = None
         self._turn_control = TurnControl()
         self._turn_id: str | None = None
@@ -127,13 +127,13 @@ class Connection:
         if self._reader is not None:
             self._reader.cancel()
 
-    async def _send_text(self, text: str) -> None:
+    async def _send_frame(self, data: bytes) -> None:
         # Once a send found the client gone, Starlette marks the socket closed and would raise
         # on every later send, inside the turn and the writer task: what is still said is dropped.
         if self.ws.application_state is WebSocketState.DISCONNECTED:
             return
         try:
-            await self.ws.send_text(text)
+            await self.ws.send_text(data.decode())
         except (WebSocketDisconnect, OSError):
             if self._reader is not None:  # the client went away mid-send
                 self._reader.cancel()

@@ -17,6 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import create_app
+from gateway.http_protocol import CoachHttpProtocol
 from gateway.runtime import Gateway
 from gateway.settings import Settings
 from gateway.ws_protocol import CoachWebSocketProtocol
@@ -177,6 +178,7 @@ def uvicorn_config(app: Starlette, settings: Settings, *, host: str, port: int) 
         log_config=None,
         access_log=False,
         lifespan="on",
+        http=CoachHttpProtocol,
         ws=CoachWebSocketProtocol,
         ws_max_size=max(settings.max_message_bytes, settings.max_audio_frame_bytes) + 1024,
         ws_ping_interval=20.0,

@@ -2,7 +2,9 @@
 
 The turn runs as a task owned by the response; a client that goes away cancels it (the turn is
 then stored as cancelled, with what was sent), and a client that stops reading is cut off by the
-bounded `Outbound` queue instead of growing memory.
+bounded `Outbound` queue instead of growing memory. Once the response has started, the turn's
+events go out from the turn's own task as it emits them (`SocketWriter`, with the server's
+`send_now` where it has one), not through the queue and a second task.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.outbound import Outbound
+from gateway.outbound import Outbound, SocketWriter
+from gateway.send_now import send_now_of
 from streams.events import ServerEvent
-from streams.turn import TurnControl
+from streams.turn import Emit, TurnControl
 
 __all__ = ["EventStream", "sse_frame"]
 
@@ -42,7 +45,8 @@ Gate = Callable[[ServerEvent], ASGIApp | None]
 
 
 class EventStream:
-    """Runs `produce` (which emits into `outbound` and closes it) and streams what it emits.
+    """Runs `produce(emit)` and streams what it emits, and what is put in `outbound` besides
+    (side-channel events), in order; `outbound` is closed when `produce` returns.
 
     `gate`, if given, sees the first event before any byte is sent and may answer with a plain
     response instead (an HTTP error when the turn failed before its first token).
@@ -51,7 +55,7 @@ class EventStream:
     def __init__(
         self,
         outbound: Outbound,
-        produce: Callable[[], Awaitable[None]],
+        produce: Callable[[Emit], Awaitable[None]],
         control: TurnControl,
         render: Render,
         *,
@@ -66,22 +70,30 @@ class EventStream:
         self._trailer = trailer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_body(body: bytes) -> None:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        # Held: nothing goes out before the gate has seen the first event.
+        writer = SocketWriter(
+            self._outbound, send_body, send_now_of(scope), self._render, held=True
+        )
         async with asyncio.TaskGroup() as tasks:
-            producer = tasks.create_task(self._run_producer())
+            producer = tasks.create_task(self._run_producer(writer.emit))
             watcher = tasks.create_task(self._watch_disconnect(receive, producer))
             try:
-                await self._pump(scope, receive, send)
+                await self._pump(writer, scope, receive, send)
             finally:
                 watcher.cancel()
                 await self._stop(producer)
+                writer.close()
 
-    async def _run_producer(self) -> None:
+    async def _run_producer(self, emit: Emit) -> None:
         try:
-            await self._produce()
+            await self._produce(emit)
         finally:
             self._outbound.close()
 
-    async def _pump(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _pump(self, writer: SocketWriter, scope: Scope, receive: Receive, send: Send) -> None:
         first = await self._outbound.get()
         if first is not None and self._gate is not None:
             replacement = self._gate(first[1])
@@ -98,14 +110,9 @@ class EventStream:
                 ],
             }
         )
-        item = first
-        while item is not None:
-            frame = self._render(*item)
-            if frame:
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
-            if self._outbound.overflowed:
-                break
-            item = await self._outbound.get()
+        if first is not None:
+            await writer.release(first)
+            await writer.run()
         await send({"type": "http.response.body", "body": self._trailer, "more_body": False})
 
     async def _watch_disconnect(self, receive: Receive, producer: asyncio.Task[None]) -> None:

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from gateway.outbound import Outbound, SocketWriter
 from loadtests.bench_output import RESULTS, write_figures
-from streams.events import ResponseDelta, encode
+from streams.events import ResponseDelta, encode_json
 
 
 class _NullSocket:
     def __init__(self) -> None:
         self.sent = 0
 
-    async def send_text(self, text: str) -> None:
+    async def send(self, data: bytes) -> None:
         self.sent += 1
 
     def send_now(self, data: bytes) -> bool:
@@ -38,7 +38,7 @@ async def queued(events: int) -> float:
 
     async def writer() -> None:
         while (item := await outbound.get()) is not None:
-            await sock.send_text(encode(item[1]))
+            await sock.send(encode_json(item[1]))
 
     task = asyncio.create_task(writer())
     event = ResponseDelta("turn_1", "Breathe")
@@ -56,7 +56,7 @@ async def direct(events: int, *, now: bool = False) -> float:
     """`SocketWriter.emit` with nothing queued: encoded and sent by the emitting task, through
     the awaited ASGI send or (`now`) the server's `send_now`."""
     sock = _NullSocket()
-    writer = SocketWriter(Outbound(256), sock.send_text, sock.send_now if now else None)
+    writer = SocketWriter(Outbound(256), sock.send, sock.send_now if now else None)
     event = ResponseDelta("turn_1", "Breathe")
     started = time.perf_counter()
     for _ in range(events):

@@ -186,10 +186,10 @@ class _Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if self._native is not None:
-            # `_send_text` never waits, so an event never queues behind another: the writer's
+            # `_send_frame` never waits, so an event never queues behind another: the writer's
             # queue stays empty and needs no writer task.
             outbound = Outbound(SEND_QUEUE, SEND_TIMEOUT_S, on_overflow=self.transport.close)
-            self._writer = SocketWriter(outbound, self._send_text)
+            self._writer = SocketWriter(outbound, self._send_frame)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.upstream is not None and self.upstream.transport is not None:
@@ -333,9 +333,9 @@ class _Session(asyncio.Protocol):
             return
         self.turn_done()
 
-    async def _send_text(self, text: str) -> None:
+    async def _send_frame(self, data: bytes) -> None:
         assert self.transport is not None
-        self.transport.write(ws_frame(text.encode()))
+        self.transport.write(ws_frame(data))
 
     def upstream_lost(self, upstream: _Upstream) -> None:
         if self.upstream is upstream:

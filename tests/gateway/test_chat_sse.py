@@ -10,6 +10,7 @@ import orjson
 import pytest
 from httpx_sse import aconnect_sse
 
+from gateway.http_protocol import _ChunkWriter
 from gateway.server import RunningGateway
 
 Token = Callable[..., str]
@@ -39,6 +40,25 @@ async def test_sse_turn(gateway: RunningGateway, token: Token) -> None:
     session_id = events[0][2]["session_id"]
     again = await _events(gateway, token(), {"message": "And after?", "session_id": session_id})
     assert again[0][2]["session_id"] == session_id
+
+
+async def test_the_turn_is_written_with_send_now(
+    gateway: RunningGateway, token: Token, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The extension reaches the endpoint through Starlette and the middleware (were it lost,
+    the events would still flow, slower, through the ASGI send)."""
+    written: list[bytes] = []
+    write = _ChunkWriter.__call__
+
+    def watched(self: _ChunkWriter, body: bytes) -> bool:
+        if ok := write(self, body):
+            written.append(body)
+        return ok
+
+    monkeypatch.setattr(_ChunkWriter, "__call__", watched)
+    events = await _events(gateway, token(), {"message": "How should I warm up?"})
+    deltas = [name for name, _, _ in events if name == "response.delta"]
+    assert deltas and sum(b"event: response.delta" in w for w in written) == len(deltas)
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,9 @@ class Socket:
         self.open = asyncio.Event()
         self.open.set()
 
-    async def send_text(self, text: str) -> None:
+    async def send(self, data: bytes) -> None:
         await self.open.wait()
-        self.sent.append(orjson.loads(text)["text"])
+        self.sent.append(orjson.loads(data)["text"])
 
     def send_now(self, data: bytes) -> bool:
         """As the server's `send_now`: writes at once unless the socket is jammed (paused)."""
@@ -44,7 +44,7 @@ def delta(text: str) -> ServerEvent:
 async def test_events_keep_their_order_whether_sent_at_once_or_queued() -> None:
     sock, dropped = Socket(), []
     outbound = Outbound(8, send_timeout_s=5, on_overflow=lambda: dropped.append(True))
-    writer = SocketWriter(outbound, sock.send_text)
+    writer = SocketWriter(outbound, sock.send)
     running = asyncio.create_task(writer.run())
     await writer.emit(delta("a"))  # nothing ahead of it: sent at once
     assert sock.sent == ["a"]
@@ -66,7 +66,7 @@ async def test_events_keep_their_order_whether_sent_at_once_or_queued() -> None:
 async def test_a_send_stuck_past_the_timeout_drops_the_client() -> None:
     sock, dropped = Socket(), []
     outbound = Outbound(8, send_timeout_s=0.1, on_overflow=lambda: dropped.append(True))
-    writer = SocketWriter(outbound, sock.send_text)
+    writer = SocketWriter(outbound, sock.send)
     sock.jam()
     stuck = asyncio.create_task(writer.emit(delta("a")))
     await asyncio.sleep(0.05)
@@ -80,7 +80,7 @@ async def test_a_send_stuck_past_the_timeout_drops_the_client() -> None:
 async def test_quick_sends_over_a_longer_time_do_not_drop_the_client() -> None:
     sock, dropped = Socket(), []
     outbound = Outbound(8, send_timeout_s=0.05, on_overflow=lambda: dropped.append(True))
-    writer = SocketWriter(outbound, sock.send_text)
+    writer = SocketWriter(outbound, sock.send)
     for i in range(8):  # 8 sends, 20 ms apart: 160 ms in all, none of them stuck
         await writer.emit(delta(str(i)))
         await asyncio.sleep(0.02)
@@ -91,7 +91,7 @@ async def test_quick_sends_over_a_longer_time_do_not_drop_the_client() -> None:
 async def test_with_send_now_events_go_without_waiting_and_queue_behind_a_paused_socket() -> None:
     sock, dropped = Socket(), []
     outbound = Outbound(8, send_timeout_s=5, on_overflow=lambda: dropped.append(True))
-    writer = SocketWriter(outbound, sock.send_text, sock.send_now)
+    writer = SocketWriter(outbound, sock.send, sock.send_now)
     running = asyncio.create_task(writer.run())
     await writer.emit(delta("a"))  # written now
     sock.jam()  # the transport paused: send_now declines, the ASGI send waits

@@ -15,9 +15,10 @@ from websockets.asyncio.client import connect
 
 from gateway.realtime import Connection
 from gateway.runtime import Gateway
+from gateway.send_now import send_now_of
 from gateway.server import RunningGateway, serving, uvicorn_config
 from gateway.settings import Settings
-from gateway.ws_protocol import CoachWebSocketProtocol, send_now_of
+from gateway.ws_protocol import CoachWebSocketProtocol
 from tests.gateway.wsclient import ws_client
 
 Scope = dict[str, Any]

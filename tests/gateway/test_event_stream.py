@@ -1,0 +1,176 @@
+"""`EventStream` on a real uvicorn with the gateway's HTTP protocol: the events a turn emits go
+out as it emits them through `send_now`, in order with side-channel events and numbered without
+gaps; the gate still answers before any byte of the stream; a client that stops reading is
+dropped and the turn still ends; a client that leaves cancels the turn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+from httpx_sse import aconnect_sse
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from gateway.http_protocol import CoachHttpProtocol
+from gateway.outbound import Outbound
+from gateway.send_now import SEND_NOW, send_now_of
+from gateway.server import serving
+from gateway.streaming import EventStream, sse_frame
+from streams.events import ErrorEvent, ResponseDelta, ServerEvent, encode_json
+from streams.turn import Emit, TurnControl
+from tests.conftest import eventually
+from tests.gateway.test_http_protocol import raw_client
+
+MakeStream = Callable[[], EventStream]
+
+
+def render(seq: int, event: ServerEvent) -> bytes:
+    return sse_frame(encode_json(event), event=event.type, id=seq)
+
+
+@contextlib.asynccontextmanager
+async def served(make: MakeStream, sent_now: list[bytes]) -> AsyncIterator[str]:
+    """Each request streams a new `make()`; what went through `send_now` lands in `sent_now`."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        send_now = send_now_of(scope)
+        assert send_now is not None
+
+        def counted(data: bytes) -> bool:
+            written = send_now(data)
+            if written:
+                sent_now.append(data)
+            return written
+
+        scope["extensions"][SEND_NOW] = {"send": counted}
+        await make()(scope, receive, send)
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_config=None, http=CoachHttpProtocol
+    )
+    async with serving(uvicorn.Server(config)) as port:
+        yield f"http://127.0.0.1:{port}/"
+
+
+async def read_events(url: str) -> list[tuple[str, str, dict[str, Any]]]:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        aconnect_sse(http, "GET", url) as source,
+    ):
+        assert source.response.status_code == 200
+        return [(sse.event, sse.id, orjson.loads(sse.data)) async for sse in source.aiter_sse()]
+
+
+def delta(text: str) -> ServerEvent:
+    return ResponseDelta("turn_1", text)
+
+
+async def test_emitted_events_go_out_now_in_order_with_side_channel_ones() -> None:
+    sent_now: list[bytes] = []
+
+    def make() -> EventStream:
+        outbound = Outbound(8, send_timeout_s=5)
+
+        async def produce(emit: Emit) -> None:
+            outbound.put_nowait(delta("queued first"))  # held until the gate saw it
+            await emit(delta("a"))
+            for text in "bc":
+                await emit(delta(text))
+                await asyncio.sleep(0)
+            outbound.put_nowait(ErrorEvent("note", "a side-channel event"))
+            await emit(delta("d"))  # behind the queued one: through the writer task
+            await asyncio.sleep(0.01)
+            await emit(delta("e"))  # nothing queued any more: now again
+
+        return EventStream(outbound, produce, TurnControl(), render)
+
+    async with served(make, sent_now) as url:
+        events = await read_events(url)
+    texts = [data.get("text", data.get("code")) for _, _, data in events]
+    assert texts == ["queued first", "a", "b", "c", "note", "d", "e"]
+    assert [int(seq) for _, seq, _ in events] == list(range(1, 8))
+    now = [orjson.loads(frame.split(b"data: ")[1]).get("text") for frame in sent_now]
+    assert now == ["queued first", "a", "b", "c", None, "d", "e"]  # None: the note
+
+
+async def test_the_gate_answers_instead_of_the_stream() -> None:
+    sent_now: list[bytes] = []
+
+    def gate(event: ServerEvent) -> Any:
+        return JSONResponse({"refused": event.type}, status_code=429)
+
+    def make() -> EventStream:
+        outbound = Outbound(8, send_timeout_s=5)
+
+        async def produce(emit: Emit) -> None:
+            await emit(delta("a"))
+            await emit(delta("b"))
+
+        return EventStream(outbound, produce, TurnControl(), render, gate=gate)
+
+    async with served(make, sent_now) as url, httpx.AsyncClient() as http:
+        response = await http.get(url)
+    assert response.status_code == 429 and response.json() == {"refused": "response.delta"}
+    assert sent_now == []
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_the_turn_ends() -> None:
+    sent_now: list[bytes] = []
+    outcome: dict[str, Any] = {}
+    payload = "x" * 16384
+
+    def make() -> EventStream:
+        outbound = Outbound(4, send_timeout_s=0.3)
+        outcome["outbound"] = outbound
+
+        async def produce(emit: Emit) -> None:
+            emitted = 0
+            while emitted < 100_000 and not outbound.overflowed:
+                await emit(delta(payload))
+                emitted += 1
+            outcome["emitted"] = emitted
+
+        return EventStream(outbound, produce, TurnControl(), render)
+
+    async with served(make, sent_now) as url:
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        async with raw_client(host, int(port), rcvbuf=4096) as client:
+            client.request()
+            await eventually(lambda: "emitted" in outcome, timeout_s=10)
+    assert outcome["outbound"].overflowed
+    assert 0 < len(sent_now) < outcome["emitted"] < 100_000
+
+
+async def test_a_client_that_leaves_cancels_the_turn() -> None:
+    sent_now: list[bytes] = []
+    controls: list[TurnControl] = []
+    ended = asyncio.Event()
+
+    def make() -> EventStream:
+        outbound = Outbound(8, send_timeout_s=5)
+        control = TurnControl()
+        controls.append(control)
+
+        async def produce(emit: Emit) -> None:
+            try:
+                while True:
+                    await emit(delta("more"))
+                    await asyncio.sleep(0.005)
+            finally:
+                ended.set()
+
+        return EventStream(outbound, produce, control, render)
+
+    async with served(make, sent_now) as url:
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        async with raw_client(host, int(port)) as client:
+            client.request()
+            await client.reader.readuntil(b"more")
+        await asyncio.wait_for(ended.wait(), timeout=5)
+    assert controls[0].cancel_requested and sent_now
