@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.outbound import Outbound, SocketWriter
+from gateway.outbound import Encode, Outbound, SocketWriter
 from gateway.send_now import send_now_of
 from streams.events import ServerEvent
 from streams.turn import Emit, TurnControl
@@ -40,7 +40,6 @@ def sse_frame(data: str | bytes, *, event: str | None = None, id: int | None = N
     return head + b"data: " + body + b"\n\n"
 
 
-Render = Callable[[int, ServerEvent], bytes | None]
 Gate = Callable[[ServerEvent], ASGIApp | None]
 
 
@@ -57,7 +56,7 @@ class EventStream:
         outbound: Outbound,
         produce: Callable[[Emit], Awaitable[None]],
         control: TurnControl,
-        render: Render,
+        render: Encode,
         *,
         gate: Gate | None = None,
         trailer: bytes = b"",
