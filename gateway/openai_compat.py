@@ -27,6 +27,7 @@ from gateway.streaming import EventStream, sse_frame
 from providers.chat import Message
 from streams.events import (
     MAX_TEXT_CHARS,
+    ErrorEvent,
     RateLimitedEvent,
     ResponseCompleted,
     ResponseDelta,
@@ -126,6 +127,8 @@ class _Chunks:
                 return sse_frame(
                     orjson.dumps(error_body(429, "rate_limited", f"quota {scope} exceeded", True))
                 )
+            case ErrorEvent(code=code, message=message, retryable=retryable):
+                return sse_frame(orjson.dumps(error_body(500, code, message, retryable)))
             case _:
                 return None
 

@@ -50,7 +50,7 @@ class Outbound:
         self._putters: deque[asyncio.Future[None]] | None = None
         self._seq = 0
         self._send_timeout_s = send_timeout_s
-        self._on_overflow = on_overflow
+        self.on_overflow = on_overflow  # called once, when the client is given up on
         self._overflowed = False
 
     @property
@@ -63,11 +63,13 @@ class Outbound:
         return self._overflowed
 
     def overflow(self) -> None:
-        """Give up on this client (as a full queue past the send timeout does)."""
+        """Give up on this client (as a full queue past the send timeout does): the reader gets
+        None from now on."""
         if not self._overflowed:
             self._overflowed = True
-            if self._on_overflow is not None:
-                self._on_overflow()
+            self._wake_reader()
+            if self.on_overflow is not None:
+                self.on_overflow()
 
     def number(self) -> int:
         """The next event's number (events sent without the queue are numbered too)."""
@@ -105,13 +107,19 @@ class Outbound:
         self._append(None)
 
     async def get(self) -> tuple[int, ServerEvent] | None:
+        """The next event and its number; None once closed (after what was queued before) or
+        once the client is given up on."""
         assert self._reader is None, "one reader at a time"
         while not self._items:
+            if self._overflowed:
+                return None
             self._reader = asyncio.get_running_loop().create_future()
             try:
                 await self._reader
             finally:
                 self._reader = None
+        if self._overflowed:
+            return None
         item = self._items.popleft()
         if not self._items:
             self._items = None
@@ -128,6 +136,9 @@ class Outbound:
         if self._items is None:
             self._items = deque()
         self._items.append(item)
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
         reader = self._reader
         if reader is not None and not reader.done():
             reader.set_result(None)
@@ -218,8 +229,7 @@ class SocketWriter:
 
     async def run(self) -> None:
         """Send what was queued, until the queue is closed or the client dropped."""
-        outbound = self._outbound
-        while not outbound.overflowed and (item := await outbound.get()) is not None:
+        while (item := await self._outbound.get()) is not None:
             await self._send_item(item)
 
     async def _send_item(self, item: tuple[int, ServerEvent]) -> None:

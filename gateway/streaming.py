@@ -2,7 +2,9 @@
 
 The turn runs as a task owned by the response; a client that goes away cancels it (the turn is
 then stored as cancelled, with what was sent), and a client that stops reading is cut off by the
-bounded `Outbound` queue instead of growing memory. Once the response has started, the turn's
+bounded `Outbound` queue instead of growing memory: its turn is cancelled and its stream ends with
+an `error` event (`slow_consumer`) in place of its usual end, so that it cannot take what it got
+for a whole reply. Once the response has started, the turn's
 events go out from the turn's own task as it emits them (`SocketWriter`, with the server's
 `send_now` where it has one), not through the queue and a second task.
 """
@@ -11,16 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.outbound import Encode, Outbound, SocketWriter
 from gateway.send_now import send_now_of
-from streams.events import ServerEvent
+from streams.events import ErrorEvent, ServerEvent
 from streams.turn import Emit, TurnControl
 
-__all__ = ["EventStream", "sse_frame"]
+__all__ = ["SLOW_CONSUMER", "EventStream", "sse_frame"]
+
+log = logging.getLogger("coach.streaming")
+
+SLOW_CONSUMER = ErrorEvent(
+    "slow_consumer", "the client read too slowly: events were dropped and the reply cut off", True
+)
 
 SSE_HEADERS = {
     "cache-control": "no-cache",
@@ -80,7 +89,7 @@ class EventStream:
             producer = tasks.create_task(self._run_producer(writer.emit))
             watcher = tasks.create_task(self._watch_disconnect(receive, producer))
             try:
-                await self._pump(writer, scope, receive, send)
+                await self._pump(writer, producer, scope, receive, send)
             finally:
                 watcher.cancel()
                 await self._stop(producer)
@@ -92,8 +101,16 @@ class EventStream:
         finally:
             self._outbound.close()
 
-    async def _pump(self, writer: SocketWriter, scope: Scope, receive: Receive, send: Send) -> None:
-        first = await self._outbound.get()
+    async def _pump(
+        self,
+        writer: SocketWriter,
+        producer: asyncio.Task[None],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        outbound = self._outbound
+        first = await outbound.get()
         if first is not None and self._gate is not None:
             replacement = self._gate(first[1])
             if replacement is not None:
@@ -110,9 +127,26 @@ class EventStream:
             }
         )
         if first is not None:
-            await writer.release(first)
-            await writer.run()
-        await send({"type": "http.response.body", "body": self._trailer, "more_body": False})
+            # The events go out from their own task, so that a send stuck on a client that
+            # stopped reading can be given up: the drop (`outbound.overflow()`) cancels it.
+            sending = asyncio.create_task(_send_all(writer, first))
+
+            def give_up() -> None:
+                sending.cancel()
+
+            outbound.on_overflow = give_up
+            try:
+                await asyncio.wait({sending})
+            finally:
+                sending.cancel()
+            if not sending.cancelled():
+                sending.result()  # what it raised
+        ending = self._trailer
+        if outbound.overflowed:
+            log.warning("slow consumer dropped", extra={"queued": outbound.qsize()})
+            await self._stop(producer)
+            ending = self._render(outbound.number(), SLOW_CONSUMER) or b""
+        await send({"type": "http.response.body", "body": ending, "more_body": False})
 
     async def _watch_disconnect(self, receive: Receive, producer: asyncio.Task[None]) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -125,3 +159,8 @@ class EventStream:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait({producer}, timeout=2.0)
+
+
+async def _send_all(writer: SocketWriter, first: tuple[int, ServerEvent]) -> None:
+    await writer.release(first)
+    await writer.run()

@@ -1,7 +1,8 @@
 """`EventStream` on a real uvicorn with the gateway's HTTP protocol: the events a turn emits go
 out as it emits them through `send_now`, in order with side-channel events and numbered without
 gaps; the gate still answers before any byte of the stream; a client that stops reading is
-dropped and the turn still ends; a client that leaves cancels the turn."""
+dropped, its turn cancelled and its stream ended with an error; a client that leaves cancels
+the turn."""
 
 from __future__ import annotations
 
@@ -120,31 +121,34 @@ async def test_the_gate_answers_instead_of_the_stream() -> None:
     assert sent_now == []
 
 
-async def test_a_client_that_stops_reading_is_dropped_and_the_turn_ends() -> None:
+async def test_a_client_that_stops_reading_is_dropped_and_told_so_at_the_end() -> None:
     sent_now: list[bytes] = []
-    outcome: dict[str, Any] = {}
+    made: dict[str, Any] = {}
     payload = "x" * 16384
 
     def make() -> EventStream:
-        outbound = Outbound(4, send_timeout_s=0.3)
-        outcome["outbound"] = outbound
+        outbound, control = Outbound(4, send_timeout_s=0.3), TurnControl()
+        made.update(outbound=outbound, control=control, emitted=0)
 
         async def produce(emit: Emit) -> None:
-            emitted = 0
-            while emitted < 100_000 and not outbound.overflowed:
+            while True:  # a reply that never ends: only the drop can end it
                 await emit(delta(payload))
-                emitted += 1
-            outcome["emitted"] = emitted
+                made["emitted"] += 1
+                await asyncio.sleep(0.001)  # as a turn awaits its upstream
 
-        return EventStream(outbound, produce, TurnControl(), render)
+        return EventStream(outbound, produce, control, render, trailer=b"data: [DONE]\n\n")
 
     async with served(make, sent_now) as url:
         host, port = url.removeprefix("http://").rstrip("/").split(":")
         async with raw_client(host, int(port), rcvbuf=4096) as client:
             client.request()
-            await eventually(lambda: "emitted" in outcome, timeout_s=10)
-    assert outcome["outbound"].overflowed
-    assert 0 < len(sent_now) < outcome["emitted"] < 100_000
+            await eventually(lambda: "control" in made and made["control"].cancel_requested)
+            status, got = await client.response()  # now read what the server could send
+    assert status == 200 and made["outbound"].overflowed
+    assert 0 < len(sent_now) <= made["emitted"] < 10_000
+    *deltas, last = got.decode().split("\n\n")[:-1]
+    assert deltas and all(frame.startswith("event: response.delta") for frame in deltas)
+    assert last.startswith("event: error") and '"code":"slow_consumer"' in last  # no [DONE]
 
 
 async def test_a_client_that_leaves_cancels_the_turn() -> None:

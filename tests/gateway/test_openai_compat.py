@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 
+from gateway.openai_compat import _Chunks
+from gateway.outbound import Outbound
 from gateway.server import RunningGateway
+from gateway.streaming import EventStream
+from streams.events import ResponseDelta, ResponseStarted
+from streams.turn import Emit, TurnControl
+from tests.gateway.test_event_stream import served
 
 Token = Callable[..., str]
 
@@ -104,3 +111,36 @@ async def test_upstream_down_is_a_server_error(
                 model="coach", messages=[{"role": "user", "content": "hi"}]
             )
     assert info.value.status_code in (502, 503)
+
+
+async def test_a_dropped_stream_ends_in_an_error_the_sdk_raises() -> None:
+    """A client dropped for reading too slowly (here the drop is called as a send stuck past the
+    timeout calls it) gets an error chunk in place of `[DONE]`: the SDK raises, instead of
+    taking what it got for the whole reply."""
+
+    def make() -> EventStream:
+        outbound = Outbound(8, send_timeout_s=5)
+        chunks = _Chunks("chatcmpl-1", include_usage=False)
+
+        async def produce(emit: Emit) -> None:
+            await emit(ResponseStarted("turn_1", "sim", "gpt-4o-mini"))
+            await emit(ResponseDelta("turn_1", "Breathe"))
+            await asyncio.sleep(0.05)
+            outbound.overflow()
+            await asyncio.sleep(5)  # cancelled by the drop
+
+        return EventStream(
+            outbound, produce, TurnControl(), chunks.render, trailer=b"data: [DONE]\n\n"
+        )
+
+    texts: list[str] = []
+    async with served(make, []) as url:
+        client = openai.AsyncOpenAI(base_url=url.rstrip("/"), api_key="-", max_retries=0)
+        async with client:
+            stream = await client.chat.completions.create(
+                model="coach", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            with pytest.raises(openai.APIError, match="read too slowly"):
+                async for chunk in stream:
+                    texts.append(chunk.choices[0].delta.content or "")
+    assert "".join(texts) == "Breathe"

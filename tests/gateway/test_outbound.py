@@ -169,3 +169,15 @@ def test_an_idle_queue_holds_no_buffers() -> None:
     finally:
         tracemalloc.stop()
     assert per_queue < 512, per_queue
+
+
+async def test_once_the_client_is_given_up_on_the_reader_gets_none() -> None:
+    outbound = Outbound(4, send_timeout_s=5)
+    waiting = asyncio.create_task(outbound.get())  # nothing queued: the reader waits
+    await asyncio.sleep(0)
+    outbound.overflow()  # say, a send stuck past the timeout (`SocketWriter`)
+    assert await asyncio.wait_for(waiting, 1) is None
+    outbound = Outbound(4, send_timeout_s=5)
+    outbound.put_nowait(delta("a"))
+    outbound.overflow()
+    assert await outbound.get() is None  # what was queued is not sent to a dropped client
