@@ -40,6 +40,16 @@ def sender(scope: Scope) -> SendNow:
     return send_now
 
 
+def write_until_declined(send_now: SendNow, payload: bytes) -> int:
+    """Write `payload` until `send_now` declines (the client reads nothing yet: the transport
+    fills and pauses); how many went."""
+    sent = 0
+    while send_now(payload):
+        sent += 1
+        assert sent < 10_000, "the transport never paused"
+    return sent
+
+
 @contextlib.asynccontextmanager
 async def served(handler: Handler) -> AsyncIterator[tuple[str, int]]:
     """A uvicorn with the gateway's HTTP protocol, serving `handler` for each request."""
@@ -185,11 +195,7 @@ async def test_a_paused_transport_declines_and_the_asgi_send_waits_for_it() -> N
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         send_now = sender(scope)
         await send(START)
-        sent = 0
-        while send_now(payload):  # the client reads nothing yet: the transport fills and pauses
-            sent += 1
-            assert sent < 10_000, "the transport never paused"
-        declined_after.append(sent)
+        declined_after.append(write_until_declined(send_now, payload))
         declined.set()
         await send(body(b"last", more=False))  # waits until the client reads
 

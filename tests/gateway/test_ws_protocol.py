@@ -19,6 +19,7 @@ from gateway.send_now import send_now_of
 from gateway.server import RunningGateway, serving, uvicorn_config
 from gateway.settings import Settings
 from gateway.ws_protocol import CoachWebSocketProtocol
+from tests.gateway.test_http_protocol import write_until_declined
 from tests.gateway.wsclient import ws_client
 
 Scope = dict[str, Any]
@@ -101,11 +102,7 @@ async def test_a_paused_transport_declines_and_the_asgi_send_waits_for_it() -> N
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
         send_now = send_now_of(scope)
         assert send_now is not None
-        sent = 0
-        while send_now(payload):  # the client reads nothing yet: the transport fills and pauses
-            sent += 1
-            assert sent < 10_000, "the transport never paused"
-        declined_after.append(sent)
+        declined_after.append(write_until_declined(send_now, payload))
         declined.set()
         await send({"type": "websocket.send", "text": "last"})  # waits until the client reads
         await receive()
