@@ -110,18 +110,17 @@ class Outbound:
         """The next event and its number; None once closed (after what was queued before) or
         once the client is given up on."""
         assert self._reader is None, "one reader at a time"
-        while not self._items:
-            if self._overflowed:
-                return None
+        while not self._items and not self._overflowed:
             self._reader = asyncio.get_running_loop().create_future()
             try:
                 await self._reader
             finally:
                 self._reader = None
-        if self._overflowed:
+        items = self._items
+        if self._overflowed or not items:
             return None
-        item = self._items.popleft()
-        if not self._items:
+        item = items.popleft()
+        if not items:
             self._items = None
         self._wake_putter()
         return item

@@ -4,9 +4,9 @@ The turn runs as a task owned by the response; a client that goes away cancels i
 then stored as cancelled, with what was sent), and a client that stops reading is cut off by the
 bounded `Outbound` queue instead of growing memory: its turn is cancelled and its stream ends with
 an `error` event (`slow_consumer`) in place of its usual end, so that it cannot take what it got
-for a whole reply. Once the response has started, the turn's
-events go out from the turn's own task as it emits them (`SocketWriter`, with the server's
-`send_now` where it has one), not through the queue and a second task.
+for a whole reply. Once the response has started, the turn's events go out from the turn's own
+task as it emits them (`SocketWriter`, with the server's `send_now` where it has one), not
+through the queue and a second task.
 """
 
 from __future__ import annotations
