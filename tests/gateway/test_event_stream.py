@@ -13,20 +13,18 @@ from typing import Any
 
 import httpx
 import orjson
-import uvicorn
 from httpx_sse import aconnect_sse
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway.http_protocol import CoachHttpProtocol
 from gateway.outbound import Outbound
-from gateway.send_now import SEND_NOW, send_now_of
-from gateway.server import serving
+from gateway.send_now import SEND_NOW
 from gateway.streaming import EventStream, sse_frame
 from streams.events import ErrorEvent, ResponseDelta, ServerEvent, encode_json
 from streams.turn import Emit, TurnControl
 from tests.conftest import eventually
-from tests.gateway.test_http_protocol import raw_client
+from tests.gateway.test_http_protocol import raw_client, sender
+from tests.gateway.test_http_protocol import served as served_http
 
 MakeStream = Callable[[], EventStream]
 
@@ -36,12 +34,11 @@ def render(seq: int, event: ServerEvent) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def served(make: MakeStream, sent_now: list[bytes]) -> AsyncIterator[str]:
+async def served(make: MakeStream, sent_now: list[bytes]) -> AsyncIterator[tuple[str, int]]:
     """Each request streams a new `make()`; what went through `send_now` lands in `sent_now`."""
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        send_now = send_now_of(scope)
-        assert send_now is not None
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        send_now = sender(scope)
 
         def counted(data: bytes) -> bool:
             written = send_now(data)
@@ -52,11 +49,8 @@ async def served(make: MakeStream, sent_now: list[bytes]) -> AsyncIterator[str]:
         scope["extensions"][SEND_NOW] = {"send": counted}
         await make()(scope, receive, send)
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", log_config=None, http=CoachHttpProtocol
-    )
-    async with serving(uvicorn.Server(config)) as port:
-        yield f"http://127.0.0.1:{port}/"
+    async with served_http(handler) as address:
+        yield address
 
 
 async def read_events(url: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -91,8 +85,8 @@ async def test_emitted_events_go_out_now_in_order_with_side_channel_ones() -> No
 
         return EventStream(outbound, produce, TurnControl(), render)
 
-    async with served(make, sent_now) as url:
-        events = await read_events(url)
+    async with served(make, sent_now) as (host, port):
+        events = await read_events(f"http://{host}:{port}/")
     texts = [data.get("text", data.get("code")) for _, _, data in events]
     assert texts == ["queued first", "a", "b", "c", "note", "d", "e"]
     assert [int(seq) for _, seq, _ in events] == list(range(1, 8))
@@ -115,8 +109,8 @@ async def test_the_gate_answers_instead_of_the_stream() -> None:
 
         return EventStream(outbound, produce, TurnControl(), render, gate=gate)
 
-    async with served(make, sent_now) as url, httpx.AsyncClient() as http:
-        response = await http.get(url)
+    async with served(make, sent_now) as (host, port), httpx.AsyncClient() as http:
+        response = await http.get(f"http://{host}:{port}/")
     assert response.status_code == 429 and response.json() == {"refused": "response.delta"}
     assert sent_now == []
 
@@ -138,12 +132,13 @@ async def test_a_client_that_stops_reading_is_dropped_and_told_so_at_the_end() -
 
         return EventStream(outbound, produce, control, render, trailer=b"data: [DONE]\n\n")
 
-    async with served(make, sent_now) as url:
-        host, port = url.removeprefix("http://").rstrip("/").split(":")
-        async with raw_client(host, int(port), rcvbuf=4096) as client:
-            client.request()
-            await eventually(lambda: "control" in made and made["control"].cancel_requested)
-            status, got = await client.response()  # now read what the server could send
+    async with (
+        served(make, sent_now) as (host, port),
+        raw_client(host, port, rcvbuf=4096) as client,
+    ):
+        client.request()
+        await eventually(lambda: "control" in made and made["control"].cancel_requested)
+        status, got = await client.response()  # now read what the server could send
     assert status == 200 and made["outbound"].overflowed
     assert 0 < len(sent_now) <= made["emitted"] < 10_000
     *deltas, last = got.decode().split("\n\n")[:-1]
@@ -171,9 +166,8 @@ async def test_a_client_that_leaves_cancels_the_turn() -> None:
 
         return EventStream(outbound, produce, control, render)
 
-    async with served(make, sent_now) as url:
-        host, port = url.removeprefix("http://").rstrip("/").split(":")
-        async with raw_client(host, int(port)) as client:
+    async with served(make, sent_now) as (host, port):
+        async with raw_client(host, port) as client:
             client.request()
             await client.reader.readuntil(b"more")
         await asyncio.wait_for(ended.wait(), timeout=5)

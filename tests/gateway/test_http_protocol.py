@@ -16,15 +16,13 @@ from typing import Any
 import h11
 import httpx
 import uvicorn
+from starlette.types import Receive, Scope, Send
 
 from gateway.http_protocol import CoachHttpProtocol
 from gateway.send_now import SendNow, send_now_of
 from gateway.server import serving, uvicorn_config
 from gateway.settings import Settings
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 START = {"type": "http.response.start", "status": 200, "headers": [(b"x-test", b"1")]}

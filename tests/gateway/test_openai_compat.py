@@ -134,8 +134,8 @@ async def test_a_dropped_stream_ends_in_an_error_the_sdk_raises() -> None:
         )
 
     texts: list[str] = []
-    async with served(make, []) as url:
-        client = openai.AsyncOpenAI(base_url=url.rstrip("/"), api_key="-", max_retries=0)
+    async with served(make, []) as (host, port):
+        client = openai.AsyncOpenAI(base_url=f"http://{host}:{port}", api_key="-", max_retries=0)
         async with client:
             stream = await client.chat.completions.create(
                 model="coach", messages=[{"role": "user", "content": "hi"}], stream=True

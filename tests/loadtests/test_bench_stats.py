@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from loadtests.bench import CpuSplit, Servers, _metered, split_cpus
+from loadtests.bench import CpuSplit, Servers, _metered, options, split_cpus
 from loadtests.bench_procs import Proc
 from loadtests.bench_report import evaluate_targets
 from loadtests.bench_stats import (
@@ -132,3 +132,11 @@ def test_pin_gives_each_worker_a_cpu_and_keeps_one_for_the_load() -> None:
     assert split_cpus({4, 5}, 3) == CpuSplit(load={5}, proxy={4})  # the load keeps one
     with pytest.raises(SystemExit, match="two CPUs"):
         split_cpus({0}, 1)
+
+
+def test_http_runs_the_gateways_openai_route_without_a_peer() -> None:
+    procs = {name: cast(Proc, object()) for name in ("gateway", "sim")}
+    assert options(["--http"]).http and not options([]).http
+    for http, names in ((False, ["direct", "ws"]), (True, ["direct", "ws", "gateway_http"])):
+        found = Servers("http://sim", "http://gateway", procs, http=http)
+        assert [t.name for t in found.targets()] == names
