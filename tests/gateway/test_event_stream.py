@@ -2,7 +2,7 @@
 out as it emits them through `send_now`, in order with side-channel events and numbered without
 gaps; the gate still answers before any byte of the stream; a client that stops reading is
 dropped, its turn cancelled and its stream ended with an error; a client that leaves cancels
-the turn."""
+the turn; a send that fails cuts the response off and stops the turn."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from httpx_sse import aconnect_sse
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -172,3 +173,32 @@ async def test_a_client_that_leaves_cancels_the_turn() -> None:
             await client.reader.readuntil(b"more")
         await asyncio.wait_for(ended.wait(), timeout=5)
     assert controls[0].cancel_requested and sent_now
+
+
+async def test_a_send_that_fails_cuts_the_response_and_stops_the_turn() -> None:
+    controls: list[TurnControl] = []
+    ended = asyncio.Event()
+
+    def failing(seq: int, event: ServerEvent) -> bytes:
+        raise ValueError("cannot render")  # as any failure of the sending task
+
+    def make() -> EventStream:
+        outbound, control = Outbound(8, send_timeout_s=5), TurnControl()
+        controls.append(control)
+
+        async def produce(emit: Emit) -> None:
+            try:
+                await emit(delta("a"))
+                await asyncio.sleep(5)  # stopped long before
+            finally:
+                ended.set()
+
+        return EventStream(outbound, produce, control, failing)
+
+    async with served(make, []) as (host, port), httpx.AsyncClient() as http:
+        async with http.stream("GET", f"http://{host}:{port}/") as response:
+            assert response.status_code == 200  # the head went before the first event failed
+            with pytest.raises(httpx.RemoteProtocolError):
+                await response.aread()  # the body breaks off: no clean end
+        await asyncio.wait_for(ended.wait(), timeout=5)
+    assert controls[0].cancel_requested
