@@ -176,8 +176,8 @@ class SocketWriter:
     (the common case, one token at a time: no hop through the queue and a writer task). With
     `send_now` (the server's synchronous send, `gateway.send_now`) such an event is written
     without an await at all, and only when that cannot go now (the transport paused) does it
-    take `send`. (`loadtests.bench_writer`, null socket: queue and writer task 4.8 us per
-    event, sent at once 2.7, with `send_now` 2.2.) Otherwise it waits its turn in the bounded
+    take `send`. (`loadtests.bench_writer`, null socket, 2026-12-07: queue and writer task 3.9
+    us per event, sent at once 2.5, with `send_now` 2.2.) Otherwise it waits its turn in the bounded
     `outbound` queue, which `run` (the writer task) drains. A send that is stuck itself (the
     client stopped reading and the transport paused) is held to `outbound.send_timeout_s` like
     a full queue: past it the client is dropped (`outbound.overflow()`), watched by one timer
