@@ -3,7 +3,9 @@ and an idle-session sweeper, all owned by one TaskGroup.
 
 The table is the truth, the queue only a hint. Overflow policy: when the queue is full a hint is
 dropped and the job stays `pending` in the table, where the poller finds it later; the poller
-also picks up jobs whose lease ran out (a crashed worker, here or in another process).
+also picks up jobs whose lease ran out (a crashed worker, here or in another process). A running
+job's lease is renewed (`assess.lease`), so it can be short: a killed worker's job is taken up
+within `lease_s + poll_s`.
 Shutdown: stop intake, let the workers drain for `drain_s`, hand unfinished claims back.
 """
 
@@ -17,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assess.assessor import Assessor
+from assess.lease import LeaseLost, run_leased
 from assess.work import JobOutcome, JobRules, run_job
 from db import jobs as jobs_db
+from db.jobs import JobRow
 from db.pool import DATABASE_ERRORS, Pool
 from db.sessions import close_idle_sessions
 
@@ -32,9 +36,12 @@ Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
+    """`lease_s` is renewed every third of it while a job runs; `lease_s + poll_s` bounds how
+    long a killed worker's job waits for another worker."""
+
     workers: int = 2
     queue_size: int = 256
-    lease_s: float = 60.0
+    lease_s: float = 6.0
     poll_s: float = 2.0
     drain_s: float = 5.0
     session_idle_s: float = 20 * 60.0
@@ -165,7 +172,7 @@ class Pipeline:
             if job is None:  # done already, or another worker holds it
                 return
             self._claims[job.id] = job.attempts
-            outcome = await run_job(self._pool, self._assessor, job, rules)
+            outcome = await self._run_claimed(job)
             del self._claims[job.id]
         except DATABASE_ERRORS as exc:
             # The lease runs out and the poller retries the job; the claim stays unreleased.
@@ -177,6 +184,14 @@ class Pipeline:
             log.exception("assessment job %d crashed; its lease will expire", job_id)
             return
         await self._finished(outcome)
+
+    async def _run_claimed(self, job: JobRow) -> JobOutcome:
+        work = run_job(self._pool, self._assessor, job, self._config.rules)
+        try:
+            return await run_leased(self._pool, job, self._config.lease_s, work)
+        except LeaseLost:
+            log.warning("assessment job %d: taken over by another worker, stopped", job.id)
+            return JobOutcome(job.id, "lost", None)
 
     async def _finished(self, outcome: JobOutcome) -> None:
         match outcome.status:

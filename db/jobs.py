@@ -1,6 +1,7 @@
-"""`assessment_jobs`: the outbox. Workers claim a job with a lease (`FOR UPDATE SKIP LOCKED`);
-the attempt number doubles as a fencing token, so a worker whose lease ran out (and whose job
-someone else re-claimed) cannot finish it any more."""
+"""`assessment_jobs`: the outbox. Workers claim a job with a short lease (`FOR UPDATE SKIP
+LOCKED`) and renew it while the job runs; the attempt number doubles as a fencing token, so a
+worker whose lease ran out (and whose job someone else re-claimed) can neither renew nor finish
+it any more."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ __all__ = [
     "get_job",
     "job_counts",
     "release_jobs",
+    "renew_lease",
     "retry_job_later",
 ]
 
@@ -67,6 +69,20 @@ async def claim_job(
         job_id,
     )
     return None if row is None else JobRow(**dict(row))
+
+
+async def renew_lease(db: Executor, job_id: int, attempt: int, lease_s: float) -> bool:
+    """Push the lease `lease_s` ahead if this attempt still holds the job and it is running
+    (a lease that ran out is still held until another attempt claims the job); False means it
+    does not (another attempt took it over, or the job has ended)."""
+    renewed = await db.fetchval(
+        "UPDATE assessment_jobs SET lease_until = now() + make_interval(secs => $3)"
+        " WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING id",
+        job_id,
+        attempt,
+        lease_s,
+    )
+    return renewed is not None
 
 
 async def claimable_job_ids(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
+from typing import cast
 
 from db import interactions, sessions
 from db.interactions import NewInteraction
@@ -63,3 +65,37 @@ async def job_statuses(pool: Pool, job_ids: list[int]) -> dict[int, str]:
         "SELECT id, status FROM assessment_jobs WHERE id = ANY($1::bigint[])", job_ids
     )
     return {int(r["id"]): str(r["status"]) for r in rows}
+
+
+async def lease_of(pool: Pool, job_id: int) -> datetime:
+    """The job's `lease_until` (it must be running)."""
+    lease: datetime | None = await pool.fetchval(
+        "SELECT lease_until FROM assessment_jobs WHERE id = $1", job_id
+    )
+    assert lease is not None, f"job {job_id} holds no lease"
+    return lease
+
+
+async def wait_renewed(
+    pool: Pool, job_id: int, when: datetime, *, attempt: int = 1, timeout_s: float = 15.0
+) -> datetime:
+    """Wait until `attempt` has renewed the job's lease past `when`; return the lease. Fails as
+    soon as another attempt holds the job."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            row = await pool.fetchrow(
+                "SELECT attempts, lease_until FROM assessment_jobs WHERE id = $1", job_id
+            )
+            assert row["attempts"] == attempt, f"attempt {row['attempts']} holds job {job_id}"
+            if row["lease_until"] is not None and row["lease_until"] > when:
+                return cast(datetime, row["lease_until"])
+            await asyncio.sleep(0.05)
+
+
+async def wait_db_time(pool: Pool, when: datetime, timeout_s: float = 15.0) -> None:
+    """Wait until the database's clock (the one leases are measured by) has passed `when`."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if await pool.fetchval("SELECT now() > $1", when):
+                return
+            await asyncio.sleep(0.05)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from assess.assessor import Assessor
 from assess.pipeline import Pipeline, PipelineConfig, open_pipeline
@@ -13,7 +17,15 @@ from db import assessments as assessments_db
 from db import jobs as jobs_db
 from db.pool import Pool
 from tests.assess.fakes import FakeAssessProvider, fake_router
-from tests.assess.helpers import add_turn, job_statuses, open_session, wait_jobs
+from tests.assess.helpers import (
+    add_turn,
+    job_statuses,
+    lease_of,
+    open_session,
+    wait_db_time,
+    wait_jobs,
+    wait_renewed,
+)
 from tests.conftest import eventually
 
 FAST = PipelineConfig(workers=2, queue_size=16, lease_s=30, poll_s=0.1, drain_s=2, sweep_s=0.1)
@@ -211,3 +223,100 @@ async def test_drain_finishes_running_work_and_leaves_the_rest(migrated_pool: Po
     assert {r["attempts"] for r in attempts} == {0}  # handed back, not counted
     async with open_pipeline(migrated_pool, Assessor(fake_router(FakeAssessProvider())), FAST):
         assert set((await wait_jobs(migrated_pool, job_ids)).values()) == {"done"}
+
+
+async def test_a_job_longer_than_its_lease_keeps_it(migrated_pool: Pool) -> None:
+    """The model call outlasts the lease the job was claimed with: the heartbeat renews it, so a
+    second pipeline polling all the while never takes the job, and it is assessed once."""
+    first, second = FakeAssessProvider(), FakeAssessProvider()
+    first.gate = asyncio.Event()
+    config = PipelineConfig(workers=1, lease_s=1.5, poll_s=0.05, drain_s=2, sweep_s=3600)
+    sid = await open_session(migrated_pool, "u-long")
+    _, job_id = await add_turn(migrated_pool, "u-long", sid)
+    async with open_pipeline(migrated_pool, Assessor(fake_router(first)), config) as pipeline:
+        pipeline.submit_nowait(job_id)
+        await eventually(lambda: bool(first.calls))
+        claimed = await lease_of(migrated_pool, job_id)
+        async with open_pipeline(migrated_pool, Assessor(fake_router(second)), config):
+            # A whole lease past the one it was claimed with, the job is still the first's.
+            await wait_db_time(migrated_pool, claimed + timedelta(seconds=config.lease_s))
+            job = await jobs_db.get_job(migrated_pool, job_id)
+            assert job is not None and job.status == "running" and job.attempts == 1
+            assert job.lease_until is not None and job.lease_until > claimed
+            assert second.calls == []
+            first.gate.set()
+            assert await wait_jobs(migrated_pool, [job_id]) == {job_id: "done"}
+    job = await jobs_db.get_job(migrated_pool, job_id)
+    assert job is not None and job.attempts == 1
+    assert len(first.calls) == 1 and second.calls == []
+    assert len(await assessments_db.assessments_for_job(migrated_pool, job_id)) == 2
+    assert pipeline.stats.done == 1 and pipeline.stats.lost == 0
+
+
+async def test_a_job_taken_over_is_stopped(migrated_pool: Pool) -> None:
+    """Once another attempt holds the job, the next beat cancels this one's hung model call."""
+    provider = FakeAssessProvider(hang=True)
+    config = PipelineConfig(workers=1, lease_s=0.6, poll_s=3600, drain_s=2, sweep_s=3600)
+    sid = await open_session(migrated_pool, "u-taken")
+    _, job_id = await add_turn(migrated_pool, "u-taken", sid)
+    async with open_pipeline(migrated_pool, Assessor(fake_router(provider)), config) as pipeline:
+        pipeline.submit_nowait(job_id)
+        await eventually(lambda: bool(provider.calls))
+        # As if this worker's lease had run out unrenewed and another worker had claimed it.
+        await migrated_pool.execute(
+            "UPDATE assessment_jobs SET lease_until = now() - interval '1 s' WHERE id = $1", job_id
+        )
+        taken = await jobs_db.claim_job(migrated_pool, lease_s=60, max_attempts=5, job_id=job_id)
+        assert taken is not None and taken.attempts == 2
+        async with asyncio.timeout(10):
+            await pipeline.wait_idle()  # the call that would never answer was cancelled
+        assert pipeline.stats.lost == 1 and pipeline.stats.done == 0
+    job = await jobs_db.get_job(migrated_pool, job_id)
+    assert job is not None and job.status == "running" and job.attempts == 2  # still the taker's
+    assert await assessments_db.assessments_for_job(migrated_pool, job_id) == []
+    assert await jobs_db.fail_job(migrated_pool, job_id, 2, "the taker gives up")  # tidy up
+
+
+async def test_a_renewal_that_cannot_get_through_is_tried_again(
+    migrated_pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The job's row is locked away from the heartbeat past the end of its lease (each renewal
+    times out); once it is free again the same attempt renews, keeps the job and finishes it."""
+    provider = FakeAssessProvider()
+    provider.gate = asyncio.Event()
+    config = PipelineConfig(workers=1, lease_s=0.9, poll_s=0.05, drain_s=2, sweep_s=3600)
+    sid = await open_session(migrated_pool, "u-stuck")
+    _, job_id = await add_turn(migrated_pool, "u-stuck", sid)
+    caplog.set_level(logging.WARNING, logger="coach.assess")
+    async with open_pipeline(migrated_pool, Assessor(fake_router(provider)), config) as pipeline:
+        pipeline.submit_nowait(job_id)
+        await eventually(lambda: bool(provider.calls))
+        async with migrated_pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM assessment_jobs WHERE id = $1 FOR UPDATE", job_id)
+            held = await lease_of(migrated_pool, job_id)
+            await wait_db_time(migrated_pool, held)  # the lease ran out meanwhile
+        await wait_renewed(migrated_pool, job_id, held)
+        provider.gate.set()
+        assert await wait_jobs(migrated_pool, [job_id]) == {job_id: "done"}
+    job = await jobs_db.get_job(migrated_pool, job_id)
+    assert job is not None and job.attempts == 1
+    assert len(provider.calls) == 1 and pipeline.stats.done == 1
+    assert "lease renewal failed (TimeoutError)" in caplog.text
+
+
+async def test_closing_cancels_a_leased_job_and_hands_it_back(migrated_pool: Pool) -> None:
+    """A job still running when the drain ends is cancelled with its worker (its task does not
+    outlive the pipeline) and goes back to pending, the attempt not counted."""
+    provider = FakeAssessProvider(hang=True)
+    config = PipelineConfig(workers=1, lease_s=0.6, poll_s=3600, drain_s=0.3, sweep_s=3600)
+    sid = await open_session(migrated_pool, "u-close")
+    _, job_id = await add_turn(migrated_pool, "u-close", sid)
+    async with open_pipeline(migrated_pool, Assessor(fake_router(provider)), config) as pipeline:
+        pipeline.submit_nowait(job_id)
+        await eventually(lambda: bool(provider.calls))
+        await wait_renewed(migrated_pool, job_id, await lease_of(migrated_pool, job_id))
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("assess-job-")]
+    job = await jobs_db.get_job(migrated_pool, job_id)
+    assert job is not None and job.status == "pending" and job.attempts == 0
+    assert pipeline.stats.released == 1
+    await migrated_pool.execute("DELETE FROM assessment_jobs WHERE id = $1", job_id)  # tidy up

@@ -7,13 +7,22 @@ import os
 import signal
 import sys
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from db.pool import Pool
-from tests.assess.helpers import add_turn, job_statuses, open_session, wait_jobs
+from gateway.persistence import pipeline_config
+from gateway.settings import AssessSettings
+from tests.assess.helpers import (
+    add_turn,
+    job_statuses,
+    lease_of,
+    open_session,
+    wait_renewed,
+)
 from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,27 +60,43 @@ async def wait_for(path: Path, timeout_s: float = 20) -> None:
     await eventually(lambda: any(path.iterdir()), timeout_s)
 
 
-async def test_killed_worker_job_is_finished_exactly_once(
+async def test_killed_worker_job_is_taken_up_once_its_short_lease_runs_out(
     migrated_pool: Pool, database_dsn: str, tmp_path: Path
 ) -> None:
+    """Default settings: the victim renews its lease while its model call hangs, so the lease
+    can be short; once the victim is SIGKILLed, a survivor already running takes the job up when
+    that lease runs out (at most lease_s + poll_s after the kill) and assesses it once."""
+    defaults = pipeline_config(AssessSettings())
+    assert defaults.lease_s + defaults.poll_s <= 10
     sid = await open_session(migrated_pool, "u-crash")
     _, job_id = await add_turn(migrated_pool, "u-crash", sid)
-    victim = await spawn(database_dsn, "--hang", "--lease", "1.5", "--markers", str(tmp_path))
+    victim = await spawn(database_dsn, "--default-config", "--hang", "--markers", str(tmp_path))
     await wait_for(tmp_path)  # the model call is in flight: the job is claimed and leased
+    claimed = await lease_of(migrated_pool, job_id)
+    survivor = await spawn(database_dsn, "--default-config", "--until-empty")
+    await wait_renewed(migrated_pool, job_id, claimed)  # the victim's heartbeat
     victim.kill()  # SIGKILL: no drain, no release
     await victim.wait()
-    assert (await job_statuses(migrated_pool, [job_id]))[job_id] == "running"
+    left = await migrated_pool.fetchrow(
+        "SELECT status, lease_until, now() AS killed_at FROM assessment_jobs WHERE id = $1", job_id
+    )
+    assert left["status"] == "running"
+    # Free again at most a lease after the kill (a second more: a renewal the victim sent as
+    # it died may still land).
+    assert left["lease_until"] - left["killed_at"] < timedelta(seconds=defaults.lease_s + 1)
 
-    survivor = await spawn(database_dsn, "--lease", "30", "--until-empty")
     result = await report(survivor)
     assert result["called"] == [job_id]
-    assert await wait_jobs(migrated_pool, [job_id]) == {job_id: "done"}
     row = await migrated_pool.fetchrow(
-        "SELECT attempts, (SELECT count(*) FROM assessments WHERE job_id = $1) AS n"
+        "SELECT status, attempts, updated_at,"
+        " (SELECT count(*) FROM assessments WHERE job_id = $1) AS n,"
+        " (SELECT count(*) FROM prompt_runs WHERE job_id = $1 AND purpose = 'assess') AS runs"
         " FROM assessment_jobs WHERE id = $1",
         job_id,
     )
-    assert row["attempts"] == 2 and row["n"] == 2  # two focuses, each once
+    assert row["status"] == "done" and row["attempts"] == 2
+    assert row["n"] == 2 and row["runs"] == 1  # two focuses, each once; one model call
+    assert row["updated_at"] > left["lease_until"]  # taken up only once the lease ran out
 
 
 async def test_two_processes_never_assess_a_turn_twice(

@@ -1,11 +1,13 @@
 """A pipeline process for the crash, two-process and SIGTERM tests.
 
     python -m tests.assess.worker_proc DSN [--workers N] [--delay S] [--hang] [--lease S]
-        [--drain S] [--until-empty] [--markers DIR] [--wait-go]
+        [--drain S] [--until-empty] [--markers DIR] [--wait-go] [--default-config]
 
-With --wait-go it starts working only once a line arrives on stdin. Runs until SIGTERM
-(or, with --until-empty, until no job is pending or running), closes the
-pipeline (drain), then prints one JSON line: the job ids it called the model for, and its stats.
+With --default-config the pipeline is the one the gateway's default settings make (the workers,
+lease and drain options are ignored then). With --wait-go it starts working only once a line
+arrives on stdin. Runs until SIGTERM (or, with --until-empty, until no job is pending or
+running), closes the pipeline (drain), then prints one JSON line: the job ids it called the
+model for, and its stats.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from assess.pipeline import Pipeline, PipelineConfig
 from assess.work import JobRules
 from db import jobs as jobs_db
 from db.pool import open_pool
+from gateway.persistence import pipeline_config
+from gateway.settings import AssessSettings
 from tests.assess.fakes import FakeAssessProvider, fake_router, job_of
 
 
-async def main(args: argparse.Namespace) -> None:
-    pool = await open_pool(args.dsn, max_size=args.workers + 3)
-    markers = Path(args.markers) if args.markers else None
-    provider = FakeAssessProvider(delay_s=args.delay, hang=args.hang, marker_dir=markers)
-    config = PipelineConfig(
+def make_config(args: argparse.Namespace) -> PipelineConfig:
+    if args.default_config:
+        return pipeline_config(AssessSettings())
+    return PipelineConfig(
         workers=args.workers,
         queue_size=64,
         lease_s=args.lease,
@@ -40,6 +43,13 @@ async def main(args: argparse.Namespace) -> None:
         sweep_s=3600,
         rules=JobRules(call_timeout_s=600),
     )
+
+
+async def main(args: argparse.Namespace) -> None:
+    config = make_config(args)
+    pool = await open_pool(args.dsn, max_size=config.workers + 3)
+    markers = Path(args.markers) if args.markers else None
+    provider = FakeAssessProvider(delay_s=args.delay, hang=args.hang, marker_dir=markers)
     pipeline = Pipeline(pool, Assessor(fake_router(provider)), config)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -75,4 +85,5 @@ if __name__ == "__main__":
     parser.add_argument("--until-empty", action="store_true")
     parser.add_argument("--markers")
     parser.add_argument("--wait-go", action="store_true")
+    parser.add_argument("--default-config", action="store_true")
     asyncio.run(main(parser.parse_args()))

@@ -177,6 +177,36 @@ async def test_claim_is_exclusive_and_fenced(migrated_pool: Pool) -> None:
     assert await jobs.fail_job(migrated_pool, write.job_id, 2, "current")
 
 
+async def test_lease_is_renewed_only_by_the_attempt_that_holds_it(migrated_pool: Pool) -> None:
+    opened = await sessions.open_session(migrated_pool, "u-renew", None, idle_s=600)
+    write = await interactions.record_turn(
+        migrated_pool, turn(opened.session.id, "u-renew", "req-renew"), chat_run("r"), enqueue=True
+    )
+    job_id = write.job_id
+    assert job_id is not None
+    first = await jobs.claim_job(migrated_pool, lease_s=5, max_attempts=5, job_id=job_id)
+    assert first is not None and first.lease_until is not None
+    assert await jobs.renew_lease(migrated_pool, job_id, 1, 60)
+    renewed = await jobs.get_job(migrated_pool, job_id)
+    assert renewed is not None and renewed.lease_until is not None
+    assert (renewed.lease_until - first.lease_until).total_seconds() > 50
+    # Attempt 1's lease runs out and attempt 2 takes over: attempt 1 can renew no more.
+    await migrated_pool.execute(
+        "UPDATE assessment_jobs SET lease_until = now() - interval '1 s' WHERE id = $1", job_id
+    )
+    second = await jobs.claim_job(migrated_pool, lease_s=5, max_attempts=5, job_id=job_id)
+    assert second is not None and second.attempts == 2 and second.lease_until is not None
+    assert not await jobs.renew_lease(migrated_pool, job_id, 1, 60)
+    unchanged = await jobs.get_job(migrated_pool, job_id)
+    assert unchanged is not None and unchanged.lease_until == second.lease_until
+    assert await jobs.renew_lease(migrated_pool, job_id, 2, 60)
+    # A finished job has no lease to renew, not even for the attempt that finished it.
+    assert await jobs.complete_job(migrated_pool, job_id, 2, "interaction")
+    assert not await jobs.renew_lease(migrated_pool, job_id, 2, 60)
+    done = await jobs.get_job(migrated_pool, job_id)
+    assert done is not None and done.status == "done" and done.lease_until is None
+
+
 async def test_budget_store(migrated_pool: Pool) -> None:
     store = BudgetStore(migrated_pool)
     today = date(2026, 11, 3)
