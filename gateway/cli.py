@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from uvicorn.loops.auto import auto_loop_factory
 
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level)
+    exit_on_sigterm()
     match args.command:
         case "token":
             return _token(settings, args.user, args.roles, args.ttl)
@@ -101,6 +103,17 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
         return serve_workers(config, workers, settings)
     GatewayServer(config).run()
     return 0
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end this process by `SystemExit` rather than by the signal's default action,
+    so that `finally` blocks and `atexit` handlers run (one stops the embedded Postgres). uvicorn
+    shuts down gracefully on SIGTERM, then raises it again with the handler it found."""
+    signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 async def wait_for_signal() -> None:

@@ -124,6 +124,9 @@ def _exit_with_parent() -> None:
 
 def _worker(sock: socket.socket, host: str, port: int) -> None:
     """One worker process: the app from the environment, served on the inherited socket."""
+    from gateway.cli import exit_on_sigterm
+
+    exit_on_sigterm()  # before `_exit_with_parent`, which may send SIGTERM at once
     _exit_with_parent()
     from gateway.app import create_app
     from gateway.logs import configure_logging
