@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.auth import Principal, authenticate_request
 from gateway.errors import ApiError, json_response
+from gateway.ids import valid_session_id
 from gateway.requests import read_json
 from gateway.runtime import gateway_of
 from gateway.streaming import SSE_HEADERS, sse_frame
@@ -134,7 +135,7 @@ def _last_event_id(request: Request) -> int | None:
 
 def _session_owner(obs: Observability, principal: Principal, session_id: str, ops: bool) -> str:
     """The session's owner if `principal` may see it; 404 otherwise (even if it exists)."""
-    owner = obs.owner_of(session_id)
+    owner = obs.owner_of(session_id) if valid_session_id(session_id) else None
     if owner is None or not (owner == principal.user_id or (ops and principal.is_ops)):
         raise ApiError(404, "session_not_found", "no such session")
     return owner

@@ -20,6 +20,7 @@ from db.interactions import InteractionRow, list_interactions
 from db.sessions import SessionRow, get_session, list_sessions
 from gateway.auth import authenticate_request
 from gateway.errors import ApiError, json_response
+from gateway.ids import valid_session_id
 from gateway.persistence import Persistence
 
 __all__ = ["rest_routes"]
@@ -73,7 +74,9 @@ async def _own_session(request: Request) -> tuple[Persistence, SessionRow]:
     principal = await authenticate_request(request)
     persistence = _persistence(request)
     session_id = request.path_params["session_id"]
-    row = await get_session(persistence.pool, principal.user_id, session_id)
+    row = None
+    if valid_session_id(session_id):
+        row = await get_session(persistence.pool, principal.user_id, session_id)
     if row is None:
         raise ApiError(404, "session_not_found", "no such session")
     return persistence, row
@@ -132,6 +135,8 @@ def _session_cursor(request: Request) -> tuple[datetime, str] | None:
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
         stamp, _, session_id = text.partition("|")
+        if not valid_session_id(session_id):
+            raise ValueError(session_id)
         return datetime.fromisoformat(stamp), session_id
     except ValueError as exc:
         raise ApiError(400, "invalid_cursor", "before must be a next_before value") from exc

@@ -6,10 +6,11 @@ score on that common 0..1 scale (ties: the first name in alphabetical order).
 
 Each push is recorded (the last `history` pushes per session, at most `max_sessions` sessions,
 least recently active forgotten first) and published to the session's live feed as `metrics`.
-At most once per `interval_s` per session, a tip is generated on the `chat` route and delivered
-as `coaching.feedback` to the session's connections and feed. Tips run as tasks of the coach's
-own `TaskGroup`: at most one in flight per session and `max_in_flight` overall; a push that
-finds no free slot schedules nothing (the next push after the interval tries again).
+At most once per `interval_s` per session, a tip is generated on the `chat` route and handed as
+`coaching.feedback` to `deliver`, which pushes it to the session's connections and its feed (the
+coach does not publish it too: each tip would be in the feed twice). Tips run as tasks of the
+coach's own `TaskGroup`: at most one in flight per session and `max_in_flight` overall; a push
+that finds no free slot schedules nothing (the next push after the interval tries again).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = ["Coach", "open_coach", "weakest_metric"]
 log = logging.getLogger("coach.coaching")
 tracer = trace.get_tracer("coach.streams")
 
+# Pushes an event to a session's connections and its live feed.
 Deliver = Callable[[str, ServerEvent], None]
 Outcome = Callable[[str], None]
 
@@ -166,9 +168,7 @@ class Coach:
             return
         finally:
             state.tip_running = False
-        event = CoachingFeedback(text, weakest, metrics)
-        self._deliver(session_id, event)
-        self._hub.publish(session_id, state.user_id, event.type, event)
+        self._deliver(session_id, CoachingFeedback(text, weakest, metrics))
         self._on_outcome("sent")
 
     async def _generate(self, metrics: dict[str, float], weakest: str) -> str:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["COACHES", "system_prompt"]
+__all__ = ["COACHES", "FOCUS_IDS", "system_prompt"]
+
+# The focuses the schema seeds (db/migrations/001_init.sql): the catalog `session.update` checks
+# against when the gateway runs without a database (with one, the `focuses` table is).
+FOCUS_IDS = frozenset(
+    {"pacing", "clarity", "filler_words", "pitch_accuracy", "breathing", "structure"}
+)
 
 _BASE = (
     "You are a supportive practice coach. Answer in two to four short spoken-style sentences: "

@@ -15,17 +15,64 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from providers.chat import Message
-from streams.events import ServerEvent
+from streams.events import ProtocolError, ServerEvent
+from streams.prompts import COACHES
 from streams.records import SessionInfo
 
-__all__ = ["LiveSession", "MemorySessionStore", "SessionConfig", "SessionRegistry"]
+__all__ = [
+    "LiveSession",
+    "MemorySessionStore",
+    "SessionChoices",
+    "SessionConfig",
+    "SessionRegistry",
+]
 
 EventSink = Callable[[ServerEvent], None]
 
 
 @dataclass(frozen=True, slots=True)
+class SessionChoices:
+    """What `session.update` may pick: every value a client sends is checked against these."""
+
+    models: frozenset[str]  # the models the `chat` route's targets serve
+    focus_ids: frozenset[str]  # the focus catalog
+    coaches: frozenset[str] = frozenset(COACHES)
+    default_model: str = "coach"  # the name that means "the route's default target"
+
+    def model(self, value: str | None) -> str | None:
+        if value in (None, "", self.default_model):
+            return None
+        if value not in self.models:
+            raise ProtocolError(
+                "unknown_model", f"session.model: no chat route serves {_show(value)}"
+            )
+        return value
+
+    def coach(self, value: str) -> str:
+        if value not in self.coaches:
+            known = ", ".join(sorted(self.coaches))
+            message = f"session.coach: unknown coach {_show(value)}; known: {known}"
+            raise ProtocolError("unknown_coach", message)
+        return value
+
+    def focus(self, values: list[str]) -> tuple[str, ...]:
+        unknown = [_show(v) for v in values if v not in self.focus_ids]
+        if unknown:
+            known = ", ".join(sorted(self.focus_ids))
+            message = f"session.focus_ids: unknown focus ids {', '.join(unknown)}; known: {known}"
+            raise ProtocolError("unknown_focus", message)
+        return tuple(values)
+
+
+def _show(value: object, limit: int = 40) -> str:
+    """A client's value quoted for an error message, cut short (it may be kilobytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True, slots=True)
 class SessionConfig:
-    """What a client set with `session.update`."""
+    """What a client set with `session.update`: one channel's settings, nobody else's."""
 
     coach: str = "default"
     focus_ids: tuple[str, ...] = ()
@@ -34,20 +81,23 @@ class SessionConfig:
     input_audio_format: str = "pcm16"
     model: str | None = None
 
-    def updated(self, patch: dict[str, Any]) -> SessionConfig:
+    def updated(self, patch: dict[str, Any], choices: SessionChoices) -> SessionConfig:
+        """A copy with `patch` (parsed by `parse_client_event`) applied, once every value in it
+        is checked against `choices`: `ProtocolError` naming the field otherwise, and then
+        nothing changes."""
         changes: dict[str, Any] = {}
         if "coach" in patch:
-            changes["coach"] = patch["coach"]
+            changes["coach"] = choices.coach(patch["coach"])
         if "focus_ids" in patch:
-            changes["focus_ids"] = tuple(patch["focus_ids"])
+            changes["focus_ids"] = choices.focus(patch["focus_ids"])
+        if "model" in patch:
+            changes["model"] = choices.model(patch["model"])
         if "voice" in patch:
             voice = patch["voice"] or {}
             changes["voice_output"] = bool(voice.get("output", False))
             changes["voice"] = voice.get("voice")
         if "input_audio_format" in patch:
             changes["input_audio_format"] = patch["input_audio_format"]
-        if "model" in patch:
-            changes["model"] = patch["model"] or None
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,11 +112,20 @@ class SessionConfig:
 
 @dataclass(slots=True)
 class LiveSession:
+    """One channel's hold on a session (a socket, a `POST /v1/chat` request): the conversation's
+    history and connections, which every channel on the session shares, and this channel's own
+    `config`, which no other channel sees."""
+
     session_id: str
     user_id: str
     history: deque[Message]
     config: SessionConfig = field(default_factory=SessionConfig)
     sinks: set[EventSink] = field(default_factory=set)
+
+    def join(self) -> LiveSession:
+        """Another channel on this conversation: the same history and connections, default
+        settings."""
+        return LiveSession(self.session_id, self.user_id, self.history, sinks=self.sinks)
 
     def add_exchange(self, user_text: str, reply_text: str) -> None:
         self.history.append(Message("user", user_text))
@@ -90,18 +149,22 @@ class SessionRegistry:
         self._parked_max = parked_sessions
 
     def attach(self, info: SessionInfo, sink: EventSink) -> LiveSession:
-        live = self._live.get(info.session_id) or self._parked.pop(info.session_id, None)
-        if live is None:
+        """Join `sink`'s channel to the session: its own `LiveSession`, default settings.
+
+        Settings are per channel, never kept here: a session outlives its sockets (parked, and
+        joined by every channel of the user), so what one client set would reach them all."""
+        shared = self._live.get(info.session_id) or self._parked.pop(info.session_id, None)
+        if shared is None:
             history: deque[Message] = deque(info.history, maxlen=2 * self._history_turns)
-            live = LiveSession(info.session_id, info.user_id, history)
-        self._live[info.session_id] = live
-        live.sinks.add(sink)
-        return live
+            shared = LiveSession(info.session_id, info.user_id, history)
+        self._live[info.session_id] = shared
+        shared.sinks.add(sink)
+        return shared.join()
 
     def detach(self, live: LiveSession, sink: EventSink) -> None:
         live.sinks.discard(sink)
-        if not live.sinks and self._live.pop(live.session_id, None) is not None:
-            self._parked[live.session_id] = live
+        if not live.sinks and (shared := self._live.pop(live.session_id, None)) is not None:
+            self._parked[live.session_id] = shared
             while len(self._parked) > self._parked_max:
                 self._parked.popitem(last=False)
 

@@ -55,9 +55,13 @@ async def test_one_tip_per_interval(router: Router) -> None:
     watcher = hub.feed("s1", "alice").subscribe()
     delivered: list[tuple[str, ServerEvent]] = []
     clock = FakeClock()
-    async with open_coach(
-        router, hub, lambda sid, ev: delivered.append((sid, ev)), interval_s=30, clock=clock
-    ) as coach:
+
+    def deliver(session_id: str, event: ServerEvent) -> None:
+        """Like the gateway's: to the session's connections and its feed."""
+        delivered.append((session_id, event))
+        hub.publish(session_id, "alice", event.type, event)
+
+    async with open_coach(router, hub, deliver, interval_s=30, clock=clock) as coach:
         assert coach.push("s1", "alice", {"pitch_accuracy": 0.4, "tempo": 0.9})
         assert not coach.push("s1", "alice", {"tempo": 0.2})  # within the interval
         await _until(lambda: delivered)
