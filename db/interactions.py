@@ -24,6 +24,7 @@ __all__ = [
     "list_interactions",
     "recent_interactions",
     "record_turn",
+    "record_turns",
     "set_assess_state",
 ]
 
@@ -105,24 +106,39 @@ async def record_turn(
     """In ONE transaction: the interaction, its prompt run, a `turn` assessment job (outbox) when
     `enqueue`, and the session's activity. A request id seen before writes nothing."""
     async with pool.acquire() as conn, conn.transaction():
-        interaction_id = await _insert(conn, turn)
-        if interaction_id is None:
-            return TurnWrite(None, None)
-        await insert_prompt_run(conn, run)
-        await conn.execute(
-            "UPDATE sessions SET last_active_at = clock_timestamp() WHERE id = $1",
+        return await _record(conn, turn, run, enqueue=enqueue)
+
+
+async def record_turns(
+    pool: Pool, turns: Sequence[tuple[NewInteraction, NewPromptRun]], *, enqueue: bool
+) -> list[TurnWrite]:
+    """`record_turn` for several turns, in order, in ONE transaction (one commit for a batch
+    drained from the spool)."""
+    async with pool.acquire() as conn, conn.transaction():
+        return [await _record(conn, turn, run, enqueue=enqueue) for turn, run in turns]
+
+
+async def _record(
+    conn: Connection, turn: NewInteraction, run: NewPromptRun, *, enqueue: bool
+) -> TurnWrite:
+    interaction_id = await _insert(conn, turn)
+    if interaction_id is None:
+        return TurnWrite(None, None)
+    await insert_prompt_run(conn, run)
+    await conn.execute(
+        "UPDATE sessions SET last_active_at = clock_timestamp() WHERE id = $1",
+        turn.session_id,
+    )
+    job_id = None
+    if enqueue:
+        job_id = await conn.fetchval(
+            "INSERT INTO assessment_jobs (kind, user_id, session_id, interaction_id)"
+            " VALUES ('turn', $1, $2, $3) RETURNING id",
+            turn.user_id,
             turn.session_id,
+            interaction_id,
         )
-        job_id = None
-        if enqueue:
-            job_id = await conn.fetchval(
-                "INSERT INTO assessment_jobs (kind, user_id, session_id, interaction_id)"
-                " VALUES ('turn', $1, $2, $3) RETURNING id",
-                turn.user_id,
-                turn.session_id,
-                interaction_id,
-            )
-        return TurnWrite(interaction_id, None if job_id is None else int(job_id))
+    return TurnWrite(interaction_id, None if job_id is None else int(job_id))
 
 
 async def _insert(conn: Connection, t: NewInteraction) -> int | None:

@@ -12,7 +12,7 @@ from typing import Any, Protocol, cast
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 
-__all__ = ["DATABASE_ERRORS", "Connection", "Executor", "Pool", "open_pool"]
+__all__ = ["DATABASE_ERRORS", "DATABASE_UNAVAILABLE", "Connection", "Executor", "Pool", "open_pool"]
 
 
 class Executor(Protocol):
@@ -42,6 +42,19 @@ class Pool(Executor, Protocol):
 # What a caller outside db/ catches to survive a database outage without importing asyncpg.
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+
+# The part of DATABASE_ERRORS that says the server is away (down, restarting, out of
+# connections, read-only after a failover, unreachable), not that the statement was wrong: what
+# is retried later rather than refused.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.InterfaceError,
     OSError,
     TimeoutError,

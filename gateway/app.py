@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from db.pool import DATABASE_UNAVAILABLE
 from gateway.audio_api import audio_routes
 from gateway.auth import Authenticator, load_secret
 from gateway.chat_sse import chat_routes
@@ -21,7 +25,7 @@ from gateway.persistence import open_persistence
 from gateway.quotas import Quotas
 from gateway.realtime import realtime_routes
 from gateway.rest import rest_routes
-from gateway.runtime import Gateway
+from gateway.runtime import Gateway, database_unavailable
 from gateway.settings import Settings
 from gateway.speech import open_speech
 from gateway.upstreams import build_router
@@ -31,6 +35,8 @@ from streams.session import MemorySessionStore, SessionRegistry
 from streams.turn import TurnEngine
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("coach.app")
 
 
 def _routes() -> list[BaseRoute]:
@@ -72,11 +78,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
             await app.state.gateway.drain(settings.shutdown_grace_s)
 
+    handlers: dict[Any, Any] = {ApiError: api_error_handler}
+    # A query that found the database away, on any route: a JSON 503 the client may retry.
+    # (OSError and TimeoutError at large are not the database's to claim: ConnectionError is.)
+    for kind in (*DATABASE_UNAVAILABLE, ConnectionError):
+        if kind not in (OSError, TimeoutError):
+            handlers[kind] = _database_unavailable
     app = Starlette(
         routes=_routes(),
         lifespan=lifespan,
         middleware=middleware(settings),
-        exception_handlers={ApiError: api_error_handler},
+        exception_handlers=handlers,
     )
     app.state.settings = settings
     app.state.auth = auth
@@ -90,7 +102,6 @@ async def _open_gateway(settings: Settings, auth: Authenticator, stack: AsyncExi
     if settings.persistence:
         persistence = await open_persistence(settings)
         sessions = persistence.sessions
-        observers.append(persistence.observer)
     budget_store = persistence.budgets if persistence is not None else None
     router = build_router(settings, budget_store=budget_store)
     # Closed in reverse: the assessment pipeline drains before the router it calls is closed.
@@ -118,10 +129,16 @@ async def _open_gateway(settings: Settings, auth: Authenticator, stack: AsyncExi
         tts=tts,
         persistence=persistence,
     )
+    engine.keeper = gateway  # stores and charges each finished turn before its final event
     await open_observability(gateway, stack)
     if persistence is not None:
         await persistence.start_assessments(router, notify=_assessment_notifier(gateway))
     return gateway
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("database unreachable on %s: %s", request.url.path, type(exc).__name__)
+    return await api_error_handler(request, database_unavailable())
 
 
 def _assessment_notifier(gateway: Gateway) -> Any:

@@ -54,8 +54,8 @@ class ChatEndpoint:
         session_id = body.get("session_id")
         if session_id is not None and not isinstance(session_id, str):
             raise ApiError(400, "invalid_request", "`session_id` must be a string")
-        await gateway.admit_request(principal.user_id)
-        info = await gateway.open_session(principal, session_id)
+        ticket = await gateway.admit_request(principal.user_id)
+        info = await gateway.open_admitted(principal, session_id, ticket)
         outbound = Outbound(gateway.settings.send_queue_size, gateway.settings.send_timeout_s)
         control = TurnControl()
         turn = TurnInput(new_id("turn"), message, new_id("req"), "sse")
@@ -73,7 +73,9 @@ class ChatEndpoint:
                 )
                 try:
                     with session_span("sse", principal.user_id, info.session_id):
-                        await gateway.run_turn(live, turn, emit, control=control, speak=voice)
+                        await gateway.run_turn(
+                            live, turn, emit, control=control, speak=voice, ticket=ticket
+                        )
                 except QuotaExceeded as exc:
                     outbound.put_nowait(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
             finally:

@@ -27,6 +27,11 @@ async def readyz(request: Request) -> Response:
         except Exception as exc:  # any failure means not ready; the reason is reported
             checks["database"] = f"error: {type(exc).__name__}"
             ready = False
+        # Turns waiting in the spool for Postgres (kept and answered meanwhile); a full spool
+        # refuses new turns, so the gateway is not ready then.
+        store = gateway.persistence.turns.status()
+        checks["spool"] = "full" if store.full else f"{store.spooled} turns waiting"
+        ready = ready and not store.full
     return json_response({"ready": ready, "checks": checks}, 200 if ready else 503)
 
 

@@ -165,8 +165,8 @@ class CompletionsEndpoint:
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise ApiError(400, "invalid_request", "max_tokens must be a positive integer")
-        await gateway.admit_request(principal.user_id)
-        info = await gateway.open_session(principal, None)
+        ticket = await gateway.admit_request(principal.user_id)
+        info = await gateway.open_admitted(principal, None, ticket)
         turn = TurnInput(
             new_id("turn"),
             text,
@@ -182,7 +182,7 @@ class CompletionsEndpoint:
         async def produce(emit: Emit) -> None:
             live = gateway.registry.attach(info, _discard)
             try:
-                await gateway.run_turn(live, turn, emit, control=control)
+                await gateway.run_turn(live, turn, emit, control=control, ticket=ticket)
             except QuotaExceeded as exc:
                 outbound.put_nowait(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
             finally:

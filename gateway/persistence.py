@@ -1,5 +1,5 @@
-"""Postgres behind the turn engine: the session store, the turn observer (outbox writer), the
-assessment pipeline and the budget store, opened together from settings.
+"""Postgres behind the turn engine: the session store, the turn store (outbox writer, with its
+spool), the assessment pipeline and the budget store, opened together from settings.
 
 `DATABASE_URL` selects a server; without it the embedded Postgres (`pgserver`) is started in
 the data directory (`<data_dir>/postgres`, per OS user).
@@ -8,6 +8,7 @@ the data directory (`<data_dir>/postgres`, per OS user).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,21 +19,21 @@ from assess.work import JobRules
 from db import embedded
 from db.budgets import BudgetStore
 from db.focuses import list_focuses, set_active_focuses
-from db.interactions import NewInteraction, recent_interactions, record_turn
+from db.interactions import recent_interactions
 from db.migrate import migrate
-from db.pool import DATABASE_ERRORS, Pool, open_pool
-from db.prompt_runs import NewPromptRun
-from db.sessions import open_session, touch_session
+from db.pool import Pool, open_pool
+from db.sessions import open_session
 from gateway.settings import AssessSettings, Settings
+from gateway.spool import Spool
+from gateway.turn_store import TurnStore
 from providers.chat import Message
 from providers.routing import Router
-from streams.records import SessionInfo, TurnRecord
+from streams.records import SessionInfo
 
 __all__ = [
     "DbSessionStore",
     "JobHints",
     "Persistence",
-    "PersistingObserver",
     "database_dsn",
     "migrate_only",
     "open_persistence",
@@ -83,78 +84,8 @@ class DbSessionStore:
         return tuple(messages)
 
     async def touch(self, session_id: str) -> None:
-        """Note activity, which keeps the session open."""
-        await touch_session(self._pool, session_id)
-
-
-class PersistingObserver:
-    """`streams.records.TurnObserver`: writes each finished turn, its prompt run and its
-    assessment job in one transaction, then hints the pipeline. Never raises."""
-
-    def __init__(
-        self, pool: Pool, hints: JobHints, *, assess: bool = True, write_timeout_s: float = 5.0
-    ) -> None:
-        self._pool = pool
-        self._hints = hints
-        self._assess = assess
-        self._timeout_s = write_timeout_s
-        self.failures = 0
-
-    async def turn_finished(self, record: TurnRecord) -> None:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                write = await record_turn(
-                    self._pool, _interaction(record), _chat_run(record), enqueue=self._assess
-                )
-        except DATABASE_ERRORS as exc:
-            self.failures += 1
-            log.warning("turn %s not persisted: %s", record.request_id, type(exc).__name__)
-            return
-        if write.job_id is not None:
-            self._hints.submit(write.job_id)  # full queue: the job waits in the table
-
-
-def _interaction(r: TurnRecord) -> NewInteraction:
-    return NewInteraction(
-        session_id=r.session_id,
-        user_id=r.user_id,
-        turn_id=r.turn_id,
-        request_id=r.request_id,
-        channel=r.channel,
-        user_text=r.user_text,
-        reply_text=r.reply_text,
-        status=r.status,
-        finish_reason=r.finish_reason,
-        total_ms=r.total_ms,
-        error_code=r.error_code,
-        input_tokens=r.input_tokens,
-        output_tokens=r.output_tokens,
-        ttft_ms=r.ttft_ms,
-        upstream_ttft_ms=r.upstream_ttft_ms,
-        first_audio_ms=r.first_audio_ms,
-        audio_in_ms=r.audio_in_ms,
-        provider=r.provider,
-        model=r.model,
-        fallbacks=list(r.fallbacks),
-        focus_ids=r.focus_ids,
-    )
-
-
-def _chat_run(r: TurnRecord) -> NewPromptRun:
-    return NewPromptRun(
-        request_id=r.request_id,
-        purpose="chat",
-        status=r.status if r.error_code is None else f"{r.status}:{r.error_code}",
-        latency_ms=r.total_ms,
-        user_id=r.user_id,
-        session_id=r.session_id,
-        provider=r.provider,
-        model=r.model,
-        input_tokens=r.input_tokens,
-        output_tokens=r.output_tokens,
-        ttft_ms=r.upstream_ttft_ms,
-        cost_usd=r.cost_usd,
-    )
+        """Nothing to do: storing a turn notes the session's activity in the same transaction
+        (`db.interactions.record_turn`), also when the turn waited in the spool."""
 
 
 def pipeline_config(s: AssessSettings) -> PipelineConfig:
@@ -167,11 +98,8 @@ def pipeline_config(s: AssessSettings) -> PipelineConfig:
         drain_s=s.drain_s,
         session_idle_s=idle_s,
         sweep_s=max(1.0, min(60.0, idle_s / 4)),
-        rules=JobRules(
-            buffer_min_turns=s.buffer_min_turns,
-            buffer_max_turns=s.buffer_max_turns,
-            call_timeout_s=max(1.0, s.lease_s * 0.8),
-        ),
+        # The model call keeps JobRules' own timeout: the lease is renewed while it runs.
+        rules=JobRules(buffer_min_turns=s.buffer_min_turns, buffer_max_turns=s.buffer_max_turns),
     )
 
 
@@ -183,9 +111,10 @@ class Persistence:
     dsn: str
     settings: AssessSettings
     sessions: DbSessionStore
-    observer: PersistingObserver
+    turns: TurnStore
     budgets: BudgetStore
     hints: JobHints = field(default_factory=JobHints)
+    _drainer: asyncio.Task[None] | None = None
 
     @property
     def pipeline(self) -> Pipeline | None:
@@ -218,6 +147,12 @@ class Persistence:
         pipeline, self.hints.pipeline = self.hints.pipeline, None
         if pipeline is not None:
             await pipeline.aclose()
+        drainer, self._drainer = self._drainer, None
+        if drainer is not None:
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
+        self.turns.close()
         await self.pool.close()
 
 
@@ -245,6 +180,20 @@ async def open_persistence(
         raise
     hints = JobHints()
     a = settings.assess
+    turns = TurnStore(
+        pool,
+        Spool(settings.data_dir / "spool", max_bytes=settings.spool_max_mb * 1024 * 1024),
+        hints.submit,
+        assess=a.enabled,
+        write_timeout_s=settings.store_timeout_s,
+    )
+    try:
+        recovered = await turns.recover()  # before any turn of ours: a session's order holds
+    except BaseException:
+        await pool.close()
+        raise
+    if recovered:
+        log.info("recovered %d spooled turns of an earlier run", recovered)
     persistence = Persistence(
         pool=pool,
         dsn=dsn,
@@ -255,10 +204,11 @@ async def open_persistence(
             history_turns=settings.history_turns,
             hints=hints,
         ),
-        observer=PersistingObserver(pool, hints, assess=a.enabled),
+        turns=turns,
         budgets=BudgetStore(pool),
         hints=hints,
     )
+    persistence._drainer = asyncio.create_task(turns.run(), name="turn-spool-drainer")
     if router is not None:
         await persistence.start_assessments(router, notify=notify)
     return persistence

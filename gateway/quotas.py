@@ -1,11 +1,12 @@
 """Per-user quotas: turns per minute, tokens and audio seconds per day, concurrent streams and
 open connections.
 
-Rates use the `limits` library (a moving window for turns, fixed 24-hour windows from first use
-for tokens and audio). Counters live in process memory, or in Redis when `redis_url` is set so
-that every gateway process shares them. Concurrent slots in Redis are members of a sorted set
-scored by an expiry that the holder's process refreshes; a crashed process's slots lapse after
-`slot_ttl_s` instead of leaking. A limit of 0 or less disables that quota.
+Turns per minute use `gateway.turn_window` (a place per turn for a minute, given back when the
+turn fails); tokens and audio use the `limits` library (fixed 24-hour windows from first use).
+Counters live in process memory, or in Redis when `redis_url` is set so that every gateway
+process shares them. Concurrent slots in Redis are members of a sorted set scored by an expiry
+that the holder's process refreshes; a crashed process's slots lapse after `slot_ttl_s` instead
+of leaking. A limit of 0 or less disables that quota.
 
 If Redis fails while running, requests are let through (logged): quotas protect the upstreams,
 they must not take chat down with them.
@@ -21,20 +22,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerDay
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, RateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter, RateLimiter
 from limits.errors import StorageError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.ids import hash_id
 from gateway.settings import QuotaSettings
+from gateway.turn_window import MemoryTurnWindow, RedisTurnWindow, TurnWindow
 
-__all__ = ["QuotaExceeded", "QuotaStoreUnavailable", "Quotas", "Scope"]
+__all__ = ["QuotaExceeded", "QuotaStoreUnavailable", "Quotas", "Scope", "TurnTicket"]
 
 log = logging.getLogger("coach.quota")
 
@@ -64,6 +67,15 @@ class QuotaExceeded(Exception):
         self.scope: Scope = scope
         self.retry_after_s = retry_after_s
         self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTicket:
+    """A turn's place in the user's turns-per-minute window (`Quotas.refund_turn` gives it back
+    when the turn fails). `place` is None when no place was taken (quota off, store down)."""
+
+    user_id: str
+    place: str | None = None
 
 
 class QuotaStoreUnavailable(RuntimeError):
@@ -234,14 +246,15 @@ class Quotas:
         settings: QuotaSettings,
         storage: Storage,
         slots: _Slots,
+        turns: TurnWindow,
         *,
         client: Redis | None = None,
     ) -> None:
         self._settings = settings
         self._storage = storage
         self._slots = slots
+        self._turns = turns
         self._client = client
-        self._turns = MovingWindowRateLimiter(storage)
         self._daily = FixedWindowRateLimiter(storage)
         self._rejections: dict[str, int] = dict.fromkeys(SCOPES, 0)
 
@@ -256,7 +269,7 @@ class Quotas:
     ) -> Quotas:
         """In memory without `redis_url`; raises `QuotaStoreUnavailable` if Redis is unreachable."""
         if not redis_url:
-            return cls(settings, _MemoryStore(), _MemorySlots())
+            return cls(settings, _MemoryStore(), _MemorySlots(), MemoryTurnWindow())
         client: Redis = Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=5)
         try:
             await client.ping()
@@ -273,17 +286,37 @@ class Quotas:
             connection_pool=client.connection_pool,  # type: ignore[arg-type]
         )
         slots = _RedisSlots(client, key_prefix, slot_ttl_s)
-        return cls(settings, storage, slots, client=client)
+        turns = RedisTurnWindow(client, key_prefix)
+        return cls(settings, storage, slots, turns, client=client)
 
-    async def check_turn(self, user_id: str) -> None:
+    async def check_turn(self, user_id: str) -> TurnTicket:
         """Take one turn of the minute's allowance; refuse when today's tokens are spent."""
         user = hash_id(user_id)
         tokens = self._item("tokens_per_day")
         if tokens is not None and not await self._test(self._daily, tokens, user, 1):
             await self._reject("tokens_per_day", self._daily, tokens, user)
-        turns = self._item("turns_per_minute")
-        if turns is not None and not await self._hit(self._turns, turns, user, 1):
-            await self._reject("turns_per_minute", self._turns, turns, user)
+        limit = self._settings.turns_per_minute
+        if limit <= 0:
+            return TurnTicket(user_id)
+        try:
+            place, retry_after = await self._turns.take(user, limit, 60.0)
+        except STORE_ERRORS:
+            log.warning("quota store failed; letting the call through", exc_info=True)
+            return TurnTicket(user_id)
+        if place is None:
+            retry_after = max(retry_after, 1.0)
+            self._count_rejection("turns_per_minute", user, retry_after)
+            raise QuotaExceeded("turns_per_minute", retry_after, limit)
+        return TurnTicket(user_id, place)
+
+    async def refund_turn(self, ticket: TurnTicket) -> None:
+        """Give a failed turn's place in the window back."""
+        if ticket.place is None:
+            return
+        try:
+            await self._turns.give_back(hash_id(ticket.user_id), ticket.place)
+        except STORE_ERRORS:
+            log.warning("quota store failed; the failed turn stays counted", exc_info=True)
 
     async def record_tokens(self, user_id: str, tokens: int) -> None:
         item = self._item("tokens_per_day")
@@ -351,10 +384,9 @@ class Quotas:
         except STORE_ERRORS:  # the slot lapses by itself after its TTL
             log.warning("quota slot release failed", exc_info=True)
 
-    def _item(self, scope: Scope) -> RateLimitItem | None:
-        if scope == "turns_per_minute":
-            limit = self._settings.turns_per_minute
-            return RateLimitItemPerMinute(limit, namespace="coach") if limit > 0 else None
+    def _item(
+        self, scope: Literal["tokens_per_day", "audio_seconds_per_day"]
+    ) -> RateLimitItem | None:
         if scope == "tokens_per_day":
             limit = self._settings.tokens_per_day
             return RateLimitItemPerDay(limit, namespace="coach-tokens") if limit > 0 else None

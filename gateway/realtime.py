@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import assert_never
+from typing import Any, assert_never
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from db.focuses import list_focuses
 from gateway.auth import SUBPROTOCOL, Principal, authenticate_request, origin_allowed
 from gateway.errors import ApiError
-from gateway.ids import new_id
+from gateway.ids import new_id, valid_session_id
+from gateway.openai_compat import GATEWAY_MODEL
 from gateway.outbound import Outbound, SocketWriter
 from gateway.quotas import QuotaExceeded
-from gateway.runtime import Draining, Gateway, Overloaded, gateway_of
+from gateway.runtime import Gateway, Refused, gateway_of
 from gateway.send_now import send_now_of
 from gateway.telemetry import session_span
 from providers.errors import ProviderError
@@ -39,7 +41,8 @@ from streams.events import (
     encode,
     parse_client_event,
 )
-from streams.session import LiveSession
+from streams.prompts import FOCUS_IDS
+from streams.session import LiveSession, SessionChoices
 from streams.turn import TurnControl, TurnInput
 from streams.voice import AudioIn
 
@@ -54,6 +57,11 @@ CLOSE_TRY_LATER = 1013
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_QUOTA = 4429
+CATALOG_TIMEOUT_S = 5.0
+
+
+class CatalogUnavailable(Exception):
+    """The focus catalog could not be read (Postgres unreachable)."""
 
 
 class Connection:
@@ -78,6 +86,7 @@ class Connection:
         self._reader: asyncio.Task[None] | None = None
         self._stopping: tuple[int, str] | None = None
         self.audio_in = AudioIn("pcm16", max_utterance_s=gateway.settings.voice.max_utterance_s)
+        self._focuses: frozenset[str] | None = None  # the focus catalog, once read
 
     def send(self, event: ServerEvent) -> None:
         """Queue an event without waiting (control replies, side-channel events)."""
@@ -149,30 +158,25 @@ class Connection:
                 if len(text) > limit and len(text.encode()) > limit:
                     self._stopping = (CLOSE_TOO_BIG, f"text frame over {limit} bytes")
                     return
-                self._on_text(text)
+                await self._on_text(text)
             elif message.get("bytes") is not None:
                 self._on_audio(message["bytes"])
 
-    def _on_text(self, text: str) -> None:
+    async def _on_text(self, text: str) -> None:
         try:
             event = parse_client_event(text)
         except ProtocolError as exc:
             self.send(ErrorEvent(exc.code, exc.message, retryable=False))
             return
-        self._dispatch(event)
+        await self._dispatch(event)
 
-    def _dispatch(self, event: ClientEvent) -> None:
+    async def _dispatch(self, event: ClientEvent) -> None:
         match event:
             case Ping():
                 self.send(Pong())
             case SessionUpdate(session=patch):
-                self.live.config = self.live.config.updated(patch)
-                if self.live.config.input_audio_format != self.audio_in.format:
-                    self.audio_in.set_format(self.live.config.input_audio_format)  # type: ignore[arg-type]
-                self.send(SessionUpdated(self.live.config.to_dict()))
-                if "focus_ids" in patch and self.gateway.persistence is not None:
-                    assert self._tasks is not None
-                    self._tasks.create_task(self._save_focuses(self.live.config.focus_ids))
+                # Awaited in the read loop: a turn sent after the update runs with it.
+                await self._update_session(patch)
             case InputText(text=text, turn_id=turn_id):
                 self._start_turn(text, turn_id)
             case ResponseCancel(turn_id=turn_id):
@@ -184,11 +188,56 @@ class Connection:
             case _:
                 assert_never(event)
 
+    async def _update_session(self, patch: dict[str, Any]) -> None:
+        """Check the whole patch, then apply it to this connection's settings alone."""
+        try:
+            choices = await self._choices(patch)
+            config = self.live.config.updated(patch, choices)
+        except ProtocolError as exc:
+            self.send(ErrorEvent(exc.code, exc.message))
+            return
+        except CatalogUnavailable:
+            message = "focus ids cannot be checked right now; nothing was changed"
+            self.send(ErrorEvent("focus_catalog_unavailable", message, retryable=True))
+            return
+        self.live.config = config
+        if config.input_audio_format != self.audio_in.format:
+            self.audio_in.set_format(config.input_audio_format)  # type: ignore[arg-type]
+        self.send(SessionUpdated(config.to_dict()))
+        if "focus_ids" in patch and self.gateway.persistence is not None:
+            assert self._tasks is not None
+            self._tasks.create_task(self._save_focuses(config.focus_ids))
+
+    async def _choices(self, patch: dict[str, Any]) -> SessionChoices:
+        models = frozenset(target.model for target in self.gateway.router.targets("chat"))
+        focus_ids = await self._focus_catalog() if patch.get("focus_ids") else frozenset()
+        return SessionChoices(models, focus_ids, default_model=GATEWAY_MODEL)
+
+    async def _focus_catalog(self) -> frozenset[str]:
+        """The focus ids a client may pick: the `focuses` table (read once per connection), or
+        the seeded list when the gateway runs without a database."""
+        persistence = self.gateway.persistence
+        if persistence is None:
+            return FOCUS_IDS
+        if self._focuses is None:
+            try:
+                async with asyncio.timeout(CATALOG_TIMEOUT_S):
+                    found = await list_focuses(persistence.pool)
+            except Exception as exc:  # Postgres unreachable: refuse the update, keep the socket
+                log.warning("focus catalog unavailable", extra={"error": type(exc).__name__})
+                raise CatalogUnavailable() from exc
+            self._focuses = frozenset(focus.id for focus in found)
+        return self._focuses
+
     async def _save_focuses(self, focus_ids: tuple[str, ...]) -> None:
         try:
             await self.gateway.persistence.save_focuses(self.principal.user_id, focus_ids)
         except ValueError as exc:
             self.send(ErrorEvent("unknown_focus", str(exc)))
+        except Exception as exc:  # a failed write must not take the connection down
+            log.warning("focus choice not saved", extra={"error": type(exc).__name__})
+            message = "the focus choice applies to this session but was not saved"
+            self.send(ErrorEvent("focus_not_saved", message, retryable=True))
 
     def _on_audio(self, frame: bytes) -> None:
         if self.gateway.stt is None:
@@ -270,33 +319,45 @@ class Connection:
             # slot is free), not after its database write.
             await after.streamed.wait()
         try:
-            await self.gateway.admit_turn(self.principal.user_id)
-            if audio is not None:
-                turn = await self._transcribe(turn_id, *audio)
-                if turn is None:
-                    return
-            else:
-                assert text is not None
-                turn = TurnInput(turn_id, text, new_id("req"), "ws", received_at=received_at)
+            ticket = await self.gateway.admit_turn(self.principal.user_id)
+            try:
+                turn = await self._turn_input(turn_id, text, audio, received_at)
+            except BaseException:
+                await self.gateway.quotas.refund_turn(ticket)
+                raise
+            if turn is None:
+                await self.gateway.quotas.refund_turn(ticket)
+                return
             await self.gateway.run_turn(
                 self.live,
                 turn,
                 self.writer.emit,
                 control=control,
                 speak=self.live.config.voice_output,
+                ticket=ticket,
             )
         except ProviderError as exc:
             self.send(ErrorEvent(exc.code, exc.message, retryable=exc.transient))
         except QuotaExceeded as exc:
             self.send(RateLimitedEvent(exc.scope, int(exc.retry_after_s * 1000)))
-        except Draining:
-            self.send(ErrorEvent("shutting_down", "the server is restarting", retryable=True))
-        except Overloaded:
-            message = "the server is at capacity; retry shortly"
-            self.send(ErrorEvent("server_busy", message, retryable=True))
+        except Refused as exc:
+            self.send(ErrorEvent(exc.code, exc.message, retryable=True))
         except Exception:
             log.exception("turn crashed", extra={"turn_id": turn_id})
             self.send(ErrorEvent("internal_error", "the turn failed unexpectedly", retryable=True))
+
+    async def _turn_input(
+        self,
+        turn_id: str,
+        text: str | None,
+        audio: tuple[bytes, str] | None,
+        received_at: float,
+    ) -> TurnInput | None:
+        """The turn's text: as typed, or transcribed (None when no speech was heard)."""
+        if audio is not None:
+            return await self._transcribe(turn_id, *audio)
+        assert text is not None
+        return TurnInput(turn_id, text, new_id("req"), "ws", received_at=received_at)
 
     def _cancel_turn(self, turn_id: str | None) -> None:
         replying = self.has_running_turn() and not self._turn_control.replied
@@ -333,7 +394,10 @@ async def realtime_endpoint(ws: WebSocket) -> None:
 
 async def _serve_session(ws: WebSocket, gateway: Gateway, principal: Principal) -> None:
     try:
-        info = await gateway.open_session(principal, ws.query_params.get("session_id"))
+        session_id = ws.query_params.get("session_id")
+        if session_id is not None and not valid_session_id(session_id):
+            raise ApiError(404, "session_not_found", "no such session")  # as if it did not exist
+        info = await gateway.open_session(principal, session_id)
     except ApiError as exc:
         await ws.send_text(encode(ErrorEvent(exc.code, exc.message)))
         await ws.close(CLOSE_POLICY, exc.message)

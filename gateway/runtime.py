@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from db.pool import DATABASE_UNAVAILABLE
 from gateway.auth import Authenticator, Principal
 from gateway.errors import ApiError
-from gateway.quotas import QuotaExceeded, Quotas
+from gateway.quotas import QuotaExceeded, Quotas, TurnTicket
 from gateway.settings import Settings
 from providers.routing import Router
 from streams.events import ServerEvent
-from streams.records import SessionInfo, SessionStore, TurnRecord
+from streams.records import SessionInfo, SessionStore, Stored, TurnRecord
 from streams.session import LiveSession, SessionRegistry
 from streams.turn import TurnControl, TurnEngine, TurnInput
 from streams.voice import SpeechOut
@@ -22,18 +23,38 @@ from streams.voice import SpeechOut
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
 
-__all__ = ["Draining", "Gateway", "Overloaded"]
+__all__ = ["Draining", "Gateway", "Overloaded", "Refused", "StorageFull"]
 
 log = logging.getLogger("coach.gateway")
 
 
-class Draining(Exception):
+class Refused(Exception):
+    """The gateway takes no new turn now, for a reason the client may retry after."""
+
+    code = "server_busy"
+    message = "the server is at capacity; retry shortly"
+
+    def as_api_error(self) -> ApiError:
+        return ApiError(503, self.code, self.message, retryable=True, headers={"Retry-After": "1"})
+
+
+class Draining(Refused):
     """The gateway is shutting down and takes no new turns."""
 
+    code = "shutting_down"
+    message = "the server is restarting"
 
-class Overloaded(Exception):
+
+class Overloaded(Refused):
     """This process already runs `max_running_turns` turns: shed the new one, so the running
     ones keep their latency (the client retries, or another replica takes it)."""
+
+
+class StorageFull(Refused):
+    """Postgres is unreachable and the spool is full: a turn now could not be stored."""
+
+    code = "storage_unavailable"
+    message = "the gateway cannot store turns right now; retry shortly"
 
 
 class Stoppable(Protocol):
@@ -71,29 +92,50 @@ class Gateway:
             return await self.sessions.open(principal.user_id, session_id)
         except LookupError as exc:
             raise ApiError(404, "session_not_found", "no such session") from exc
+        except DATABASE_UNAVAILABLE as exc:
+            raise database_unavailable() from exc
 
-    async def admit_turn(self, user_id: str) -> None:
-        """Raise `Draining`, `Overloaded` or `QuotaExceeded` if a new turn may not start now."""
+    async def open_admitted(
+        self, principal: Principal, session_id: str | None, ticket: TurnTicket
+    ) -> SessionInfo:
+        """`open_session` for a turn already admitted: its ticket is given back if it fails."""
+        try:
+            return await self.open_session(principal, session_id)
+        except BaseException:
+            await self.quotas.refund_turn(ticket)
+            raise
+
+    async def admit_turn(self, user_id: str) -> TurnTicket:
+        """Raise `Refused` or `QuotaExceeded` if a new turn may not start now; else the turn's
+        place in the user's turn quota (given back by `run_turn` if the turn fails)."""
         if self.draining:
             raise Draining()
         limit = self.settings.max_running_turns
         if limit and self.running_turns >= limit:
             raise Overloaded()
-        await self.quotas.check_turn(user_id)
+        if self.persistence is not None and self.persistence.turns.full:
+            raise StorageFull()
+        return await self.quotas.check_turn(user_id)
 
-    async def admit_request(self, user_id: str) -> None:
-        """`admit_turn` for HTTP: quota -> 429, draining or at capacity -> 503."""
+    async def admit_request(self, user_id: str) -> TurnTicket:
+        """`admit_turn` for HTTP: quota -> 429, refused -> 503."""
         try:
-            await self.admit_turn(user_id)
+            return await self.admit_turn(user_id)
         except QuotaExceeded as exc:
             raise quota_error(exc) from exc
-        except Draining as exc:
-            message = "the server is restarting"
-            raise ApiError(503, "shutting_down", message, retryable=True) from exc
-        except Overloaded as exc:
-            message = "the server is at capacity; retry shortly"
-            headers = {"Retry-After": "1"}
-            raise ApiError(503, "server_busy", message, retryable=True, headers=headers) from exc
+        except Refused as exc:
+            raise exc.as_api_error() from exc
+
+    async def keep(self, record: TurnRecord) -> Stored | None:
+        """`streams.records.TurnKeeper`: store the turn, then charge its tokens to the user (a
+        turn that failed is not charged)."""
+        stored: Stored | None = "none"
+        if self.persistence is not None:
+            stored = await self.persistence.turns.put(record)
+        if stored is not None and record.status != "failed":
+            tokens = record.input_tokens + record.output_tokens
+            await self.quotas.record_tokens(record.user_id, tokens)
+        return stored
 
     async def run_turn(
         self,
@@ -103,11 +145,14 @@ class Gateway:
         *,
         control: TurnControl | None = None,
         speak: bool = False,
+        ticket: TurnTicket | None = None,
     ) -> TurnRecord:
         """Run one admitted turn inside the user's concurrent-stream slot; with `speak` (and a
-        text-to-speech provider) the reply is also spoken, sentence by sentence. The slot is
-        free, and `control.streamed` set, before the turn is stored."""
+        text-to-speech provider) the reply is also spoken, sentence by sentence. The turn is
+        kept (`keep`) before its final event; a turn that fails, or never runs, gives its
+        `ticket` back."""
         publish = self._publisher(live, emit)
+        record: TurnRecord | None = None
         try:
             async with self.quotas.stream_slot(live.user_id):
                 self.running_turns += 1
@@ -124,9 +169,10 @@ class Gateway:
         finally:
             if control is not None:
                 control.streamed.set()
-        await self.engine.report(record)
-        await self.quotas.record_tokens(live.user_id, record.input_tokens + record.output_tokens)
+            if ticket is not None and (record is None or record.status == "failed"):
+                await self.quotas.refund_turn(ticket)
         await self.sessions.touch(live.session_id)
+        assert record is not None  # reply() returned it, or raised past this line
         return record
 
     async def _spoken_turn(
@@ -170,6 +216,16 @@ class Gateway:
             *(conn.stop(1012, "server restart") for conn in list(self.connections)),
             return_exceptions=True,
         )
+
+
+def database_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "database_unavailable",
+        "the database is unreachable; retry shortly",
+        retryable=True,
+        headers={"Retry-After": "2"},
+    )
 
 
 def quota_error(exc: QuotaExceeded) -> ApiError:

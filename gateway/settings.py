@@ -104,7 +104,9 @@ class AssessSettings(BaseModel):
     enabled: bool = True
     workers: int = 2
     queue_size: int = 256
-    lease_s: float = 60.0
+    # A claimed job's lease, renewed every third of it while the job runs: a killed worker's
+    # job is taken up by another within lease_s + poll_s (the poll finds expired leases).
+    lease_s: float = 6.0
     poll_s: float = 2.0
     drain_s: float = 5.0
     session_idle_minutes: float = 20.0
@@ -173,6 +175,9 @@ class Settings(BaseSettings):
 
     # services
     persistence: bool = True  # false: no database, sessions in memory, no assessments
+    # A turn's write to Postgres past this goes to the spool instead (`gateway.turn_store`).
+    store_timeout_s: float = 5.0
+    spool_max_mb: int = 64  # the spool of one process; when full, new turns are refused (503)
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "COACH_DATABASE_URL")
     )

@@ -4,7 +4,9 @@ Starts the simulated upstream and the gateway as their own processes on loopback
 sequential turns over one WebSocket (one session, so the context grows to its bound), and prints
 p50/p99 of `ttft_ms - upstream_ttft_ms` from each `response.completed` (what the gateway adds
 between receiving a turn and sending its first delta, by its own clocks), the client-observed
-TTFT through the gateway, and the client-observed TTFT calling the upstream directly. Writes
+TTFT through the gateway, the client-observed TTFT calling the upstream directly, and the end of
+a turn as the client sees it (`response.completed` minus the last `response.delta`: with
+persistence on, the commit that comes before `response.completed`). Writes
 `loadtests/results/added_ttft.json`.
 
     python -m loadtests.added_ttft [--turns 200] [--pipeline]
@@ -75,8 +77,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run_turns(ws_url: str, token: str, turns: int) -> tuple[list[float], list[float]]:
-    added, client_ttft = [], []
+async def run_turns(
+    ws_url: str, token: str, turns: int
+) -> tuple[list[float], list[float], list[float]]:
+    added, client_ttft, turn_end = [], [], []
     headers = {"Authorization": f"Bearer {token}"}
     async with connect(f"{ws_url}/v1/realtime", additional_headers=headers) as ws:
         await ws.recv()
@@ -84,10 +88,12 @@ async def run_turns(ws_url: str, token: str, turns: int) -> tuple[list[float], l
             sent = time.perf_counter()
             await ws.send(orjson.dumps({"type": "input_text", "text": f"tip {i}"}).decode())
             first: float | None = None
+            last = 0.0
             while True:
                 event = orjson.loads(await ws.recv())
-                if event["type"] == "response.delta" and first is None:
-                    first = time.perf_counter()
+                if event["type"] == "response.delta":
+                    last = time.perf_counter()
+                    first = first or last
                 if event["type"] in ("response.completed", "response.failed", "rate_limited"):
                     break
             if event["type"] != "response.completed" or first is None:
@@ -95,7 +101,8 @@ async def run_turns(ws_url: str, token: str, turns: int) -> tuple[list[float], l
             timings = event["timings"]
             added.append(timings["ttft_ms"] - timings["upstream_ttft_ms"])
             client_ttft.append((first - sent) * 1000)
-    return added, client_ttft
+            turn_end.append((time.perf_counter() - last) * 1000)
+    return added, client_ttft, turn_end
 
 
 async def direct_ttft(sim_url: str, turns: int) -> list[float]:
@@ -118,8 +125,11 @@ async def direct_ttft(sim_url: str, turns: int) -> list[float]:
     return samples
 
 
-def summary(added: list[float], client: list[float], direct: list[float]) -> dict[str, object]:
+def summary(
+    added: list[float], client: list[float], direct: list[float], turn_end: list[float]
+) -> dict[str, object]:
     return {
+        "turn_end_ms": {"p50": round(pct(turn_end, 0.5), 3), "p99": round(pct(turn_end, 0.99), 3)},
         "added_ttft_ms": {
             "p50": round(pct(added, 0.5), 3),
             "p99": round(pct(added, 0.99), 3),
@@ -141,8 +151,8 @@ async def measure_gateway(
         await wait_ready(f"http://127.0.0.1:{gw_port}/healthz")
         token = mint_token(SECRET, f"bench-{gw_port}", ttl_s=3600)
         await run_turns(f"ws://127.0.0.1:{gw_port}", token, 10)  # warm up
-        added, client = await run_turns(f"ws://127.0.0.1:{gw_port}", token, turns)
-    return summary(added, client, direct)
+        added, client, turn_end = await run_turns(f"ws://127.0.0.1:{gw_port}", token, turns)
+    return summary(added, client, direct, turn_end)
 
 
 async def main_async(turns: int, pipeline: bool) -> dict[str, object]:

@@ -40,6 +40,7 @@ __all__ = [
     "SessionUpdated",
     "Transcript",
     "encode",
+    "has_nul",
     "parse_client_event",
 ]
 
@@ -118,6 +119,9 @@ class ResponseCompleted:
     provider: str
     model: str
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    # Where the turn was kept before this event left: "db", "spool" (Postgres unreachable; it
+    # is written there when it returns) or "none" (the gateway runs without a database).
+    stored: str = "none"
 
 
 @dataclass(frozen=True)
@@ -252,25 +256,53 @@ def _parse_session(obj: dict[str, Any]) -> SessionUpdate:
     unknown = set(session) - SESSION_KEYS
     if unknown:
         raise ProtocolError("invalid_session", f"unknown session keys: {sorted(unknown)}")
+    # Types only: whether a value names a known coach, focus or model is for `SessionConfig`.
     voice = session.get("voice")
     if voice is not None and not (
-        isinstance(voice, dict) and isinstance(voice.get("output", False), bool)
+        isinstance(voice, dict)
+        and set(voice) <= {"output", "voice"}
+        and isinstance(voice.get("output", False), bool)
+        and (voice.get("voice") is None or _short_str(voice["voice"]))
     ):
-        raise ProtocolError("invalid_session", "voice must be an object like {output: bool}")
-    fmt = session.get("input_audio_format")
-    if fmt is not None and fmt not in ("pcm16", "webm"):
-        raise ProtocolError("invalid_session", "input_audio_format must be pcm16 or webm")
-    focus_ids = session.get("focus_ids")
-    if focus_ids is not None and not (
+        message = "session.voice must be an object like {output: bool, voice?: string}"
+        raise ProtocolError("invalid_session", message)
+    if "input_audio_format" in session and session["input_audio_format"] not in ("pcm16", "webm"):
+        raise ProtocolError("invalid_session", "session.input_audio_format must be pcm16 or webm")
+    focus_ids = session.get("focus_ids", [])
+    if not (
         isinstance(focus_ids, list)
         and len(focus_ids) <= 3
         and all(isinstance(f, str) for f in focus_ids)
+        and len(set(focus_ids)) == len(focus_ids)
     ):
-        raise ProtocolError("invalid_session", "focus_ids must be a list of at most 3 strings")
-    for key in ("coach", "model"):
-        if key in session and not isinstance(session[key], str):
-            raise ProtocolError("invalid_session", f"{key} must be a string")
+        message = "session.focus_ids must be a list of at most 3 distinct strings"
+        raise ProtocolError("invalid_session", message)
+    if "coach" in session and not isinstance(session["coach"], str):
+        raise ProtocolError("invalid_session", "session.coach must be a string")
+    if session.get("model") is not None and not isinstance(session["model"], str):
+        raise ProtocolError("invalid_session", "session.model must be a string or null")
     return SessionUpdate(session)
+
+
+def _short_str(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64
+
+
+def has_nul(value: Any) -> bool:
+    """Whether any string in a parsed JSON value (keys included) holds NUL, which Postgres
+    cannot store: such text is refused at the edge, never accepted and then dropped."""
+    pending = [value]  # a stack, not recursion: nesting depth is the client's to choose
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _parse_text(obj: dict[str, Any]) -> InputText:
@@ -304,6 +336,9 @@ def parse_client_event(raw: str | bytes) -> ClientEvent:
         raise ProtocolError("invalid_json", f"frame is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_event", "frame must be a JSON object")
+    # JSON carries NUL only as the escape `\u0000`: no escape, no walk.
+    if ("\\u0000" in raw if isinstance(raw, str) else b"\\u0000" in raw) and has_nul(obj):
+        raise ProtocolError("invalid_text", "text must not contain NUL (U+0000) characters")
     match obj.get("type"):
         case "session.update":
             return _parse_session(obj)

@@ -12,10 +12,11 @@ from typing import Any, Literal, Protocol
 
 from providers.chat import Message
 
-__all__ = ["SessionInfo", "SessionStore", "TurnObserver", "TurnRecord"]
+__all__ = ["SessionInfo", "SessionStore", "Stored", "TurnKeeper", "TurnObserver", "TurnRecord"]
 
 Channel = Literal["ws", "sse", "openai"]
 TurnStatus = Literal["completed", "failed", "cancelled"]
+Stored = Literal["db", "spool", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +49,19 @@ class TurnRecord:
 
 
 class TurnObserver(Protocol):
-    """Told of every finished turn. Must not block the chat path (enqueue, don't wait)."""
+    """Told of every finished turn, once it is kept. Must not block the chat path (count,
+    enqueue; don't wait)."""
 
     async def turn_finished(self, record: TurnRecord) -> None: ...
+
+
+class TurnKeeper(Protocol):
+    """Keeps a finished turn before the client is told how it ended: stores it and charges it
+    to the user. The engine runs `keep` to its end even if the client goes away meanwhile."""
+
+    async def keep(self, record: TurnRecord) -> Stored | None:
+        """Where the turn is stored; None if it could not be (the client is told it failed)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

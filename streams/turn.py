@@ -1,19 +1,23 @@
-"""The turn engine: one user turn in, a streamed reply out, a `TurnRecord` to the observers.
+"""The turn engine: one user turn in, a streamed reply out, the finished turn kept.
 
 Failover happens inside the router before the first token; once a token has been sent, a failure
 ends the turn with `response.failed` and the partial text kept. A barge-in cancels the turn's
-task; the engine then reports what was actually sent and stores the turn as cancelled.
+task; the engine then keeps what was actually sent, as a cancelled turn.
+
+A finished turn is kept (stored, charged: `TurnKeeper`) before its final event is sent, and the
+keeping runs to its end even if the client goes away meanwhile (DESIGN.md, "Durability").
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from opentelemetry import trace
 
@@ -28,12 +32,21 @@ from streams.events import (
     ServerEvent,
 )
 from streams.prompts import system_prompt
-from streams.records import Channel, TurnObserver, TurnRecord, TurnStatus
+from streams.records import Channel, Stored, TurnKeeper, TurnObserver, TurnRecord, TurnStatus
 from streams.session import LiveSession
 
 __all__ = ["SpeechSink", "TurnControl", "TurnEngine", "TurnInput"]
 
 log = logging.getLogger("coach.turn")
+
+# A turn that could be kept neither in Postgres nor in the spool: the client is told it failed
+# (retryable), since only a stored turn may be reported as completed.
+NOT_STORED = "storage_unavailable"
+_NOT_STORED_BODY = {
+    "code": NOT_STORED,
+    "message": "the turn could not be stored; retry shortly",
+    "retryable": True,
+}
 tracer = trace.get_tracer("coach.streams")
 
 Emit = Callable[[ServerEvent], Awaitable[None]]
@@ -68,17 +81,16 @@ class TurnControl:
     """Shared between the engine and whoever may barge in on the turn."""
 
     cancel_requested: bool = False
-    # Set once the turn's final event is out; what follows (storing, observers) does not hold
-    # up the client, which may send its next turn at once.
+    # Set once the turn is kept and its final event is out: the client may send its next turn.
     replied: bool = False
     _streamed: asyncio.Event | None = None
 
     @property
     def streamed(self) -> asyncio.Event:
-        """Set by `Gateway.run_turn` once the turn no longer streams: replied, its exchange in
-        the session's history, its stream slot free. A next turn (which sends that history)
-        starts then, not after the record is stored. Made on first use: a connection holds a
-        control before its first turn, and an Event costs 0.9 KiB."""
+        """Set by `Gateway.run_turn` once the turn no longer streams: kept, replied, its
+        exchange in the session's history, its stream slot free. A next turn (which sends that
+        history) starts then. Made on first use: a connection holds a control before its first
+        turn, and an Event costs 0.9 KiB."""
         if self._streamed is None:
             self._streamed = asyncio.Event()
         return self._streamed
@@ -99,19 +111,22 @@ class _Progress:
 
 
 class TurnEngine:
-    """Runs turns against the `chat` route and tells the observers how each one ended."""
+    """Runs turns against the `chat` route, keeps each finished one (`keeper`; without one the
+    turn is stored nowhere) and tells the observers how it ended."""
 
     def __init__(
         self,
         router: Router,
         observers: Sequence[TurnObserver] = (),
         *,
+        keeper: TurnKeeper | None = None,
         max_reply_tokens: int = 512,
         turn_timeout_s: float = 180.0,
         route: str = "chat",
     ) -> None:
         self._router = router
         self.observers = list(observers)
+        self.keeper = keeper
         self._max_reply_tokens = max_reply_tokens
         self._turn_timeout_s = turn_timeout_s
         self._route = route
@@ -137,8 +152,8 @@ class TurnEngine:
         control: TurnControl | None = None,
         speech: SpeechSink | None = None,
     ) -> TurnRecord:
-        """Stream the reply and send the turn's final event; the exchange goes into the
-        session's history. The record is not reported yet (`report`)."""
+        """Stream the reply, keep the finished turn, then send its final event; the exchange goes
+        into the session's history."""
         control = control or TurnControl()
         progress = _Progress()
         status: TurnStatus = "completed"
@@ -166,17 +181,47 @@ class TurnEngine:
             first_audio_ms = await self._end_speech(speech, status)
             span.set_attribute("coach.status", status)
             record = self._record(live, turn, progress, status, error, first_audio_ms)
+            stored = await self._keep(record, control)
+            failure = _failure_body(error)
+            if stored is None:
+                record = dataclasses.replace(record, status="failed", error_code=NOT_STORED)
+                failure = failure or _NOT_STORED_BODY
             _annotate_span(span, record)  # observability: the turn's outcome on its span
-            await self._emit_end(emit, turn, progress, record, error)
+            if record.status != "failed" and (progress.reply or status == "completed"):
+                live.add_exchange(turn.text, progress.reply)
+            await self._emit_end(emit, turn, progress, record, failure, stored or "none")
             control.replied = True
-        if status != "failed" and (progress.reply or status == "completed"):
-            live.add_exchange(turn.text, progress.reply)
         return record
 
-    async def report(self, record: TurnRecord) -> None:
-        """Tell the observers (storage, metrics) how the turn ended."""
+    async def _keep(self, record: TurnRecord, control: TurnControl) -> Stored | None:
+        """Keep the turn and tell the observers, to the end even if this task is cancelled
+        meanwhile (the client went away): a turn that finished is stored whether or not anyone
+        is left to tell. A cancellation that came meanwhile is raised again after, unless it is
+        the barge-in `control` asked for."""
+        keeping = asyncio.ensure_future(self._keep_and_observe(record))
+        interrupted = False
+        while not keeping.done():
+            try:
+                await asyncio.shield(keeping)
+            except asyncio.CancelledError:
+                if not control.cancel_requested:
+                    interrupted = True
+                elif (task := asyncio.current_task()) is not None:
+                    task.uncancel()
+        if interrupted:
+            raise asyncio.CancelledError
+        return keeping.result()
+
+    async def _keep_and_observe(self, record: TurnRecord) -> Stored | None:
+        stored: Stored | None = "none"
+        if self.keeper is not None:
+            stored = await self.keeper.keep(record)
+        observed = record
+        if stored is None:
+            observed = dataclasses.replace(record, status="failed", error_code=NOT_STORED)
         for observer in self.observers:
-            await observer.turn_finished(record)
+            await observer.turn_finished(observed)
+        return stored
 
     async def _stream(
         self,
@@ -260,11 +305,11 @@ class TurnEngine:
         turn: TurnInput,
         progress: _Progress,
         record: TurnRecord,
-        error: ProviderError | None,
+        failure: dict[str, Any] | None,
+        stored: Stored,
     ) -> None:
-        if error is not None:
-            body = {"code": error.code, "message": error.message, "retryable": error.transient}
-            await emit(ResponseFailed(turn.turn_id, body, progress.reply))
+        if failure is not None:
+            await emit(ResponseFailed(turn.turn_id, failure, progress.reply))
             return
         await emit(
             ResponseCompleted(
@@ -281,8 +326,15 @@ class TurnEngine:
                 provider=record.provider or "",
                 model=record.model or "",
                 fallbacks=record.fallbacks,
+                stored=stored,
             )
         )
+
+
+def _failure_body(error: ProviderError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"code": error.code, "message": error.message, "retryable": error.transient}
 
 
 def _annotate_span(span: trace.Span, record: TurnRecord) -> None:

@@ -1,4 +1,4 @@
-"""The session store and the turn observer on a real Postgres."""
+"""The session store and the turn store on a real Postgres."""
 
 from __future__ import annotations
 
@@ -52,10 +52,8 @@ async def persistence(
 async def test_session_store_resumes_with_history(persistence: Persistence) -> None:
     first = await persistence.sessions.open("erin", None)
     assert not first.resumed and first.history == ()
-    await persistence.observer.turn_finished(record("erin", first.session_id, "Hello coach, hi"))
-    await persistence.observer.turn_finished(
-        record("erin", first.session_id, "Pacing tips?", "Slow.")
-    )
+    await persistence.turns.put(record("erin", first.session_id, "Hello coach, hi"))
+    await persistence.turns.put(record("erin", first.session_id, "Pacing tips?", "Slow."))
     again = await persistence.sessions.open("erin", first.session_id)
     assert again.resumed and again.session_id == first.session_id
     assert again.history == (
@@ -71,10 +69,10 @@ async def test_session_store_resumes_with_history(persistence: Persistence) -> N
     await persistence.sessions.touch(first.session_id)
 
 
-async def test_observer_writes_interaction_run_and_job_together(persistence: Persistence) -> None:
+async def test_store_writes_interaction_run_and_job_together(persistence: Persistence) -> None:
     info = await persistence.sessions.open("gina", None)
     rec = record("gina", info.session_id, "How should I open my talk?")
-    await persistence.observer.turn_finished(rec)
+    await persistence.turns.put(rec)
     row = await persistence.pool.fetchrow(
         "SELECT (SELECT count(*) FROM interactions WHERE request_id = $1) AS i,"
         " (SELECT count(*) FROM prompt_runs WHERE request_id = $1 AND purpose = 'chat'"
@@ -86,11 +84,12 @@ async def test_observer_writes_interaction_run_and_job_together(persistence: Per
     assert dict(row) == {"i": 1, "p": 1, "j": 1}
 
 
-async def test_observer_survives_a_database_error(persistence: Persistence) -> None:
-    before = persistence.observer.failures
+async def test_a_turn_the_database_refuses_is_not_stored_nor_spooled(
+    persistence: Persistence,
+) -> None:
     rec = record("hank", "no-such-session", "hello there friend")  # foreign key violation
-    await persistence.observer.turn_finished(rec)  # must not raise
-    assert persistence.observer.failures == before + 1
+    assert await persistence.turns.put(rec) is None  # must not raise; the client is told
+    assert persistence.turns.status().spooled == 0  # a refused turn is no outage
     assert (
         await persistence.pool.fetchval(
             "SELECT count(*) FROM prompt_runs WHERE request_id = $1", rec.request_id

@@ -93,7 +93,7 @@ def client(base_url: str, user: str | None) -> httpx.AsyncClient:
 async def alice_session(persistence: Persistence, turns: int = 3) -> str:
     info = await persistence.sessions.open("alice", None)
     for n in range(turns):
-        await persistence.observer.turn_finished(record("alice", info.session_id, f"{LONG} {n}"))
+        await persistence.turns.put(record("alice", info.session_id, f"{LONG} {n}"))
     async with asyncio.timeout(15):
         while True:
             waiting = await persistence.pool.fetchval(
@@ -153,9 +153,7 @@ async def test_pagination(base_url: str, persistence: Persistence) -> None:
         )
     info = await persistence.sessions.open("carol", None)
     for n in range(5):
-        await persistence.observer.turn_finished(
-            record("carol", info.session_id, f"hi there {n} ok")
-        )
+        await persistence.turns.put(record("carol", info.session_id, f"hi there {n} ok"))
     async with client(base_url, "carol") as http:
         seen: list[str] = []
         cursor: str | None = None

@@ -12,7 +12,7 @@ from providers.chat import ChatChunk, ChatProvider, ChatRequest, Usage
 from providers.errors import StreamInterrupted
 from providers.routing import Router, Target
 from streams.events import ResponseCompleted, ResponseDelta, ResponseFailed, ServerEvent
-from streams.records import TurnRecord
+from streams.records import Stored, TurnRecord
 from streams.session import LiveSession
 from streams.turn import TurnControl, TurnEngine, TurnInput
 
@@ -75,7 +75,7 @@ async def test_history_is_sent_and_bounded() -> None:
     engine, live, events = _engine(provider, recorder), _live(turns=2), Events()
     for i in range(3):
         turn = TurnInput(f"t{i}", f"question {i}", "r", "ws")
-        await engine.report(await engine.reply(live, turn, events.emit))
+        await engine.reply(live, turn, events.emit)
     last = provider.requests[-1].messages
     assert [m.role for m in last] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert [m.content for m in last if m.role == "user"] == [
@@ -143,3 +143,76 @@ async def test_a_control_makes_its_streamed_event_only_when_used() -> None:
     await asyncio.sleep(0)
     control.streamed.set()  # the same event the waiter waits on
     await asyncio.wait_for(waiting, 1)
+
+
+class SlowKeeper:
+    """A `TurnKeeper` that takes its time, answering `stored` (None: could not store)."""
+
+    def __init__(self, stored: Stored | None = "db", delay: float = 0.0) -> None:
+        self.stored = stored
+        self.delay = delay
+        self.started = asyncio.Event()
+        self.kept: list[TurnRecord] = []
+
+    async def keep(self, record: TurnRecord) -> Stored | None:
+        self.started.set()
+        await asyncio.sleep(self.delay)
+        self.kept.append(record)
+        return self.stored
+
+
+async def test_the_turn_is_kept_before_its_final_event() -> None:
+    keeper, events = SlowKeeper("spool"), Events()
+
+    async def emit(event: ServerEvent) -> None:
+        if isinstance(event, ResponseCompleted):
+            assert len(keeper.kept) == 1  # kept already
+        await events.emit(event)
+
+    engine = _engine(Scripted(["Hi ", "there."]), Recorder())
+    engine.keeper = keeper
+    await engine.reply(_live(), TurnInput("t", "q", "r", "ws"), emit)
+    completed = events[-1]
+    assert isinstance(completed, ResponseCompleted) and completed.stored == "spool"
+
+
+async def test_keeping_runs_to_its_end_when_the_client_goes_away_meanwhile() -> None:
+    keeper, control = SlowKeeper(delay=0.2), TurnControl()
+    engine = _engine(Scripted(["Hi ", "there."]), Recorder())
+    engine.keeper = keeper
+    task = asyncio.create_task(
+        engine.reply(_live(), TurnInput("t", "q", "r", "ws"), _ignore, control=control)
+    )
+    await keeper.started.wait()
+    control.cancel_requested = True  # what a channel does when its client leaves
+    task.cancel()
+    record = await task
+    assert [r.turn_id for r in keeper.kept] == ["t"] and record.status == "completed"
+
+
+async def test_a_shutdowns_cancel_waits_for_keeping_then_propagates() -> None:
+    keeper = SlowKeeper(delay=0.2)
+    engine = _engine(Scripted(["Hi ", "there."]), Recorder())
+    engine.keeper = keeper
+    task = asyncio.create_task(engine.reply(_live(), TurnInput("t", "q", "r", "ws"), _ignore))
+    await keeper.started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(keeper.kept) == 1
+
+
+async def test_a_turn_that_could_not_be_kept_is_reported_failed_and_not_remembered() -> None:
+    recorder, events, live = Recorder(), Events(), _live()
+    engine = _engine(Scripted(["Hi ", "there."]), recorder)
+    engine.keeper = SlowKeeper(None)
+    record = await engine.reply(live, TurnInput("t", "q", "r", "ws"), events.emit)
+    failed = events[-1]
+    assert isinstance(failed, ResponseFailed) and failed.partial_text == "Hi there."
+    assert failed.error == {
+        "code": "storage_unavailable",
+        "message": "the turn could not be stored; retry shortly",
+        "retryable": True,
+    }
+    assert record.status == "failed" and recorder.records[0].status == "failed"
+    assert len(live.history) == 0

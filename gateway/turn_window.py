@@ -1,0 +1,91 @@
+"""The turns-per-minute window: each admitted turn takes a place that lasts a minute, and a turn
+that fails gives its place back (DESIGN.md: nothing is charged for a turn that failed).
+
+A place is a member of a per-user set scored by its expiry: in this process's memory, or in a
+Redis sorted set (server time, one Lua script per take) so that every gateway process counts
+the same turns. `limits`' moving window cannot give a hit back, hence this small one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+__all__ = ["MemoryTurnWindow", "RedisTurnWindow", "TurnWindow"]
+
+
+class TurnWindow(Protocol):
+    async def take(self, key: str, limit: int, window_s: float) -> tuple[str | None, float]:
+        """A place for one turn (its token), or None and the seconds until one frees."""
+        ...
+
+    async def give_back(self, key: str, token: str) -> None: ...
+
+
+class MemoryTurnWindow:
+    """Places of this process: per key, token -> expiry (monotonic). A key is trimmed when it is
+    next taken from, and dropped once empty, so memory follows the active users."""
+
+    def __init__(self) -> None:
+        self._places: dict[str, dict[str, float]] = {}
+
+    async def take(self, key: str, limit: int, window_s: float) -> tuple[str | None, float]:
+        now = time.monotonic()
+        places = {t: e for t, e in self._places.get(key, {}).items() if e > now}
+        if len(places) >= limit:
+            self._places[key] = places
+            return None, min(places.values()) - now
+        token = uuid.uuid4().hex
+        places[token] = now + window_s
+        self._places[key] = places
+        return token, 0.0
+
+    async def give_back(self, key: str, token: str) -> None:
+        places = self._places.get(key)
+        if places is not None:
+            places.pop(token, None)
+            if not places:
+                del self._places[key]
+
+
+# Returns '' when a place was taken, else the seconds until the oldest place frees.
+_TAKE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) - now)
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3])) + 1)
+return ''
+"""
+
+
+class RedisTurnWindow:
+    """Places shared by every process: one sorted set per user."""
+
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._take = client.register_script(_TAKE)
+
+    async def take(self, key: str, limit: int, window_s: float) -> tuple[str | None, float]:
+        token = uuid.uuid4().hex
+        wait = await self._take(keys=[self._key(key)], args=[token, limit, window_s])
+        if isinstance(wait, bytes):
+            wait = wait.decode()
+        if not wait:
+            return token, 0.0
+        return None, float(wait)
+
+    async def give_back(self, key: str, token: str) -> None:
+        await self._client.zrem(self._key(key), token)
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}:turns:{key}"

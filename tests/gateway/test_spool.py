@@ -1,0 +1,117 @@
+"""The turn spool: bounded, fsynced, each process's file its own, a dead process's file drained
+once by the next; on a real Postgres for the draining."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from db.pool import Pool
+from db.sessions import open_session
+from gateway.spool import Spool, SpoolFull, record_from_json, record_to_json
+from gateway.turn_store import TurnStore
+from streams.records import TurnRecord
+from tests.pg import database_dsn, migrated_pool, server_dsn
+
+__all__ = ["database_dsn", "migrated_pool", "server_dsn"]
+
+
+def turn(session_id: str = "s1", user_id: str = "u1", n: int = 0) -> TurnRecord:
+    return TurnRecord(
+        turn_id=f"t{n}",
+        request_id=f"req-{uuid.uuid4().hex[:12]}",
+        user_id=user_id,
+        session_id=session_id,
+        channel="ws",
+        user_text=f"question {n}",
+        reply_text="Breathe from the belly.",
+        status="completed",
+        finish_reason="stop",
+        provider="primary",
+        model="gpt-4o-mini",
+        input_tokens=12,
+        output_tokens=5,
+        ttft_ms=3.5,
+        upstream_ttft_ms=2.0,
+        total_ms=40.0,
+        cost_usd=0.0001,
+        focus_ids=("pacing",),
+    )
+
+
+def spool_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("turns-*.jsonl"))
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    with path.open("ab") as file:
+        file.write(data)
+
+
+def test_a_record_survives_its_json_line() -> None:
+    record = turn()
+    assert record_from_json(record_to_json(record)) == record
+
+
+async def test_a_dead_processes_file_is_an_orphan_and_a_torn_line_is_skipped(
+    tmp_path: Path,
+) -> None:
+    dead = Spool(tmp_path, max_bytes=1 << 20)
+    turns = [turn(n=n) for n in range(3)]
+    for record in turns:
+        await dead.append(record)
+    living = Spool(tmp_path, max_bytes=1 << 20)
+    assert living.orphans() == []  # held by its (living) process
+    dead.close()  # the process is gone, its turns not yet drained: the file stays
+    append_bytes(spool_files(tmp_path)[0], b'{"turn_id": "torn')  # died writing this one
+    (orphan,) = living.orphans()
+    assert orphan.turns() == turns
+    orphan.remove()
+    assert spool_files(tmp_path) == []
+
+
+async def test_a_full_spool_refuses_and_keeps_what_it_holds(tmp_path: Path) -> None:
+    one = len(record_to_json(turn())) + 1
+    spool = Spool(tmp_path, max_bytes=2 * one + 10)
+    await spool.append(turn(n=1))
+    await spool.append(turn(n=2))
+    assert spool.full
+    with pytest.raises(SpoolFull):
+        await spool.append(turn(n=3))
+    assert [r.turn_id for r in spool.oldest(10)] == ["t1", "t2"]
+    spool.pop(2)
+    assert await spool.reset() and not spool.full
+    assert [f.stat().st_size for f in spool_files(tmp_path)] == [0]
+
+
+async def test_orphans_are_written_once_even_when_recovered_twice(
+    migrated_pool: Pool, tmp_path: Path
+) -> None:
+    opened = await open_session(migrated_pool, "ulla", None, idle_s=3600)
+    session_id = opened.session.id
+    dead = Spool(tmp_path / "spool", max_bytes=1 << 20)
+    turns = [turn(session_id, "ulla", n) for n in range(4)]
+    for record in turns:
+        await dead.append(record)
+    dead.close()
+    (path,) = spool_files(tmp_path / "spool")
+    shutil.copy(path, tmp_path / "copy")
+    hinted: list[int] = []
+
+    def hint(job_id: int) -> bool:
+        hinted.append(job_id)
+        return True
+
+    store = TurnStore(migrated_pool, Spool(tmp_path / "spool", max_bytes=1 << 20), hint)
+    assert await store.recover() == 4
+    shutil.copy(tmp_path / "copy", path)  # as if the first recovery died before removing it
+    assert await store.recover() == 4
+    rows = await migrated_pool.fetch(
+        "SELECT turn_id FROM interactions WHERE session_id = $1 ORDER BY id", session_id
+    )
+    assert [r["turn_id"] for r in rows] == ["t0", "t1", "t2", "t3"]
+    assert len(hinted) == 4  # one assessment job each
+    assert spool_files(tmp_path / "spool") == []
