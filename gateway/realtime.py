@@ -399,8 +399,9 @@ async def _serve_session(ws: WebSocket, gateway: Gateway, principal: Principal) 
             raise ApiError(404, "session_not_found", "no such session")  # as if it did not exist
         info = await gateway.open_session(principal, session_id)
     except ApiError as exc:
-        await ws.send_text(encode(ErrorEvent(exc.code, exc.message)))
-        await ws.close(CLOSE_POLICY, exc.message)
+        # The database away (503) is worth retrying soon; a foreign or unknown session is not.
+        await ws.send_text(encode(ErrorEvent(exc.code, exc.message, retryable=exc.retryable)))
+        await ws.close(CLOSE_TRY_LATER if exc.status == 503 else CLOSE_POLICY, exc.message)
         return
     conn: Connection | None = None
 

@@ -15,6 +15,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import openai
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from gateway.server import RunningGateway, running_gateway
 from gateway.settings import QuotaSettings
@@ -191,6 +192,13 @@ async def _outage_scenario(
             )
             assert sessions.status_code == 503
             assert sessions.json()["error"]["code"] == "database_unavailable"
+            # A new WebSocket cannot open its session: told to retry, closed with 1013.
+            async with ws_client(gw.ws_url, token("vera")) as client:
+                refused = await client.recv()
+                assert refused["code"] == "database_unavailable" and refused["retryable"]
+                with pytest.raises(ConnectionClosed) as closed:
+                    await client.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
             await asyncio.to_thread(pg.restart)
             await eventually(lambda: store.status().spooled == 0, timeout_s=30)
             spooled_before = store.drained_total
