@@ -38,6 +38,7 @@ from streams.session import LiveSession
 __all__ = ["SpeechSink", "TurnControl", "TurnEngine", "TurnInput"]
 
 log = logging.getLogger("coach.turn")
+tracer = trace.get_tracer("coach.streams")
 
 # A turn that could be kept neither in Postgres nor in the spool: the client is told it failed
 # (retryable), since only a stored turn may be reported as completed.
@@ -47,7 +48,6 @@ _NOT_STORED_BODY = {
     "message": "the turn could not be stored; retry shortly",
     "retryable": True,
 }
-tracer = trace.get_tracer("coach.streams")
 
 Emit = Callable[[ServerEvent], Awaitable[None]]
 
@@ -181,10 +181,9 @@ class TurnEngine:
             first_audio_ms = await self._end_speech(speech, status)
             span.set_attribute("coach.status", status)
             record = self._record(live, turn, progress, status, error, first_audio_ms)
-            stored = await self._keep(record, control)
+            stored, record = await self._keep(record, control)
             failure = _failure_body(error)
             if stored is None:
-                record = dataclasses.replace(record, status="failed", error_code=NOT_STORED)
                 failure = failure or _NOT_STORED_BODY
             _annotate_span(span, record)  # observability: the turn's outcome on its span
             if record.status != "failed" and (progress.reply or status == "completed"):
@@ -193,11 +192,14 @@ class TurnEngine:
             control.replied = True
         return record
 
-    async def _keep(self, record: TurnRecord, control: TurnControl) -> Stored | None:
+    async def _keep(
+        self, record: TurnRecord, control: TurnControl
+    ) -> tuple[Stored | None, TurnRecord]:
         """Keep the turn and tell the observers, to the end even if this task is cancelled
         meanwhile (the client went away): a turn that finished is stored whether or not anyone
         is left to tell. A cancellation that came meanwhile is raised again after, unless it is
-        the barge-in `control` asked for."""
+        the barge-in `control` asked for. Returns where it is stored and the record as kept (a
+        failed turn when it could be stored nowhere)."""
         keeping = asyncio.ensure_future(self._keep_and_observe(record))
         interrupted = False
         while not keeping.done():
@@ -212,16 +214,15 @@ class TurnEngine:
             raise asyncio.CancelledError
         return keeping.result()
 
-    async def _keep_and_observe(self, record: TurnRecord) -> Stored | None:
+    async def _keep_and_observe(self, record: TurnRecord) -> tuple[Stored | None, TurnRecord]:
         stored: Stored | None = "none"
         if self.keeper is not None:
             stored = await self.keeper.keep(record)
-        observed = record
         if stored is None:
-            observed = dataclasses.replace(record, status="failed", error_code=NOT_STORED)
+            record = dataclasses.replace(record, status="failed", error_code=NOT_STORED)
         for observer in self.observers:
-            await observer.turn_finished(observed)
-        return stored
+            await observer.turn_finished(record)
+        return stored, record
 
     async def _stream(
         self,
