@@ -116,6 +116,7 @@ class Spool:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _fsync_directory(self.directory)  # the new file's name survives a machine crash
             self._fd = fd
         os.write(self._fd, line)
         os.fsync(self._fd)
@@ -173,3 +174,11 @@ class Orphan:
 
     def release(self) -> None:
         os.close(self._fd)
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -33,7 +33,6 @@ class TurnStoreStatus:
 
     spooled: int
     full: bool
-    database_reachable: bool
 
 
 class TurnStore:
@@ -58,8 +57,7 @@ class TurnStore:
         self._retry_s = retry_s
         self._batch = batch  # spooled turns written per transaction while draining
         self._wake = asyncio.Event()
-        self._reachable = True
-        self.spooled_total = 0
+        self._reachable = True  # as last seen: a change is logged once
         self.drained_total = 0
 
     @property
@@ -68,7 +66,7 @@ class TurnStore:
         return self._spool.full
 
     def status(self) -> TurnStoreStatus:
-        return TurnStoreStatus(len(self._spool), self._spool.full, self._reachable)
+        return TurnStoreStatus(len(self._spool), self._spool.full)
 
     async def put(self, record: TurnRecord) -> Stored | None:
         """Store the turn; None if it could be stored nowhere (spool full, disk failing)."""
@@ -89,7 +87,6 @@ class TurnStore:
         except (SpoolFull, OSError) as exc:
             log.error("turn %s not stored: %s", record.request_id, exc)
             return None
-        self.spooled_total += 1
         self.wake()
         return "spool"
 
@@ -101,9 +98,10 @@ class TurnStore:
         for orphan in await asyncio.to_thread(self._spool.orphans):
             try:
                 turns = await asyncio.to_thread(orphan.turns)
-                for record in turns:
-                    await self._write_or_set_aside(record, orphan.path.name)
-                    written += 1
+                for start in range(0, len(turns), self._batch):
+                    batch = turns[start : start + self._batch]
+                    await self._write_batch(batch, orphan.path.name)
+                    written += len(batch)
             except DATABASE_UNAVAILABLE as exc:
                 log.warning("spool %s left for later: %s", orphan.path.name, type(exc).__name__)
                 orphan.release()
@@ -136,7 +134,7 @@ class TurnStore:
         delay = self._retry_s[0]
         while batch := self._spool.oldest(self._batch):
             try:
-                await self._write_batch(batch)
+                await self._write_batch(batch, "spool")
             except Exception as exc:  # away, or a client error: the drainer must live on
                 if not isinstance(exc, DATABASE_UNAVAILABLE):
                     log.exception("writing %d spooled turns failed", len(batch))
@@ -148,9 +146,9 @@ class TurnStore:
             self._spool.pop(len(batch))
             self.drained_total += len(batch)
 
-    async def _write_batch(self, batch: list[TurnRecord]) -> None:
+    async def _write_batch(self, batch: list[TurnRecord], source: str) -> None:
         """The turns in one transaction; when the database refuses one of them for its content,
-        each alone, so that only that one is set aside."""
+        each alone, so that only that one is set aside (`rejected-<source>`)."""
         items = [(_interaction(r), _chat_run(r)) for r in batch]
         try:
             # A turn's statements take a few ms each under load: allow for the batch's size.
@@ -160,7 +158,7 @@ class TurnStore:
             raise
         except DATABASE_ERRORS:
             for record in batch:
-                await self._write_or_set_aside(record, "spool")
+                await self._write_or_set_aside(record, source)
             return
         self._reachable = True
         for write in writes:

@@ -115,3 +115,28 @@ async def test_orphans_are_written_once_even_when_recovered_twice(
     assert [r["turn_id"] for r in rows] == ["t0", "t1", "t2", "t3"]
     assert len(hinted) == 4  # one assessment job each
     assert spool_files(tmp_path / "spool") == []
+
+
+async def test_a_spooled_turn_the_database_refuses_is_set_aside_not_dropped(
+    migrated_pool: Pool, tmp_path: Path
+) -> None:
+    opened = await open_session(migrated_pool, "vic", None, idle_s=3600)
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    good = [turn(opened.session.id, "vic", n) for n in range(3)]
+    refused = turn("no-such-session", "vic", 9)  # its session is gone: a foreign key error
+    for record in (good[0], refused, good[1], good[2]):
+        await spool.append(record)
+    store = TurnStore(migrated_pool, spool, lambda job_id: True)
+    await store.drain()
+    assert len(spool) == 0 and store.drained_total == 4
+    rows = await migrated_pool.fetch(
+        "SELECT turn_id FROM interactions WHERE user_id = 'vic' ORDER BY id"
+    )
+    assert [r["turn_id"] for r in rows] == ["t0", "t1", "t2"]
+    (aside,) = read_lines(tmp_path / "rejected-spool")
+    assert record_from_json(aside) == refused
+    store.close()
+
+
+def read_lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines()
