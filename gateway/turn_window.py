@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -26,14 +28,21 @@ class TurnWindow(Protocol):
 
 
 class MemoryTurnWindow:
-    """Places of this process: per key, token -> expiry (monotonic). A key is trimmed when it is
-    next taken from, and dropped once empty, so memory follows the active users."""
+    """Places of this process: per key, token -> expiry. Keys are kept in the order they last
+    took a place, so the keys whose places have all expired are at the front, and each take
+    drops them from there: memory follows the users active in the last window."""
 
-    def __init__(self) -> None:
-        self._places: dict[str, dict[str, float]] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._places: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._clock = clock
+
+    def __len__(self) -> int:
+        """How many keys hold places."""
+        return len(self._places)
 
     async def take(self, key: str, limit: int, window_s: float) -> tuple[str | None, float]:
-        now = time.monotonic()
+        now = self._clock()
+        self._forget_expired(now)
         places = {t: e for t, e in self._places.get(key, {}).items() if e > now}
         if len(places) >= limit:
             self._places[key] = places
@@ -41,6 +50,7 @@ class MemoryTurnWindow:
         token = uuid.uuid4().hex
         places[token] = now + window_s
         self._places[key] = places
+        self._places.move_to_end(key)
         return token, 0.0
 
     async def give_back(self, key: str, token: str) -> None:
@@ -49,6 +59,13 @@ class MemoryTurnWindow:
             places.pop(token, None)
             if not places:
                 del self._places[key]
+
+    def _forget_expired(self, now: float) -> None:
+        while self._places:
+            key, places = next(iter(self._places.items()))
+            if places and max(places.values()) > now:
+                return
+            del self._places[key]
 
 
 # Returns '' when a place was taken, else the seconds until the oldest place frees.

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from gateway.ids import hash_id
 from gateway.quotas import QuotaExceeded, Quotas, QuotaStoreUnavailable, _MemoryStore
 from gateway.settings import QuotaSettings
+from gateway.turn_window import MemoryTurnWindow
 
 REDIS_URL = os.environ.get("COACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REPO = Path(__file__).resolve().parents[2]
@@ -175,6 +176,7 @@ WORKER = f"""
 import asyncio, json, os, sys
 from gateway.quotas import Quotas, QuotaExceeded
 from gateway.settings import QuotaSettings
+from gateway.turn_window import MemoryTurnWindow
 
 async def main(mode: str) -> None:
     settings = QuotaSettings(turns_per_minute=5, connections=1)
@@ -343,3 +345,24 @@ async def test_memory_store_sweeps_expired_entries_at_most_once_per_interval() -
     finally:
         if store.timer is not None:
             store.timer.cancel()
+
+
+async def test_the_memory_turn_window_forgets_users_whose_places_expired() -> None:
+    now = [0.0]
+    window = MemoryTurnWindow(clock=lambda: now[0])
+    for n in range(1000):
+        assert (await window.take(f"user-{n}", 5, 60.0))[0] is not None
+    assert len(window) == 1000
+    now[0] = 61.0  # every place has expired
+    token, _ = await window.take("late", 5, 60.0)
+    assert token is not None and len(window) == 1
+    await window.give_back("late", token)
+    assert len(window) == 0
+
+
+async def test_a_turn_given_back_frees_its_place(quotas: Quotas) -> None:
+    tickets = [await quotas.check_turn("gus") for _ in range(LIMITS.turns_per_minute)]
+    with pytest.raises(QuotaExceeded):
+        await quotas.check_turn("gus")
+    await quotas.refund_turn(tickets[0])
+    await quotas.check_turn("gus")
