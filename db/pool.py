@@ -12,7 +12,15 @@ from typing import Any, Protocol, cast
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 
-__all__ = ["DATABASE_ERRORS", "DATABASE_UNAVAILABLE", "Connection", "Executor", "Pool", "open_pool"]
+__all__ = [
+    "DATABASE_AWAY",
+    "DATABASE_ERRORS",
+    "DATABASE_UNAVAILABLE",
+    "Connection",
+    "Executor",
+    "Pool",
+    "open_pool",
+]
 
 
 class Executor(Protocol):
@@ -49,16 +57,17 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 
 # The part of DATABASE_ERRORS that says the server is away (down, restarting, out of
 # connections, read-only after a failover, unreachable), not that the statement was wrong: what
-# is retried later rather than refused.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+# is retried later rather than refused. DATABASE_AWAY names only errors that cannot come from
+# anything but a database connection, for handlers that see every error of a request;
+# DATABASE_UNAVAILABLE adds the OS-level ones a database call raises too.
+DATABASE_AWAY: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
     asyncpg.InterfaceError,
-    OSError,
-    TimeoutError,
 )
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (*DATABASE_AWAY, OSError, TimeoutError)
 
 
 def _dumps(value: Any) -> str:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from db.pool import DATABASE_UNAVAILABLE
+from db.pool import DATABASE_AWAY
 from gateway.audio_api import audio_routes
 from gateway.auth import Authenticator, load_secret
 from gateway.chat_sse import chat_routes
@@ -80,10 +80,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     handlers: dict[Any, Any] = {ApiError: api_error_handler}
     # A query that found the database away, on any route: a JSON 503 the client may retry.
-    # (OSError and TimeoutError at large are not the database's to claim: ConnectionError is.)
-    for kind in (*DATABASE_UNAVAILABLE, ConnectionError):
-        if kind not in (OSError, TimeoutError):
-            handlers[kind] = _database_unavailable
+    # A refused connection is a ConnectionError; OSError at large is not the database's to claim.
+    handlers.update(dict.fromkeys((*DATABASE_AWAY, ConnectionError), _database_unavailable))
     app = Starlette(
         routes=_routes(),
         lifespan=lifespan,

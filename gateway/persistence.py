@@ -130,9 +130,14 @@ class Persistence:
         await pipeline.start()
         self.hints.pipeline = pipeline
 
+    async def focus_catalog(self, timeout_s: float = 5.0) -> frozenset[str]:
+        """The ids of the focuses a user may pick."""
+        async with asyncio.timeout(timeout_s):
+            return frozenset(focus.id for focus in await list_focuses(self.pool))
+
     async def save_focuses(self, user_id: str, focus_ids: Sequence[str]) -> None:
         """Make `focus_ids` the user's active focuses; `ValueError` names unknown ones."""
-        known = {focus.id for focus in await list_focuses(self.pool)}
+        known = await self.focus_catalog()
         unknown = [f for f in focus_ids if f not in known]
         if unknown:
             raise ValueError(f"unknown focus ids {unknown}; known: {sorted(known)}")

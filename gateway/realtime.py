@@ -11,7 +11,6 @@ from typing import Any, assert_never
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from db.focuses import list_focuses
 from gateway.auth import SUBPROTOCOL, Principal, authenticate_request, origin_allowed
 from gateway.errors import ApiError
 from gateway.ids import new_id, valid_session_id
@@ -221,12 +220,10 @@ class Connection:
             return FOCUS_IDS
         if self._focuses is None:
             try:
-                async with asyncio.timeout(CATALOG_TIMEOUT_S):
-                    found = await list_focuses(persistence.pool)
+                self._focuses = await persistence.focus_catalog(CATALOG_TIMEOUT_S)
             except Exception as exc:  # Postgres unreachable: refuse the update, keep the socket
                 log.warning("focus catalog unavailable", extra={"error": type(exc).__name__})
                 raise CatalogUnavailable() from exc
-            self._focuses = frozenset(focus.id for focus in found)
         return self._focuses
 
     async def _save_focuses(self, focus_ids: tuple[str, ...]) -> None:
