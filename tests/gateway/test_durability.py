@@ -220,3 +220,24 @@ async def _outage_scenario(
             await conn.close()
     stored = {where for turns in told.values() for _, where in turns}
     assert stored == {"db", "spool"}
+
+
+async def test_a_full_spool_refuses_new_turns_on_every_channel(
+    fast_sim: Any, tmp_path: Path, database_dsn: str, token: Token
+) -> None:
+    # No room at all: as if Postgres had been away long enough to fill the spool.
+    settings = make_settings(
+        fast_sim.url, tmp_path, persistence=True, database_url=database_dsn, spool_max_mb=0
+    )
+    headers = {"Authorization": f"Bearer {token('wes')}"}
+    async with running_gateway(settings) as gw, httpx.AsyncClient(base_url=gw.url) as http:
+        refused = await http.post("/v1/chat", json={"message": "hello"}, headers=headers)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["code"] == "storage_unavailable"
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["spool"] == "full"
+        async with ws_client(gw.ws_url, token("wes")) as client:
+            await client.recv()
+            await client.send(type="input_text", text="hello")
+            error = (await client.until("error", "response.completed"))[-1]
+            assert error["code"] == "storage_unavailable" and error["retryable"]
