@@ -56,7 +56,7 @@ class GatewayServer(uvicorn.Server):
         # load, each time moving the running turns' objects into generation 2, and so start a
         # full collection four or five times a minute: it walks every connection's objects
         # (about 0.3 s with 2,000 idle sockets). Fewer generation-1 collections let most of a
-        # turn's objects die young (loadtests/BENCHMARKS.md, "the garbage collector's pauses").
+        # turn's objects die young (loadtests/BENCHMARKS.md, "Components": collector pauses).
         gateway = _find_gateway(self.config.loaded_app)
         if gateway is not None:
             gc.set_threshold(*gateway.settings.gc_thresholds)
