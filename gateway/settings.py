@@ -74,6 +74,9 @@ class BreakerSettings(BaseModel):
     cooldown_s: float = 15.0
     max_cooldown_s: float = 300.0
     half_open_probes: int = 2
+    # An auth error (401/403) takes the target out this long, then one probe call tries it again
+    # (a rotated key recovers without a restart).
+    auth_cooldown_s: float = 300.0
 
 
 class RetrySettings(BaseModel):
@@ -143,6 +146,15 @@ class Settings(BaseSettings):
     max_audio_frame_bytes: int = 256 * 1024
     send_queue_size: int = 256
     send_timeout_s: float = 10.0  # a client whose queue stays full this long is dropped
+    # Inbound bounds of one WebSocket: past either (averaged over a second, bursts of twice
+    # allowed) the client gets an `error` event, then close 1008.
+    inbound_frames_per_s: float = 100.0
+    inbound_bytes_per_s: int = 1024 * 1024
+    # An HTTP request whose head is not complete this long after the connection (or the previous
+    # response) is closed: slow-loris.
+    request_head_timeout_s: float = 5.0
+    # Repeated rejections of one client (quota, bounds) are logged once per interval with a count.
+    log_sample_interval_s: float = 10.0
     history_turns: int = 20
     max_reply_tokens: int = 512
     max_running_turns: int = (
