@@ -166,6 +166,7 @@ def _interaction_json(row: InteractionRow) -> dict[str, Any]:
         "turn_id": row.turn_id,
         "request_id": row.request_id,
         "channel": row.channel,
+        "audio_in_ms": row.audio_in_ms,
         "user_text": row.user_text,
         "reply_text": row.reply_text,
         "status": row.status,

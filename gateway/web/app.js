@@ -1,6 +1,7 @@
 // The chat page: wires the realtime client, the conversation view, voice in and out, and the
 // progress panel. Protocol: DESIGN.md, "Realtime WebSocket".
 
+import { getJson } from "./api.js";
 import { ChatView, Turn } from "./chatview.js";
 import { byId, formatMs, randomId } from "./dom.js";
 import { Notices } from "./notices.js";
@@ -12,6 +13,7 @@ import { claimsOf, clearToken, hasRole, msUntilExpiry, saveToken, takeToken } fr
 
 const VOICE_PREF = "coach.voiceReplies";
 const CANCEL_GRACE_MS = 2500; // how long a queued message waits for a cancelled turn to end
+const HISTORY_TURNS = 50; // stored turns shown when a session is resumed
 
 const ui = {
   status: byId("conn-status"),
@@ -193,12 +195,42 @@ function onSessionOpen(session) {
   if (state.sessionId !== session.session_id) {
     panel.reset();
     panel.loadAssessments(state.token, session.session_id);
+    if (resumed) loadHistory(session.session_id);
   }
   state.sessionId = session.session_id;
   ui.sessionLine.textContent = `Session ${String(session.session_id).slice(0, 12)}${resumed ? " · resumed" : ""}`;
   setStatus("open", "Connected");
   client.send({ type: "session.update", session: { voice: { output: ui.voiceToggle.checked } } });
   flushQueued();
+}
+
+/** The resumed session's stored turns, above whatever this tab has shown since. */
+async function loadHistory(sessionId) {
+  let body;
+  try {
+    body = await getJson(`/v1/sessions/${encodeURIComponent(sessionId)}/interactions?limit=${HISTORY_TURNS}`, state.token);
+  } catch (err) {
+    notices.show("history", "warn", `Earlier turns of this session could not be loaded: ${err.message}.`, { timeoutMs: 10000 });
+    return;
+  }
+  if (state.sessionId !== sessionId) return; // another session started meanwhile
+  // Newest first: each is put at the top, so the oldest ends up first.
+  for (const row of Array.isArray(body?.data) ? body.data : []) {
+    if (!row?.turn_id || state.turns.has(row.turn_id)) continue;
+    const turn = new Turn(row.turn_id, { text: row.user_text || "", voice: row.audio_in_ms > 0 });
+    turn.timings = row.timings || null;
+    turn.provider = row.provider;
+    turn.model = row.model;
+    turn.fallbacks = Array.isArray(row.fallbacks) && row.fallbacks.length > 0;
+    state.turns.set(turn.id, turn);
+    view.addTurn(turn, null, { earlier: true });
+    turn.userItem.classList.add("stored");
+    view.finish(turn, row.reply_text || "", row.status === "completed" ? "done" : row.status === "cancelled" ? "stopped" : "failed");
+    if (row.status === "cancelled") view.note(turn, "Stopped.");
+    else if (row.status === "failed") view.note(turn, "The coach could not answer.", { kind: "error" });
+    view.showTimings(turn);
+  }
+  view.scrollToEnd();
 }
 
 // ------------------------------------------------------------------ server events

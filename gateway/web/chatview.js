@@ -34,8 +34,9 @@ export class ChatView {
     this.scroller = list;
   }
 
-  addTurn(turn, userLabel) {
-    const follow = this.nearBottom();
+  /** A turn at the end of the conversation, or with `earlier`, at its start (a stored turn). */
+  addTurn(turn, userLabel, { earlier = false } = {}) {
+    const follow = !earlier && this.nearBottom();
     this.emptyHint.hidden = true;
     turn.userTextNode = el("p", { class: "bubble-text", text: userLabel ?? turn.userText });
     turn.userItem = el(
@@ -54,7 +55,8 @@ export class ChatView {
       body,
       turn.meta,
     );
-    this.list.append(turn.userItem, turn.coachItem);
+    if (earlier) this.list.prepend(turn.userItem, turn.coachItem);
+    else this.list.append(turn.userItem, turn.coachItem);
     if (follow) this.scrollToEnd();
   }
 

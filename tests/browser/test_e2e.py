@@ -128,6 +128,38 @@ async def test_stop_cancels_the_reply_and_the_next_message_goes_through(
     assert page_errors.messages == []
 
 
+async def test_a_reload_shows_the_sessions_stored_turns(
+    browser: Any,
+    site: RunningGateway,
+    fast_sim: Any,
+    token: Callable[..., str],
+    page_errors: PageErrors,
+) -> None:
+    await fast_sim.set_knobs(tokens_per_s=0)
+    page = page_errors.watch(await open_chat(browser, site, token("reloader"), viewport=DESKTOP))
+    first = await ask(page, QUESTION)
+    await expect(first).to_have_attribute("data-state", "done", timeout=20_000)
+    second = await ask(page, "And how do I keep my shoulders relaxed?")
+    await expect(second).to_have_attribute("data-state", "done", timeout=20_000)
+    replies = await page.locator("li.msg.coach .bubble-text").all_inner_texts()
+
+    await page.reload()
+    await expect(page.locator("#session-line")).to_contain_text("resumed", timeout=10_000)
+    users = page.locator("li.msg.user")
+    await expect(users).to_have_count(2, timeout=10_000)
+    said = await users.locator(".bubble-text").all_inner_texts()
+    assert said == [QUESTION, "And how do I keep my shoulders relaxed?"]
+    coaches = page.locator("li.msg.coach")
+    await expect(coaches.nth(1)).to_have_attribute("data-state", "done")
+    assert await page.locator("li.msg.coach .bubble-text").all_inner_texts() == replies
+
+    third = await ask(page, "Thanks, one more tip?")
+    await expect(third).to_have_attribute("data-state", "done", timeout=20_000)
+    await expect(users).to_have_count(3)
+    await page.context.close()
+    assert page_errors.messages == []
+
+
 async def test_rejected_token_asks_for_a_new_one(
     browser: Any, site: RunningGateway, token: Callable[..., str], page_errors: PageErrors
 ) -> None:
