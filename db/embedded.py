@@ -24,16 +24,26 @@ import logging
 import os
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psutil  # a dependency of pgserver
-from pgserver.postgres_server import PostgresServer
+
+with warnings.catch_warnings():
+    # pgserver asks platformdirs for a runtime directory as it is imported; without
+    # XDG_RUNTIME_DIR (containers, CI, a root shell) platformdirs warns and uses /tmp, which is
+    # nothing a user of the demo can act on.
+    warnings.simplefilter("ignore")
+    from pgserver.postgres_server import PostgresServer
 
 __all__ = ["start"]
 
 log = logging.getLogger("coach.embedded")
+# pgserver logs every initdb and pg_ctl command line with its whole output at INFO: a dozen
+# multi-line records before the demo's banner. Its warnings and errors still show.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 STOP_TIMEOUT_S = 30.0  # a fast shutdown ends the sessions and writes a checkpoint
 QUIT_TIMEOUT_S = 5.0

@@ -276,3 +276,24 @@ async def test_a_command_that_joined_the_server_leaves_it_to_the_others(
 
     assert await stop(second) == 143
     assert postmaster(data_dir) is None
+
+
+async def test_a_first_start_says_nothing_of_pgserver_internals() -> None:
+    """initdb and pg_ctl command lines, and platformdirs' warning when XDG_RUNTIME_DIR is unset,
+    stay out of a command's output; the gateway's own lines still show."""
+    with tempfile.TemporaryDirectory(prefix="coach-embedded-") as path:
+        env = {**command_env(Path(path)), "COACH_LOG_LEVEL": "info"}
+        env.pop("XDG_RUNTIME_DIR", None)
+        proc = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "gateway.cli", "migrate"],
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(proc.communicate(), STARTUP_S)
+    text = output.decode()
+    assert proc.returncode == 0, text
+    assert '"logger":"coach.embedded"' in text
+    assert "pgserver" not in text
+    assert "Warning" not in text
