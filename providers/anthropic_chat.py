@@ -24,7 +24,7 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from providers.sdk_chat import SdkChat
+from providers.sdk_chat import SdkChat, sdk_timeout
 
 __all__ = ["AnthropicChat", "map_anthropic_error"]
 
@@ -49,9 +49,9 @@ class AnthropicChat(SdkChat):
         timeout_s: float = 60.0,
         kind: str = "anthropic",
     ) -> None:
-        super().__init__(name, kind)
+        super().__init__(name, kind, timeout_s)
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=sdk_timeout(timeout_s)
         )
 
     async def _open(self, request: ChatRequest) -> anthropic.AsyncStream[object]:

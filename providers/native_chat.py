@@ -1,9 +1,9 @@
 """Chat over plain HTTP (`providers.http_stream`) in the OpenAI or Anthropic wire format, with
 orjson.
 
-The streaming hot path of the gateway: per turn it costs about a quarter of the CPU of the
-official SDK clients, and per streamed chunk 26-28% (`python -m loadtests.bench_adapters`, paced
-at 1,000 tokens/s and unpaced).
+The streaming hot path of the gateway: per turn and per streamed chunk it costs a fraction of
+the CPU of the official SDK clients (`python -m loadtests.micro.adapters`; figures in
+loadtests/BENCHMARKS.md).
 The SDK adapters (`providers.openai_chat`, `providers.anthropic_chat`) stay available as
 `client = "sdk"`; both kinds pass the same conformance suite against the sim, and both use the
 pure conversions of `providers.wire`.
@@ -33,7 +33,6 @@ from providers.errors import (
     UpstreamUnavailable,
 )
 from providers.http_stream import HttpStatusError, HttpStream, HttpStreamError, Response
-from providers.resilience.stall import StallDeadline
 from providers.sse import SseDecoder, SseEvent
 
 __all__ = ["ANTHROPIC", "OPENAI", "Dialect", "NativeChat"]
@@ -110,7 +109,8 @@ ANTHROPIC = Dialect(
 class NativeChat(ChatProvider):
     """A streamed chat request per call over pooled keep-alive connections (`HttpStream`); no
     retries (the router owns them). `timeout_s` bounds connecting, the wait for the response's
-    head, and each wait for more of its body."""
+    head and for its first bytes; later waits are the caller's to bound (the router's stall
+    deadline, one per stream, whatever adapter serves it)."""
 
     def __init__(
         self,
@@ -132,7 +132,6 @@ class NativeChat(ChatProvider):
             "User-Agent": "coach-gateway",
             **dialect.auth_headers(api_key),
         }
-        # Reads are bounded by a `StallDeadline` (one timer per period), not a timer per read.
         self._timeout_s = timeout_s
         # Made now, at start-up (an https:// one loads the trust store); its connections are
         # opened on use, in the running event loop.
@@ -156,25 +155,26 @@ class NativeChat(ChatProvider):
             # One loop, no inner generator: this runs once per streamed chunk.
             decoder = SseDecoder()
             read_event = self._dialect.read_event
-            with StallDeadline(self._timeout_s) as deadline:
-                done = False
-                while not done:
+            data = await self._first_read(response)
+            while True:
+                done = not data
+                for event in decoder.feed(data) if data else decoder.flush():
                     try:
-                        data = await deadline.wait(response.read())
-                    except (HttpStreamError, TimeoutError) as exc:
-                        raise self._transport_error(exc, streaming=True) from exc
-                    done = not data
-                    for event in decoder.feed(data) if data else decoder.flush():
-                        try:
-                            text = read_event(tally, event, self.name)
-                        except MalformedResponse as exc:
-                            message = f"{self.name}: {exc}"
-                            raise MalformedResponse(message, provider=self.name) from exc
-                        if text is None:
-                            done = True
-                            break
-                        if text:
-                            yield ChatChunk(text=text, model=tally.model)
+                        text = read_event(tally, event, self.name)
+                    except MalformedResponse as exc:
+                        message = f"{self.name}: {exc}"
+                        raise MalformedResponse(message, provider=self.name) from exc
+                    if text is None:
+                        done = True
+                        break
+                    if text:
+                        yield ChatChunk(text=text, model=tally.model)
+                if done:
+                    break
+                try:
+                    data = await response.read()
+                except HttpStreamError as exc:
+                    raise self._transport_error(exc, streaming=True) from exc
             await _read_to_end(response)
         finally:
             response.release()
@@ -185,6 +185,15 @@ class NativeChat(ChatProvider):
                 provider=self.name,
             )
         yield tally.final_chunk()
+
+    async def _first_read(self, response: Response) -> bytes:
+        """The body's first bytes, within `timeout_s` as the head was (one timer per request):
+        a response that sends its head and then nothing fails here, router or not."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await response.read()
+        except (HttpStreamError, TimeoutError) as exc:
+            raise self._transport_error(exc, streaming=True) from exc
 
     async def _raise_status_error(self, response: Response) -> None:
         try:

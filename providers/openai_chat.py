@@ -1,8 +1,8 @@
 """Chat through the OpenAI API, or any server that speaks it (vLLM, Ollama, the sim, ...).
 
 The request goes through the SDK's generic `post` with our JSON body, and chunks come back as
-decoded JSON: `chat.completions.create` would run its typed-params transform (about 1.3 ms of
-CPU per message) and build a pydantic model per chunk, work that `providers.wire` does not need.
+decoded JSON: `chat.completions.create` would run its typed-params transform over every message
+and build a pydantic model per chunk, work that `providers.wire` does not need.
 The SDK still owns the HTTP client, auth headers, base URL, SSE decoding and error classes.
 """
 
@@ -21,7 +21,7 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from providers.sdk_chat import SdkChat
+from providers.sdk_chat import SdkChat, sdk_timeout
 
 __all__ = ["OpenAIChat", "map_openai_error"]
 
@@ -46,9 +46,9 @@ class OpenAIChat(SdkChat):
         timeout_s: float = 60.0,
         kind: str = "openai",
     ) -> None:
-        super().__init__(name, kind)
+        super().__init__(name, kind, timeout_s)
         self._client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=sdk_timeout(timeout_s)
         )
 
     async def _open(self, request: ChatRequest) -> openai.AsyncStream[object]:

@@ -4,6 +4,13 @@ For each target of a route, in order, skipping those whose circuit is open, that
 whose daily budget is spent: try up to `attempts_per_target` times with jittered backoff, then
 fail over. Once a first chunk arrived the `RoutedStream` is handed over and there is no more
 failover: a later failure ends the stream with that error.
+
+The first-token deadline (`DeadlineConfig.first_token_s`) is a target's, not an attempt's: its
+attempts and the backoff between them all fit in it, a target that misses it is not retried
+(the turn moves to the next target at once), and a retry that could not begin before it is not
+made. So a turn waits for its first token at most `first_token_s` times the number of targets
+tried. After the first chunk, the stall deadline (`stall_s`) bounds each wait for the next one:
+the only stall deadline of a stream, whatever adapter serves it.
 """
 
 from __future__ import annotations
@@ -39,11 +46,12 @@ from providers.resilience.config import (
     Sleep,
 )
 from providers.resilience.prices import PriceTable
+from providers.resilience.reach import Reachability
 from providers.resilience.retry import backoff_delay
 from providers.resilience.stall import StallDeadline
 from providers.resilience.telemetry import route_event, start_attempt_span
 
-__all__ = ["Fallback", "RoutedStream", "Router", "Target"]
+__all__ = ["Fallback", "RouteStatus", "RoutedStream", "Router", "Target"]
 
 log = logging.getLogger("coach.router")
 
@@ -76,6 +84,18 @@ class Fallback:
 
     def to_dict(self) -> dict[str, object]:
         return {"target": self.target, "code": self.code, "status": self.status}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStatus:
+    """Which targets of a route could take a turn now, and why each other one could not."""
+
+    usable: tuple[str, ...]
+    out: dict[str, str]  # target -> why it is out
+
+    @property
+    def is_out(self) -> bool:
+        return not self.usable
 
 
 @dataclass(slots=True)
@@ -186,6 +206,7 @@ class Router:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         tracer_provider: TracerProvider | None = None,
+        reachability: Reachability | None = None,
     ) -> None:
         self._providers = dict(providers)
         self._routes = {name: list(targets) for name, targets in routes.items()}
@@ -200,6 +221,7 @@ class Router:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._reach = reachability
         self._tracer = trace.get_tracer("coach.providers", tracer_provider=tracer_provider)
         self._listeners: list[BreakerListener] = []
         self._breakers = {
@@ -224,6 +246,25 @@ class Router:
     def reset_breaker(self, target: str) -> None:
         """Close a target's circuit and forget its history (e.g. after fixing its API key)."""
         self._breakers[target].reset()
+
+    async def route_status(self) -> dict[str, RouteStatus]:
+        """Per route, the targets that could take a turn now and why each other one cannot: its
+        circuit open or unusable, its daily budget spent, or (with a `Reachability`) its
+        address refusing connections. For readiness: off the turns' path, bounded and cached
+        by `Reachability`."""
+        unreachable = await self._reach.unreachable() if self._reach is not None else {}
+        statuses: dict[str, RouteStatus] = {}
+        for route, targets in self._routes.items():
+            usable: list[str] = []
+            out: dict[str, str] = {}
+            for target in targets:
+                why = self._out_reason(target, unreachable)
+                if why is None:
+                    usable.append(str(target))
+                else:
+                    out[str(target)] = why
+            statuses[route] = RouteStatus(tuple(usable), out)
+        return statuses
 
     def spend_today(self) -> dict[str, float]:
         """USD spent today per target (empty without a budget)."""
@@ -259,8 +300,20 @@ class Router:
         raise self._exhausted(route, reasons, last_error)
 
     async def aclose(self) -> None:
+        if self._reach is not None:
+            await self._reach.aclose()
         for provider in self._providers.values():
             await provider.aclose()
+
+    def _out_reason(self, target: Target, unreachable: Mapping[str, str]) -> str | None:
+        name = str(target)
+        if (why := _circuit_out(self._breakers[name])) is not None:
+            return why
+        if self._budget is not None and self._budget.exhausted(name):
+            return "daily budget spent"
+        if (problem := unreachable.get(target.provider)) is not None:
+            return f"unreachable: {problem}"
+        return None
 
     def _candidates(self, route: str, model: str | None) -> list[Target]:
         if route not in self._routes:
@@ -273,23 +326,28 @@ class Router:
     async def _open_target(
         self, target: Target, request: ChatRequest, fallbacks: list[Fallback]
     ) -> RoutedStream:
-        """Attempt `target` with retries; raises its last error, or `_Skip` if not tried."""
+        """Attempt `target` with retries within its first-token deadline; raises its last error,
+        or `_Skip` if not tried."""
         breaker = self._breakers[str(target)]
         if self._budget is not None and (key := self._budget.exhausted(str(target))):
             raise _Skip("over_budget", f"daily budget of {key!r} spent")
+        deadline = asyncio.get_running_loop().time() + self._deadlines.first_token_s
         error: ProviderError | None = None
         for attempt in range(1, max(self._retry.attempts_per_target, 1) + 1):
             if error is not None:
-                if not self._worth_retrying(error):
+                delay = self._retry_delay(error, attempt - 1, deadline)
+                if delay is None:
                     break
-                await self._backoff(target, attempt)
+                await self._backoff(target, attempt, delay)
             call = breaker.try_acquire()
             if call is None:
                 if error is not None:
                     break  # our own failures opened the circuit: fail over
                 raise self._skip_for(breaker)
             try:
-                return await self._attempt(target, request, fallbacks, breaker, call, attempt)
+                return await self._attempt(
+                    target, request, fallbacks, breaker, call, attempt, deadline
+                )
             except ProviderError as exc:
                 if not exc.transient:
                     raise
@@ -305,8 +363,10 @@ class Router:
         breaker: CircuitBreaker,
         call: Call,
         attempt: int,
+        deadline: float,
     ) -> RoutedStream:
-        """One call: wait (bounded) for its first chunk, then hand the stream over."""
+        """One call: wait for its first chunk until the target's `deadline` (event-loop time),
+        then hand the stream over."""
         provider = self._providers[target.provider]
         request = replace(request, model=target.model)
         span = start_attempt_span(
@@ -319,14 +379,14 @@ class Router:
         try:
             with trace.use_span(span, end_on_exit=False):
                 stream = provider.stream(request)
-                async with asyncio.timeout(self._deadlines.first_token_s):
+                async with asyncio.timeout_at(deadline):
                     # upstream_ttft_ms: from the first `anext` on the adapter's stream to the
                     # first chunk that carries something (`_first_chunk`). Adapters are async
                     # generators, so `provider.stream()` does nothing and this `anext` is where
-                    # the request is built and sent; our part of it is the SDK's request
-                    # building, about 0.4-0.7 ms of CPU (it was up to 55 ms with the SDK's typed
-                    # transforms). The rest is connection setup, the upstream's own time to
-                    # first token, and any delay of our event loop in reading the response.
+                    # the request is built and sent; our part of it is building the request
+                    # (without the SDK's typed transforms, which cost far more). The rest is
+                    # connection setup, the upstream's own time to first token, and any delay
+                    # of our event loop in reading the response.
                     started = self._clock()
                     first = await _first_chunk(stream)
         except BaseException as exc:
@@ -367,14 +427,21 @@ class Router:
             return UpstreamUnavailable(f"{type(exc).__name__}: {exc}", provider=name)
         return None
 
-    def _worth_retrying(self, error: ProviderError) -> bool:
-        # An upstream that asks us to wait longer than our backoff would is better failed over.
-        if isinstance(error, RateLimited) and error.retry_after_s is not None:
-            return error.retry_after_s <= self._retry.max_delay_s
-        return True
+    def _retry_delay(self, error: ProviderError, retry: int, deadline: float) -> float | None:
+        """The backoff before retry number `retry` after `error`, or None to fail over now: after
+        a timeout (the target had its time), when the upstream asks us to wait longer than our
+        backoff would, or when the retry could not begin before the target's deadline."""
+        if isinstance(error, UpstreamTimeout):
+            return None
+        wait = error.retry_after_s if isinstance(error, RateLimited) else None
+        if wait is not None and wait > self._retry.max_delay_s:
+            return None
+        delay = backoff_delay(retry, self._retry, self._rng)
+        if asyncio.get_running_loop().time() + delay >= deadline:
+            return None
+        return delay
 
-    async def _backoff(self, target: Target, attempt: int) -> None:
-        delay = backoff_delay(attempt - 1, self._retry, self._rng)
+    async def _backoff(self, target: Target, attempt: int, delay: float) -> None:
         route_event(
             "coach.route.retry", {"target": str(target), "attempt": attempt, "delay_s": delay}
         )
@@ -383,11 +450,8 @@ class Router:
     @staticmethod
     def _skip_for(breaker: CircuitBreaker) -> _Skip:
         state = breaker.state
-        if state is BreakerState.UNUSABLE:
-            return _Skip("target_unusable", "unusable (authentication failed)")
-        if state is BreakerState.HALF_OPEN:
-            return _Skip("circuit_open", "circuit half-open, probes in flight")
-        return _Skip("circuit_open", f"circuit open for {breaker.retry_after_s() or 0:.1f}s")
+        code = "target_unusable" if state is BreakerState.UNUSABLE else "circuit_open"
+        return _Skip(code, _circuit_out(breaker) or "circuit half-open, probes in flight")
 
     def _exhausted(
         self, route: str, reasons: list[str], last_error: ProviderError | None
@@ -418,6 +482,16 @@ class Router:
         for name, breaker in self._breakers.items():
             if name.partition(":")[0] == provider:
                 breaker.mark_unusable("provider authentication failed")
+
+
+def _circuit_out(breaker: CircuitBreaker) -> str | None:
+    """Why a target's circuit keeps every call out (open or unusable), or None."""
+    state = breaker.state
+    if state is BreakerState.UNUSABLE:
+        return f"unusable (authentication failed), probe in {breaker.retry_after_s() or 0:.0f}s"
+    if state is BreakerState.OPEN:
+        return f"circuit open for {breaker.retry_after_s() or 0:.1f}s"
+    return None
 
 
 async def _first_chunk(stream: AsyncIterator[ChatChunk]) -> ChatChunk:

@@ -10,6 +10,7 @@ from providers.resilience.breaker import BreakerListener, BreakerState, Call, Ci
 from providers.resilience.budget import BudgetStore, DailyBudget
 from providers.resilience.config import BreakerConfig, Clock, DeadlineConfig, RetryConfig, Sleep
 from providers.resilience.prices import DEFAULT_PRICES, Price, PriceTable
+from providers.resilience.reach import Reachability
 from providers.resilience.retry import backoff_delay
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "DeadlineConfig",
     "Price",
     "PriceTable",
+    "Reachability",
     "RetryConfig",
     "Sleep",
     "backoff_delay",

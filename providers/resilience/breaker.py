@@ -3,11 +3,16 @@
     closed --(failure rate over the window, or slow first tokens)--> open
     open --(cooldown passed)--> half_open --(probe succeeds)--> closed
                                           --(probe fails)-----> open
-    any --(authentication failed)--> unusable (until `reset`)
+    any --(authentication failed)--> unusable --(auth cooldown passed)--> half_open, one probe
+                                                  (an auth failure of that probe: unusable again)
 
-Only transient errors count. Every call that `try_acquire` admits must end in exactly one of
-`record_success`, `record_failure` or `release`; a slow first token (`record_first_token`) settles
-the call as a failure at once, and what follows is then ignored.
+Only transient errors count towards the failure rate. An authentication failure is no passing
+fault, but keys get rotated: the long auth cooldown keeps a wrong key from costing every turn a
+round trip, and its single probe lets a fixed key back in without a restart.
+
+Every call that `try_acquire` admits must end in exactly one of `record_success`,
+`record_failure` or `release`; a slow first token (`record_first_token`) settles the call as a
+failure at once, and what follows is then ignored.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ class BreakerState(enum.StrEnum):
     OPEN = "open"
     HALF_OPEN = "half_open"
     UNUSABLE = "unusable"
+
+
+# States that end, once their cooldown passed, in half_open.
+_COOLING = (BreakerState.OPEN, BreakerState.UNUSABLE)
 
 
 @dataclass(slots=True)
@@ -65,23 +74,29 @@ class CircuitBreaker:
         self._generation = 0
         self._outcomes: deque[tuple[float, bool]] = deque()  # (when, failed)
         self._failures = 0  # how many of `_outcomes` failed (kept, not summed: O(1) per call)
-        self._open_until = 0.0
+        self._open_until = 0.0  # while open or unusable: when probes may begin
         self._retry_until = 0.0
         self._probes = 0
+        self._probe_limit = self._config.half_open_probes
 
     def add_listener(self, listener: BreakerListener) -> None:
         self._listeners.append(listener)
 
     @property
     def state(self) -> BreakerState:
-        """The current state; an open circuit whose cooldown passed turns half-open here."""
-        if self._state is BreakerState.OPEN and self._clock() >= self._open_until:
-            self._transition(BreakerState.HALF_OPEN, "cooldown over")
+        """The current state; an open or unusable circuit whose cooldown passed turns half-open
+        here (after an auth cooldown with a single probe slot)."""
+        state = self._state
+        if state in _COOLING and self._clock() >= self._open_until:
+            if state is BreakerState.UNUSABLE:
+                self._transition(BreakerState.HALF_OPEN, "auth cooldown over", probes=1)
+            else:
+                self._transition(BreakerState.HALF_OPEN, "cooldown over")
         return self._state
 
     def retry_after_s(self) -> float | None:
-        """Seconds until an open circuit lets probes through; None unless open."""
-        if self.state is not BreakerState.OPEN:
+        """Seconds until an open or unusable circuit lets a probe through; None otherwise."""
+        if self.state not in _COOLING:
             return None
         return max(self._open_until - self._clock(), 0.0)
 
@@ -90,7 +105,7 @@ class CircuitBreaker:
         state = self.state
         if state is BreakerState.CLOSED:
             return Call(self._generation, probe=False)
-        if state is BreakerState.HALF_OPEN and self._probes < self._config.half_open_probes:
+        if state is BreakerState.HALF_OPEN and self._probes < self._probe_limit:
             self._probes += 1
             return Call(self._generation, probe=True)
         return None
@@ -104,11 +119,14 @@ class CircuitBreaker:
         self._settle(call, failed=False, reason="probe succeeded")
 
     def record_failure(self, call: Call, error: ProviderError) -> None:
-        """Count a transient error; an authentication failure makes the target unusable."""
+        """Count a transient error; an authentication failure makes the target unusable (one
+        admitted before the state changed is stale and ignored, as other outcomes are)."""
         if isinstance(error, AuthenticationFailed):
-            self._release_probe(call)
-            call.settled = True
-            self.mark_unusable(error.code)
+            if not call.settled:
+                call.settled = True
+                self._release_probe(call)
+                if call.generation == self._generation:
+                    self.mark_unusable(error.code)
             return
         if not error.transient:
             self.release(call)
@@ -124,7 +142,9 @@ class CircuitBreaker:
             self._release_probe(call)
 
     def mark_unusable(self, reason: str) -> None:
+        """Take the target out for the auth cooldown (unless it is out for it already)."""
         if self._state is not BreakerState.UNUSABLE:
+            self._open_until = self._clock() + self._config.auth_cooldown_s
             self._transition(BreakerState.UNUSABLE, reason)
 
     def reset(self) -> None:
@@ -176,11 +196,12 @@ class CircuitBreaker:
         if call.probe and call.generation == self._generation and self._probes > 0:
             self._probes -= 1
 
-    def _transition(self, new: BreakerState, reason: str) -> None:
+    def _transition(self, new: BreakerState, reason: str, *, probes: int | None = None) -> None:
         old = self._state
         self._state = new
         self._generation += 1
         self._probes = 0
+        self._probe_limit = self._config.half_open_probes if probes is None else probes
         if new is BreakerState.CLOSED:
             self._forget_outcomes()
         log.info(

@@ -1,4 +1,8 @@
-"""Configuration of the resilience pieces, and the clock and sleep they are given."""
+"""Configuration of the resilience pieces, and the clock and sleep they are given.
+
+The defaults here are the gateway's defaults: `gateway.settings` takes its own from these, so
+each is written once.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ class BreakerConfig:
     the share of failures (transient errors and first tokens slower than `slow_ttft_ms`) reached
     `failure_rate`. It stays open `cooldown_s` (longer if the upstream asked with `Retry-After`,
     at most `max_cooldown_s`), then lets `half_open_probes` concurrent probe calls through.
+
+    An authentication failure (401/403) takes the target out for `auth_cooldown_s`, after which
+    one probe call tries it again: a rotated key recovers without a restart.
     """
 
     window_s: float = 30.0
@@ -31,6 +38,7 @@ class BreakerConfig:
     cooldown_s: float = 15.0
     max_cooldown_s: float = 300.0
     half_open_probes: int = 2
+    auth_cooldown_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +52,8 @@ class RetryConfig:
 
 @dataclass(frozen=True, slots=True)
 class DeadlineConfig:
-    """`first_token_s` bounds the wait for an attempt's first chunk, `stall_s` each later one."""
+    """`first_token_s` bounds the wait for a target's first chunk (its retries included; see
+    `providers.routing`), `stall_s` the wait for each later chunk."""
 
     first_token_s: float = 10.0
     stall_s: float = 15.0

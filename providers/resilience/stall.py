@@ -1,8 +1,8 @@
 """Deadlines on waits that repeat many times a second: the next chunk of a stream (or read),
 the next send to a client.
 
-`asyncio.timeout()` around every chunk would arm and cancel a timer per chunk, which the profile
-showed as a tenth of the gateway's CPU under load. Here a wait only notes when it began; one
+`asyncio.timeout()` around every chunk would arm and cancel a timer per chunk, which stood out
+in the gateway's profile under load. Here a wait only notes when it began; one
 timer per `limit_s` (a `WaitWatch`) checks the wait in progress and either expires it or
 re-arms for the rest of the period.
 """

@@ -22,6 +22,8 @@ import pytest
 
 from tests.conftest import TEST_SECRET
 
+pytestmark = pytest.mark.slow  # embedded Postgres clusters started and stopped by real commands
+
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_S = 60.0  # initdb, the first time
 EXIT_S = 30.0
@@ -97,7 +99,7 @@ def free_port() -> int:
 async def start(
     procs: list[asyncio.subprocess.Process], data_dir: Path, command: str, *args: str
 ) -> tuple[asyncio.subprocess.Process, str]:
-    """`coach-gateway COMMAND --port P ARGS`, once it answers `/readyz` (its database open)."""
+    """`coach-gateway COMMAND --port P ARGS`, once `/readyz` says its database is open."""
     port = free_port()
     argv = [sys.executable, "-m", "gateway.cli", command, "--port", str(port), *args]
     proc = await asyncio.create_subprocess_exec(
@@ -109,7 +111,7 @@ async def start(
         while True:
             assert proc.returncode is None, f"{command} exited early"
             try:
-                if (await http.get(f"{url}/readyz")).status_code == 200:
+                if await database_open(http, url):
                     return proc, url
             except httpx.TransportError:
                 pass
@@ -118,7 +120,13 @@ async def start(
 
 async def ready(url: str) -> bool:
     async with httpx.AsyncClient() as http:
-        return (await http.get(f"{url}/readyz")).status_code == 200
+        return await database_open(http, url)
+
+
+async def database_open(http: httpx.AsyncClient, url: str) -> bool:
+    """`/readyz` says the database answers (its routes are out: no upstream runs here)."""
+    checks = (await http.get(f"{url}/readyz")).json()["checks"]
+    return bool(checks.get("database") == "ok")
 
 
 async def stop(proc: asyncio.subprocess.Process, signum: int = signal.SIGTERM) -> int:

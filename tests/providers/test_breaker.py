@@ -34,6 +34,7 @@ CONFIG = BreakerConfig(
     cooldown_s=10,
     max_cooldown_s=60,
     half_open_probes=2,
+    auth_cooldown_s=120,
 )
 
 
@@ -200,15 +201,66 @@ def test_probe_failure_reopens(breaker: CircuitBreaker, clock: FakeClock) -> Non
     assert state(breaker) is BreakerState.OPEN
 
 
-def test_authentication_failure_makes_target_unusable(
+def test_authentication_failure_takes_the_target_out_for_the_auth_cooldown(
     breaker: CircuitBreaker, clock: FakeClock
 ) -> None:
     fail(breaker, AuthenticationFailed("bad key", status=401))
     assert state(breaker) is BreakerState.UNUSABLE
-    clock.advance(3600)
-    assert state(breaker) is BreakerState.UNUSABLE
     assert breaker.try_acquire() is None
+    assert breaker.retry_after_s() == pytest.approx(CONFIG.auth_cooldown_s)
+    clock.advance(CONFIG.auth_cooldown_s - 0.1)
+    assert state(breaker) is BreakerState.UNUSABLE
     breaker.reset()
+    assert state(breaker) is BreakerState.CLOSED
+
+
+def test_after_the_auth_cooldown_one_probe_and_its_success_closes(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    fail(breaker, AuthenticationFailed("bad key", status=401))
+    clock.advance(CONFIG.auth_cooldown_s)
+    assert state(breaker) is BreakerState.HALF_OPEN
+    probe = breaker.try_acquire()
+    assert probe is not None and probe.probe
+    assert breaker.try_acquire() is None  # one probe, not `half_open_probes`
+    breaker.record_success(probe)  # the key was rotated
+    assert state(breaker) is BreakerState.CLOSED
+    assert breaker.try_acquire() is not None
+
+
+def test_an_auth_failure_of_the_probe_takes_the_target_out_again(
+    breaker: CircuitBreaker, clock: FakeClock, changes: list[tuple[str, str, str]]
+) -> None:
+    fail(breaker, AuthenticationFailed("bad key", status=401))
+    clock.advance(CONFIG.auth_cooldown_s)
+    probe = breaker.try_acquire()
+    assert probe is not None
+    breaker.record_failure(probe, AuthenticationFailed("still bad", status=403))
+    assert state(breaker) is BreakerState.UNUSABLE
+    assert breaker.retry_after_s() == pytest.approx(CONFIG.auth_cooldown_s)
+    clock.advance(CONFIG.auth_cooldown_s)
+    assert state(breaker) is BreakerState.HALF_OPEN
+    assert [new for _, _, new in changes] == ["unusable", "half_open", "unusable", "half_open"]
+
+
+def test_a_cancelled_auth_probe_frees_its_slot(breaker: CircuitBreaker, clock: FakeClock) -> None:
+    fail(breaker, AuthenticationFailed("bad key", status=401))
+    clock.advance(CONFIG.auth_cooldown_s)
+    probe = breaker.try_acquire()
+    assert probe is not None
+    breaker.release(probe)
+    assert breaker.try_acquire() is not None
+
+
+def test_a_stale_auth_failure_does_not_take_a_recovered_target_out(
+    breaker: CircuitBreaker, clock: FakeClock
+) -> None:
+    late = breaker.try_acquire()  # admitted while closed, answered after the recovery
+    fail(breaker, AuthenticationFailed("bad key", status=401))
+    clock.advance(CONFIG.auth_cooldown_s)
+    succeed(breaker)
+    assert late is not None
+    breaker.record_failure(late, AuthenticationFailed("bad key", status=401))
     assert state(breaker) is BreakerState.CLOSED
 
 

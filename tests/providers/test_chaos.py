@@ -10,9 +10,10 @@ no request left in flight at the upstream).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -40,6 +41,7 @@ from providers.sim import RunningSim, SimKnobs, running_sim
 
 PRIMARY = "gpt-4o-mini"
 BACKUP = "claude-haiku-4-5"
+ASSESS = "gpt-4o"  # the assessment route's model on the primary provider
 REQUEST = ChatRequest(model="", messages=(Message("user", "How do I keep tempo?"),))
 
 
@@ -93,10 +95,10 @@ class Turn:
     endings: int = 0
 
 
-async def run_turn(router: Router) -> Turn:
+async def run_turn(router: Router, route: str = "chat") -> Turn:
     turn = Turn()
     try:
-        routed = await router.open_stream("chat", REQUEST)
+        routed = await router.open_stream(route, REQUEST)
     except ProviderError as exc:
         turn.error, turn.endings = exc, 1
         return turn
@@ -118,12 +120,26 @@ async def run_turn(router: Router) -> Turn:
     return turn
 
 
+class FakeClock:
+    """The breakers' clock, moved by hand (cooldowns pass without sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def make_chaos(
     sim: RunningSim,
     exporter: InMemorySpanExporter,
     *,
     route: list[str] | None = None,
+    routes: dict[str, list[str]] | None = None,
     primary_key: str = "sk-sim",
+    client: Literal["native", "sdk"] = "native",
+    timeout_s: float = 60.0,
+    clock: FakeClock | None = None,
     **overrides: Any,
 ) -> Chaos:
     options: dict[str, Any] = {
@@ -135,15 +151,24 @@ def make_chaos(
     settings = Settings(
         sim_url=sim.url,
         providers={
-            "primary": ProviderConfig(kind="openai", base_url=f"{sim.url}/v1", api_key=primary_key),
-            "backup": ProviderConfig(kind="anthropic", base_url=sim.url, api_key="sk-sim"),
+            "primary": ProviderConfig(
+                kind="openai",
+                base_url=f"{sim.url}/v1",
+                api_key=primary_key,
+                client=client,
+                timeout_s=timeout_s,
+            ),
+            "backup": ProviderConfig(
+                kind="anthropic", base_url=sim.url, api_key="sk-sim", client=client
+            ),
         },
-        routes={"chat": route or [f"primary:{PRIMARY}", f"backup:{BACKUP}"]},
+        routes=routes or {"chat": route or [f"primary:{PRIMARY}", f"backup:{BACKUP}"]},
         **options,
     )
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return Chaos(sim, build_router(settings, tracer_provider=tracer_provider), exporter)
+    router = build_router(settings, tracer_provider=tracer_provider, clock=clock or time.monotonic)
+    return Chaos(sim, router, exporter)
 
 
 @pytest.fixture
@@ -200,13 +225,19 @@ async def test_529_overloaded_fails_over(
     await chaos.router.aclose()
 
 
-async def test_hang_hits_the_first_token_deadline(chaos: Chaos) -> None:
+@pytest.mark.parametrize("client", ["native", "sdk"])
+async def test_a_hang_fails_over_at_the_first_token_deadline_without_a_retry(
+    upstream: RunningSim, exporter: InMemorySpanExporter, client: Literal["native", "sdk"]
+) -> None:
+    chaos = make_chaos(upstream, exporter, client=client)
     await chaos.faults(PRIMARY, hang_rate=1.0)
     turn = await run_turn(chaos.router)
     assert turn.fallbacks == [Fallback(f"primary:{PRIMARY}", "upstream_timeout")]
     assert turn.target == f"backup:{BACKUP}" and turn.error is None
-    await chaos.settled()  # the hung requests were abandoned, not leaked
-    assert chaos.sim.stats()["by_outcome"]["hung"] == 2
+    await chaos.settled()  # the hung request was abandoned, not leaked
+    assert chaos.requests("chat.completions") == 1  # called once: no retry of a missed deadline
+    assert chaos.sim.stats()["by_outcome"]["hung"] == 1
+    await chaos.router.aclose()
 
 
 async def test_slow_first_tokens_open_the_circuit(
@@ -234,6 +265,26 @@ async def test_mid_stream_drop_fails_the_turn_without_failover(chaos: Chaos) -> 
     assert turn.text  # the partial reply the caller keeps
     assert chaos.requests("chat.completions") == 1 and chaos.requests("messages") == 0
     await chaos.settled()
+
+
+@pytest.mark.parametrize("client", ["native", "sdk"])
+async def test_a_stall_ends_the_stream_once_at_the_stall_deadline(
+    upstream: RunningSim, exporter: InMemorySpanExporter, client: Literal["native", "sdk"]
+) -> None:
+    # The provider's own timeout is shorter than the stall deadline: it bounds connecting and
+    # the first bytes only, and the stall deadline alone bounds the waits between chunks.
+    deadlines = DeadlineSettings(first_token_s=2.0, stall_s=0.4)
+    chaos = make_chaos(upstream, exporter, deadlines=deadlines, client=client, timeout_s=0.2)
+    await chaos.faults(PRIMARY, tokens_per_s=1)
+    turn = await run_turn(chaos.router)  # asserts the turn ended exactly once
+    assert turn.target == f"primary:{PRIMARY}" and turn.text
+    assert isinstance(turn.error, UpstreamTimeout)
+    assert turn.error.message == "upstream stalled: nothing arrived within 0.4s"
+    await chaos.settled()
+    assert chaos.sim.stats()["by_outcome"]["cancelled"] == 1
+    [span] = [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    assert span.attributes is not None and span.attributes["error.type"] == "upstream_timeout"
+    await chaos.router.aclose()
 
 
 async def test_stall_between_chunks_fails_the_turn(
@@ -280,6 +331,47 @@ async def test_bad_key_makes_the_target_unusable(
     turn = await run_turn(chaos.router)
     assert isinstance(turn.error, UpstreamUnavailable)
     assert chaos.requests("chat.completions") == 1  # never tried again
+    await chaos.settled()
+    await chaos.router.aclose()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_an_auth_error_takes_the_target_out_then_one_probe_lets_it_back(
+    upstream: RunningSim, exporter: InMemorySpanExporter, status: int
+) -> None:
+    clock = FakeClock()
+    chat = [f"primary:{PRIMARY}", f"backup:{BACKUP}"]
+    routes = {"chat": chat, "assess": [f"primary:{ASSESS}", f"backup:{BACKUP}"]}
+    breaker = BreakerSettings(min_calls=50, auth_cooldown_s=300)
+    chaos = make_chaos(upstream, exporter, routes=routes, breaker=breaker, clock=clock)
+    await upstream.set_knobs(
+        models={model: {"fail_rate": 1.0, "fail_status": status} for model in (PRIMARY, ASSESS)}
+    )
+    for _ in range(3):  # a burst of auth errors: the first takes the provider out
+        turn = await run_turn(chaos.router)
+        assert turn.target == f"backup:{BACKUP}" and turn.error is None
+    assert chaos.requests("chat.completions") == 1
+    states = chaos.router.breaker_states()
+    assert states[f"primary:{PRIMARY}"] == states[f"primary:{ASSESS}"] == "unusable"
+
+    clock.now += 300  # the cooldown passed, the key is still refused: one probe, out again
+    turn = await run_turn(chaos.router)
+    assert turn.fallbacks == [Fallback(f"primary:{PRIMARY}", "upstream_auth_failed", status)]
+    assert chaos.requests("chat.completions") == 2
+    clock.now += 299
+    turn = await run_turn(chaos.router)
+    assert turn.fallbacks == [Fallback(f"primary:{PRIMARY}", "target_unusable")]
+    assert chaos.requests("chat.completions") == 2
+
+    await upstream.set_knobs(models={})  # the key was rotated: the upstream accepts it
+    clock.now += 1
+    turn = await run_turn(chaos.router)
+    assert turn.target == f"primary:{PRIMARY}" and turn.fallbacks == []
+    assert chaos.router.breaker_states()[f"primary:{PRIMARY}"] == "closed"
+    turn = await run_turn(chaos.router, "assess")  # the assessment route's own probe
+    assert turn.target == f"primary:{ASSESS}" and turn.error is None
+    assert chaos.router.breaker_states()[f"primary:{ASSESS}"] == "closed"
+    assert chaos.requests("chat.completions") == 4
     await chaos.settled()
     await chaos.router.aclose()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -35,9 +36,11 @@ from providers.resilience import (
     DeadlineConfig,
     Price,
     PriceTable,
+    Reachability,
     RetryConfig,
 )
 from providers.routing import Fallback, RoutedStream, Router, Target
+from tests.conftest import eventually
 
 REQUEST = ChatRequest(model="", messages=(Message("user", "hi"),))
 USAGE = Usage(input_tokens=1000, output_tokens=500)
@@ -222,6 +225,131 @@ async def test_auth_failure_makes_every_target_of_the_provider_unusable() -> Non
     await drain(routed)
 
 
+async def test_after_the_auth_cooldown_one_probe_lets_a_rotated_key_back() -> None:
+    clock = FakeClock()
+    a = Scripted("a", [Step(error=AuthenticationFailed("401", status=401))])
+    b = Scripted("b")
+    breaker = BreakerConfig(auth_cooldown_s=300)
+    router = make_router(
+        [a, b], {"chat": ["a:m1", "b:m2"], "assess": ["a:m3"]}, breaker=breaker, clock=clock
+    )
+    await drain(await router.open_stream("chat", REQUEST))
+    clock.now += 299
+    routed = await router.open_stream("chat", REQUEST)
+    assert routed.fallbacks == [Fallback("a:m1", "target_unusable")]
+    await drain(routed)
+    with pytest.raises(
+        NoRouteAvailable, match=r"a:m3: unusable \(authentication failed\), probe in 1s"
+    ):
+        await router.open_stream("assess", REQUEST)
+    clock.now += 1
+    routed = await router.open_stream("chat", REQUEST)  # the probe: the key works now
+    assert routed.target == Target("a", "m1") and routed.fallbacks == []
+    await drain(routed)
+    assert router.breaker_states() == {"a:m1": "closed", "b:m2": "closed", "a:m3": "half_open"}
+    routed = await router.open_stream("assess", REQUEST)  # the assess target's own probe
+    assert routed.target == Target("a", "m3")
+    await drain(routed)
+    assert router.breaker_states()["a:m3"] == "closed"
+    assert a.calls == ["m1", "m1", "m3"]
+
+
+async def test_an_auth_failure_of_the_probe_keeps_the_target_out_another_cooldown() -> None:
+    clock = FakeClock()
+    auth = AuthenticationFailed("401", status=401)
+    a = Scripted("a", [Step(error=auth), Step(error=auth)])
+    b = Scripted("b")
+    router = make_router([a, b], breaker=BreakerConfig(auth_cooldown_s=300), clock=clock)
+    await drain(await router.open_stream("chat", REQUEST))
+    clock.now += 300
+    routed = await router.open_stream("chat", REQUEST)
+    assert routed.fallbacks == [Fallback("a:m1", "upstream_auth_failed", 401)]
+    await drain(routed)
+    assert router.breaker_states()["a:m1"] == "unusable"
+    clock.now += 299
+    routed = await router.open_stream("chat", REQUEST)
+    assert routed.fallbacks == [Fallback("a:m1", "target_unusable")]
+    await drain(routed)
+    assert a.calls == ["m1", "m1"]
+
+
+async def test_route_status_names_what_keeps_each_target_out() -> None:
+    clock = FakeClock()
+    a = Scripted("a", [Step(error=AuthenticationFailed("401", status=401))])
+    b = Scripted("b", [Step(error=unavailable())])
+    breaker = BreakerConfig(min_calls=1, cooldown_s=10, auth_cooldown_s=300)
+    retry = RetryConfig(attempts_per_target=1)
+    router = make_router(
+        [a, b],
+        {"chat": ["a:m1", "b:m2"], "assess": ["b:m2"]},
+        breaker=breaker,
+        retry=retry,
+        clock=clock,
+    )
+    statuses = await router.route_status()
+    assert statuses["chat"].usable == ("a:m1", "b:m2") and not statuses["chat"].is_out
+    with pytest.raises(ProviderError):
+        await router.open_stream("chat", REQUEST)
+    statuses = await router.route_status()
+    assert statuses["chat"].is_out and statuses["assess"].is_out
+    assert statuses["chat"].out == {
+        "a:m1": "unusable (authentication failed), probe in 300s",
+        "b:m2": "circuit open for 10.0s",
+    }
+    clock.now += 10
+    statuses = await router.route_status()  # half-open: a probe may go through
+    assert statuses["chat"].usable == ("b:m2",) and statuses["assess"].usable == ("b:m2",)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_a_target_whose_address_refuses_connections_is_out_until_it_accepts() -> None:
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    listening = server.sockets[0].getsockname()[1]
+    refusing = closed_port()
+    clock = FakeClock()
+    addresses = {"a": ("127.0.0.1", refusing), "b": ("127.0.0.1", listening)}
+    reach = Reachability(addresses, ttl_s=5, timeout_s=1, clock=clock)
+    router = make_router([Scripted("a"), Scripted("b")], reachability=reach)
+    status = (await router.route_status())["chat"]
+    assert status.usable == ("b:m2",)
+    assert status.out == {
+        "a:m1": f"unreachable: nothing accepts connections at 127.0.0.1:{refusing}"
+    }
+    server.close()
+    await server.wait_closed()
+    assert (await router.route_status())["chat"].usable == ("b:m2",)  # the answer is kept
+    clock.now += 5
+    assert (await router.route_status())["chat"].is_out
+    await router.aclose()
+
+
+async def test_callers_that_ask_at_once_share_one_check() -> None:
+    connects = 0
+
+    def accepted(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connects
+        connects += 1
+        writer.close()
+
+    server = await asyncio.start_server(accepted, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reach = Reachability({"a": ("127.0.0.1", port), "b": ("127.0.0.1", port)})
+    answers = await asyncio.gather(*(reach.unreachable() for _ in range(5)))
+    assert answers == [{}] * 5
+    await eventually(lambda: connects > 0)  # the server's side of the connect runs later
+    server.close()
+    await server.wait_closed()
+    assert connects == 1  # one address, one check, one connection
+    await reach.aclose()
+
+
 async def test_no_failover_after_the_first_chunk() -> None:
     a = Scripted("a", [Step(error_after=unavailable())])
     b = Scripted("b")
@@ -237,16 +365,43 @@ async def test_no_failover_after_the_first_chunk() -> None:
     assert router.breaker_states()["a:m1"] == "open"  # a mid-stream failure counts
 
 
-async def test_first_token_deadline_fails_over() -> None:
+async def test_a_missed_first_token_deadline_fails_over_without_a_retry() -> None:
     a = Scripted("a", [Step(hang_s=5), Step(hang_s=5)])
     b = Scripted("b")
     deadlines = DeadlineConfig(first_token_s=0.05, stall_s=1.0)
-    routed = await make_router([a, b], deadlines=deadlines, sleep=Sleeps()).open_stream(
+    sleeps = Sleeps()
+    routed = await make_router([a, b], deadlines=deadlines, sleep=sleeps).open_stream(
         "chat", REQUEST
     )
     assert routed.fallbacks == [Fallback("a:m1", "upstream_timeout")]
-    assert a.closed_streams == 2
+    assert a.calls == ["m1"] and a.closed_streams == 1
+    assert sleeps.delays == []  # no backoff either: the next target at once
     await drain(routed)
+
+
+async def test_a_retry_that_could_not_begin_before_the_deadline_is_not_made() -> None:
+    # The backoff (at least half of base_delay_s) is past the target's first-token deadline.
+    a = Scripted("a", [Step(error=unavailable()), Step()])
+    b = Scripted("b")
+    retry = RetryConfig(attempts_per_target=2, base_delay_s=0.2, max_delay_s=1.0)
+    deadlines = DeadlineConfig(first_token_s=0.1, stall_s=1.0)
+    sleeps = Sleeps()
+    router = make_router([a, b], retry=retry, deadlines=deadlines, sleep=sleeps)
+    routed = await router.open_stream("chat", REQUEST)
+    assert routed.target == Target("b", "m2")
+    assert routed.fallbacks == [Fallback("a:m1", "upstream_unavailable", 500)]
+    assert a.calls == ["m1"] and sleeps.delays == []
+    await drain(routed)
+
+
+async def test_every_target_hanging_ends_with_a_timeout_after_one_attempt_each() -> None:
+    a = Scripted("a", [Step(hang_s=5)])
+    b = Scripted("b", [Step(hang_s=5)])
+    deadlines = DeadlineConfig(first_token_s=0.05, stall_s=1.0)
+    with pytest.raises(UpstreamTimeout) as caught:
+        await make_router([a, b], deadlines=deadlines, sleep=Sleeps()).open_stream("chat", REQUEST)
+    assert "no first token within 0.05s" in caught.value.message
+    assert a.calls == ["m1"] and b.calls == ["m2"]
 
 
 async def test_stall_deadline_ends_the_stream() -> None:
