@@ -16,10 +16,11 @@ DEMO_USER = "demo-user"
 async def run_demo(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     host = host or settings.host
     port = port or settings.port
-    secret = load_secret(settings, create=True)
+    secret = load_secret(settings, create=True)  # a made one is long enough for `serve` too
     assert secret is not None
-    public = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    origins = list({*settings.allowed_origins, public, f"http://localhost:{port}"})
+    local = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    origins = list({*settings.allowed_origins, local, f"http://localhost:{port}"})
+    public = settings.public_url or local  # its origin is allowed by `Settings` already
     async with running_sim() as sim:
         demo = settings.model_copy(
             update={"jwt_secret": secret, "sim_url": sim.url, "allowed_origins": origins}

@@ -3,25 +3,51 @@ standard variables their libraries read (`DATABASE_URL`, `REDIS_URL`, `OPENAI_AP
 
 Precedence, highest first: environment, TOML file, defaults. Nested values take `__` in the
 environment, for example `COACH_QUOTAS__TURNS_PER_MINUTE=5`.
+
+Strict: a key the gateway does not know, in the file or in a `COACH_` variable, fails
+validation like a wrong value, so that a typo is never silently ignored. `load_settings` says
+every mistake in one line (`gateway.settings_errors`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from providers.resilience import BreakerConfig, DeadlineConfig, RetryConfig
+
 __all__ = [
+    "CONFIG_ENV",
+    "ROUTES",
     "AssessSettings",
     "BreakerSettings",
+    "ConfigError",
     "DeadlineSettings",
     "Price",
     "ProviderConfig",
@@ -30,7 +56,20 @@ __all__ = [
     "Settings",
     "VoiceSettings",
     "default_data_dir",
+    "load_settings",
+    "read_config_file",
 ]
+
+CONFIG_ENV = "COACH_CONFIG"  # names the TOML file; the one `COACH_` variable that is no setting
+ROUTES = ("chat", "assess")  # the routes the gateway calls; `[routes]` takes no other name
+
+
+class ConfigError(Exception):
+    """A configuration mistake; `problems` says each one in a line, in the gateway's words."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
 def default_data_dir() -> Path:
@@ -38,7 +77,36 @@ def default_data_dir() -> Path:
     return Path(base) / "coach-gateway"
 
 
-class ProviderConfig(BaseModel):
+def _list_from_text(value: Any) -> Any:
+    """A list given as text (an environment variable): a JSON list, or items separated by
+    commas (`http://a,http://b`, the form most people type)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError("is neither a JSON list nor comma-separated items") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+# `NoDecode`: the environment source hands the text to `_list_from_text` instead of insisting
+# on JSON.
+TextList = Annotated[list[str], NoDecode, BeforeValidator(_list_from_text)]
+TtsName = Literal["edge", "piper"]
+TtsList = Annotated[list[TtsName], NoDecode, BeforeValidator(_list_from_text)]
+DEFAULT_TTS: tuple[TtsName, ...] = ("edge", "piper")
+IntTriple = Annotated[tuple[int, int, int], NoDecode, BeforeValidator(_list_from_text)]
+
+
+class _Section(BaseModel):
+    """A table of the config file: an unknown key in it is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderConfig(_Section):
     """One upstream vendor account."""
 
     kind: Literal["openai", "anthropic", "sim"]
@@ -51,14 +119,14 @@ class ProviderConfig(BaseModel):
     daily_budget_usd: float | None = None
 
 
-class Price(BaseModel):
+class Price(_Section):
     """USD per million tokens."""
 
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
 
 
-class QuotaSettings(BaseModel):
+class QuotaSettings(_Section):
     turns_per_minute: int = 20
     tokens_per_day: int = 200_000
     audio_seconds_per_day: int = 1800
@@ -66,44 +134,48 @@ class QuotaSettings(BaseModel):
     connections: int = 5
 
 
-class BreakerSettings(BaseModel):
-    window_s: float = 30.0
-    min_calls: int = 5
-    failure_rate: float = 0.5
-    slow_ttft_ms: float = 8000.0
-    cooldown_s: float = 15.0
-    max_cooldown_s: float = 300.0
-    half_open_probes: int = 2
+# The resilience defaults are those of the plain configs `providers` runs with: written once.
+_BREAKER, _RETRY, _DEADLINES = BreakerConfig(), RetryConfig(), DeadlineConfig()
+
+
+class BreakerSettings(_Section):
+    window_s: float = _BREAKER.window_s
+    min_calls: int = _BREAKER.min_calls
+    failure_rate: float = _BREAKER.failure_rate
+    slow_ttft_ms: float = _BREAKER.slow_ttft_ms
+    cooldown_s: float = _BREAKER.cooldown_s
+    max_cooldown_s: float = _BREAKER.max_cooldown_s
+    half_open_probes: int = _BREAKER.half_open_probes
     # An auth error (401/403) takes the target out this long, then one probe call tries it again
     # (a rotated key recovers without a restart).
-    auth_cooldown_s: float = 300.0
+    auth_cooldown_s: float = _BREAKER.auth_cooldown_s
 
 
-class RetrySettings(BaseModel):
-    attempts_per_target: int = 2
-    base_delay_ms: float = 50.0
-    max_delay_ms: float = 1000.0
+class RetrySettings(_Section):
+    attempts_per_target: int = _RETRY.attempts_per_target
+    base_delay_ms: float = _RETRY.base_delay_s * 1000
+    max_delay_ms: float = _RETRY.max_delay_s * 1000
 
 
-class DeadlineSettings(BaseModel):
-    first_token_s: float = 10.0
-    stall_s: float = 15.0
+class DeadlineSettings(_Section):
+    first_token_s: float = _DEADLINES.first_token_s
+    stall_s: float = _DEADLINES.stall_s
     turn_s: float = 180.0
 
 
-class VoiceSettings(BaseModel):
+class VoiceSettings(_Section):
     stt_model: str | None = None  # a CTranslate2 model directory or a size name; None = bundled
     stt_workers: int = 1
     stt_queue: int = 8
     max_utterance_s: float = 60.0
     max_upload_bytes: int = 25 * 1024 * 1024
-    tts: list[str] = Field(default_factory=lambda: ["edge", "piper"])
+    tts: TtsList = Field(default_factory=lambda: list(DEFAULT_TTS))
     edge_voice: str = "en-US-AriaNeural"
     piper_model: str | None = None  # an .onnx path; None = the bundled joe voice
     tts_workers: int = 1
 
 
-class AssessSettings(BaseModel):
+class AssessSettings(_Section):
     enabled: bool = True
     workers: int = 2
     queue_size: int = 256
@@ -123,13 +195,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COACH_",
         env_nested_delimiter="__",
-        extra="ignore",
+        extra="forbid",
         populate_by_name=True,
     )
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
+    # Where users reach the gateway (behind a proxy, say): the base of the URLs `serve` and
+    # `demo` print, and an allowed browser origin (the gateway serves its own chat page there).
     public_url: str | None = None
 
     # auth
@@ -137,7 +211,7 @@ class Settings(BaseSettings):
     jwks_url: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
-    allowed_origins: list[str] = Field(
+    allowed_origins: TextList = Field(
         default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
     )
 
@@ -163,11 +237,11 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = 10.0
     # The garbage collector's thresholds while serving (`gc.set_threshold`; Python's own are
     # 700, 10, 10). Each collection stops the event loop: see `gateway.server.GatewayServer`.
-    gc_thresholds: tuple[int, int, int] = (700, 50, 10)
+    gc_thresholds: IntTriple = (700, 50, 10)
 
     # upstreams
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
-    routes: dict[str, list[str]] = Field(default_factory=dict)
+    routes: dict[str, TextList] = Field(default_factory=dict)
     prices: dict[str, Price] = Field(default_factory=dict)
     sim_url: str = "http://127.0.0.1:9100"
     openai_api_key: str | None = Field(
@@ -201,10 +275,57 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "COACH_OTLP_ENDPOINT"),
     )
     service_name: str = "coach-gateway"
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     coaching_feedback_interval_s: float = 30.0
     ops_snapshot_interval_s: float = 1.0
     feed_replay_events: int = 512
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://coach.example.com")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_postgres(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (parsing it is the check)
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:pw@host:5432/db")
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _known_routes(cls, routes: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in routes:
+            if name not in ROUTES:
+                raise PydanticCustomError("unknown_route", "unknown route {route}", {"route": name})
+        return routes
+
+    @model_validator(mode="after")
+    def _public_origin_allowed(self) -> Settings:
+        """Browsers on the public URL load the gateway's own pages: their origin is allowed."""
+        if self.public_url and "*" not in self.allowed_origins:
+            parts = urlsplit(self.public_url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            if origin not in self.allowed_origins:
+                self.allowed_origins = [*self.allowed_origins, origin]
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -215,10 +336,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_path = os.environ.get("COACH_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
+        config_path = os.environ.get(CONFIG_ENV)
         if config_path:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_path)))
+            sources.append(InitSettingsSource(settings_cls, read_config_file(Path(config_path))))
         return tuple(sources)
 
     def with_default_upstreams(self) -> Settings:
@@ -250,6 +371,12 @@ class Settings(BaseSettings):
         routes = {"chat": chat, "assess": chat[:1], **self.routes}
         return self.model_copy(update={"providers": providers, "routes": routes})
 
+    def has_real_provider(self) -> bool:
+        """Whether the chat route reaches a vendor rather than only the simulated upstream."""
+        if self.openai_api_key or self.anthropic_api_key:
+            return True
+        return any(config.kind != "sim" for config in self.providers.values())
+
     def public_limits(self) -> dict[str, Any]:
         """The limits a client is told in `session.created`."""
         return {
@@ -257,3 +384,86 @@ class Settings(BaseSettings):
             "max_message_bytes": self.max_message_bytes,
             "max_utterance_s": self.voice.max_utterance_s,
         }
+
+
+class _EnvSource(EnvSettingsSource):
+    """The `COACH_` variables. pydantic-settings reads only those that name a field and ignores
+    the rest, even with `extra="forbid"` (only its dotenv source reports extras); here a `COACH_`
+    variable that names no setting is passed on as an extra key, so that validation reports it
+    beside every other mistake."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        prefix = self.env_prefix if self.case_sensitive else self.env_prefix.lower()
+        config_env = CONFIG_ENV if self.case_sensitive else CONFIG_ENV.lower()
+        for name, value in self.env_vars.items():
+            if name.startswith(prefix) and name != config_env:
+                key = name[len(prefix) :]
+                if key and not _names_a_setting(self.settings_cls.model_fields, key):
+                    data[key] = value
+        return data
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError:
+            name = f"{self.env_prefix}{field_name}".upper()
+            raise ConfigError(
+                [f"setting `{name}` is not valid JSON (or set one key per variable: {name}__KEY)"]
+            ) from None
+
+
+def _names_a_setting(fields: dict[str, FieldInfo], key: str) -> bool:
+    """Whether the variable `COACH_<key>` is read: a field, or `__` into a table's."""
+    top, nested, _ = key.partition("__")
+    field = fields.get(top)
+    if field is None:
+        return False
+    if not nested:
+        return True
+    annotation = field.annotation
+    is_table = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return is_table or get_origin(annotation) is dict
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The TOML file `COACH_CONFIG` names; `ConfigError` when it is missing or not TOML."""
+    where = f"config file {path} ({CONFIG_ENV})"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{where} does not exist"]) from None
+    except OSError as exc:
+        reason = (exc.strerror or "error").lower()
+        raise ConfigError([f"{where} cannot be read: {reason}"]) from None
+    try:
+        return tomllib.loads(raw.decode())
+    except UnicodeDecodeError:
+        raise ConfigError([f"{where} is not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{where}: {_toml_error(exc, raw)}"]) from None
+
+
+def _toml_error(exc: tomllib.TOMLDecodeError, raw: bytes) -> str:
+    """tomllib's message, its position first: `TOML syntax error at line 3, column 5: ...`."""
+    message = str(exc)
+    reason, _, position = message.rpartition(" (at ")
+    if not reason:
+        return f"TOML syntax error: {message}"
+    position = position.rstrip(")")
+    if position == "end of document":
+        position = f"line {len(raw.splitlines()) or 1} (the end of the file)"
+    return f"TOML syntax error at {position}: {reason[:1].lower()}{reason[1:]}"
+
+
+def load_settings() -> Settings:
+    """`Settings()` as every command builds it: any configuration mistake is raised as one
+    `ConfigError`, each problem in one line, never a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        from gateway.settings_errors import explain
+
+        raise ConfigError(explain(exc)) from None

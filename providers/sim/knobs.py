@@ -145,10 +145,36 @@ _FLAGS: dict[str, tuple[str, type]] = {
 }
 
 
+# flag name -> (metavar, what it does); the help adds the knob's default.
+_HELP: dict[str, tuple[str, str]] = {
+    "--ttft-ms": ("MS", "delay before the first token, in milliseconds"),
+    "--tokens-per-s": ("N", "tokens per second while streaming, 0 for no pacing"),
+    "--reply-tokens": ("N", "length of a reply in tokens"),
+    "--fail-rate": ("RATE", "share of requests (0..1) answered with --fail-status"),
+    "--fail-status": ("STATUS", "the HTTP status of a failed request (400..599)"),
+    "--retry-after": ("SECONDS", "Retry-After sent with failures (default none)"),
+    "--hang-rate": ("RATE", "share of requests (0..1) that never answer"),
+    "--drop-after": ("N", "close the stream abruptly after N tokens, 0 for never"),
+    "--drop-rate": ("RATE", "share of requests (0..1) dropped when --drop-after is set"),
+    "--malformed-rate": ("RATE", "share of requests (0..1) answered with a broken body or event"),
+    "--invalid-json-rate": (
+        "RATE",
+        "share of structured-output requests (0..1) answered with JSON that misses the schema",
+    ),
+    "--seed": ("N", "seed of the replies' words: the same seed and prompt give the same reply"),
+    "--require-key": ("KEY", "the only API key accepted (default: any non-empty key)"),
+}
+
+
 def add_knob_flags(parser: argparse.ArgumentParser) -> None:
     """Add one flag per knob (defaults left unset, so only given flags change knobs)."""
+    defaults = SimKnobs()
     for flag, (dest, kind) in _FLAGS.items():
-        parser.add_argument(flag, dest=dest, type=kind, default=None)
+        metavar, text = _HELP[flag]
+        default = getattr(defaults, dest)
+        if default is not None:
+            text += f" (default {default:g})" if kind is float else f" (default {default})"
+        parser.add_argument(flag, dest=dest, type=kind, default=None, metavar=metavar, help=text)
 
 
 def knobs_from_flags(args: argparse.Namespace, base: SimKnobs | None = None) -> SimKnobs:

@@ -54,6 +54,9 @@ async def running_sim(
         host=host,
         port=port,
         log_level="warning",
+        # The embedding program's logging stays as it is (the demo's JSON lines): uvicorn's
+        # default config would replace the handlers of its loggers with plain-text ones.
+        log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=1,
         timeout_keep_alive=30,
@@ -84,10 +87,15 @@ class _EmbeddedServer(uvicorn.Server):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="coach-gateway sim-upstream",
-        description="Simulated OpenAI and Anthropic upstream with fault knobs.",
+        description="Simulated OpenAI and Anthropic upstream with fault knobs. It serves "
+        "POST /v1/chat/completions and POST /v1/messages; the knobs below change at run time "
+        'with POST /_sim/config (a JSON object of the same knobs, e.g. {"fail_rate": 0.5}), '
+        "and GET /_sim/stats counts the requests and how each ended. Reads no COACH_ settings.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=9100, help="port to listen on (default 9100)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     add_knob_flags(parser)
     return parser
@@ -112,7 +120,7 @@ def run(argv: list[str] | None = None) -> int:
     )
     print(f"sim upstream on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     # The loop uvicorn would pick (uvloop when installed): the sim shares the CPU with what it
-    # serves, and the stdlib loop cost it a third more per streamed token.
+    # serves, and the stdlib loop costs it more per streamed token.
     with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
         runner.run(_serve_until_signalled(_EmbeddedServer(config)))
     return 0

@@ -15,7 +15,7 @@ from tests.pg import database_dsn, server_dsn
 
 __all__ = ["database_dsn", "server_dsn"]
 
-CHROMIUM = Path(os.environ.get("COACH_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = Path(os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium"))
 BASE_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -26,19 +26,20 @@ BASE_ARGS = [
 ]
 # The README shows these pages' screenshots; a run refreshes them only when asked, so that the
 # test suite leaves the checkout as it found it.
-REFRESH_SCREENSHOTS = "COACH_REFRESH_SCREENSHOTS"
+# Test knobs stay out of the COACH_ namespace: every COACH_ variable must be a setting.
+REFRESH_SCREENSHOTS = "TEST_REFRESH_SCREENSHOTS"
 RESULTS = Path(__file__).resolve().parents[2] / "loadtests" / "results"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if CHROMIUM.exists():
-        return
     reason = f"{CHROMIUM} is absent (apt-get install -y chromium)"
     for item in items:
         if "tests/browser" in str(item.path):
-            item.add_marker(pytest.mark.skip(reason=reason))
+            item.add_marker(pytest.mark.slow)  # a real Chromium per test
+            if not CHROMIUM.exists():
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +71,7 @@ def launch(playwright: Any) -> Callable[[list[str]], Any]:
 
 @pytest.fixture(scope="session")
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the pages' screenshots go: loadtests/results/ with COACH_REFRESH_SCREENSHOTS=1,
+    """Where the pages' screenshots go: loadtests/results/ with TEST_REFRESH_SCREENSHOTS=1,
     a temporary directory otherwise."""
     if os.environ.get(REFRESH_SCREENSHOTS) == "1":
         return RESULTS

@@ -1,7 +1,7 @@
 """The chat and ops pages in headless Chromium against a real gateway and the simulated upstream.
 
 Screenshots (chat.png, chat-phone.png, ops.png, ops-phone.png) go to a temporary directory, or
-to loadtests/results/ for the README with COACH_REFRESH_SCREENSHOTS=1.
+to loadtests/results/ for the README with TEST_REFRESH_SCREENSHOTS=1.
 """
 
 from __future__ import annotations

@@ -133,9 +133,10 @@ async def test_a_worker_that_cannot_start_stops_the_server(fast_sim: Any, tmp_pa
         "COACH_SIM_URL": fast_sim.url,
         "COACH_DATA_DIR": str(tmp_path),
         "COACH_LOG_LEVEL": "warning",
-        # The workers' lifespan cannot open this database: startup fails in each of them.
-        "COACH_PERSISTENCE": "true",
-        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "COACH_PERSISTENCE": "false",
+        # The workers' lifespan cannot reach this quota store: startup fails in each of them.
+        # (An unreachable database is refused by `serve` itself, before any worker starts.)
+        "REDIS_URL": "redis://127.0.0.1:1/0",
     }
     argv = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_port())]
     proc = await asyncio.create_subprocess_exec(
@@ -148,5 +149,29 @@ async def test_a_worker_that_cannot_start_stops_the_server(fast_sim: Any, tmp_pa
             proc.kill()
     assert proc.returncode == 3  # uvicorn's startup failure, not a restart loop
     assert b"a worker could not start" in err
-    # Without Redis the supervisor says first that quotas are counted per worker.
-    assert b"each worker keeps its own quota counters" in err
+
+
+async def test_without_redis_the_supervisor_warns_first(fast_sim: Any, tmp_path: Path) -> None:
+    """Quotas are counted per worker without Redis: the supervisor says so at start."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "COACH_REDIS_URL")},
+        "COACH_JWT_SECRET": TEST_SECRET,
+        "COACH_SIM_URL": fast_sim.url,
+        "COACH_DATA_DIR": str(tmp_path),
+        "COACH_LOG_LEVEL": "warning",
+        "COACH_PERSISTENCE": "false",
+    }
+    argv = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_port())]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, "--workers", "2", cwd=REPO, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(60):
+            while b"each worker keeps its own quota counters" not in (
+                line := await proc.stderr.readline()
+            ):
+                assert line, "serve exited without the warning"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
