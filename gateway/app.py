@@ -8,6 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -16,7 +18,14 @@ from db.pool import DATABASE_AWAY
 from gateway.audio_api import audio_routes
 from gateway.auth import Authenticator, load_secret
 from gateway.chat_sse import chat_routes
-from gateway.errors import ApiError, api_error_handler
+from gateway.errors import (
+    ApiError,
+    InternalErrors,
+    api_error_handler,
+    http_error_handler,
+    internal_error_handler,
+    route_not_found,
+)
 from gateway.health import health_routes
 from gateway.observability import middleware, observability_routes, open_observability
 from gateway.openai_compat import openai_routes
@@ -78,16 +87,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
             await app.state.gateway.drain(settings.shutdown_grace_s)
 
-    handlers: dict[Any, Any] = {ApiError: api_error_handler}
+    handlers: dict[Any, Any] = {
+        ApiError: api_error_handler,
+        HTTPException: http_error_handler,  # 404, 405 and Starlette's own refusals
+        Exception: internal_error_handler,  # a failure outside `InternalErrors`
+    }
     # A query that found the database away, on any route: a JSON 503 the client may retry.
     # A refused connection is a ConnectionError; OSError at large is not the database's to claim.
     handlers.update(dict.fromkeys((*DATABASE_AWAY, ConnectionError), _database_unavailable))
     app = Starlette(
         routes=_routes(),
         lifespan=lifespan,
-        middleware=middleware(settings),
+        # Innermost: a route's failure is answered and logged with the request's context.
+        middleware=[*middleware(settings), Middleware(InternalErrors)],
         exception_handlers=handlers,
     )
+    app.router.default = route_not_found  # a WebSocket to an unknown path: JSON 404 too
     app.state.settings = settings
     app.state.auth = auth
     return app
@@ -106,7 +121,9 @@ async def _open_gateway(settings: Settings, auth: Authenticator, stack: AsyncExi
     stack.push_async_callback(router.aclose)
     if persistence is not None:
         stack.push_async_callback(persistence.aclose)
-    quotas = await Quotas.open(settings.quotas, settings.redis_url)
+    quotas = await Quotas.open(
+        settings.quotas, settings.redis_url, log_sample_interval_s=settings.log_sample_interval_s
+    )
     stack.push_async_callback(quotas.aclose)
     stt, tts = await open_speech(settings.voice, stack)
     engine = TurnEngine(

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import PurePath
 from typing import Any
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from gateway.auth import authenticate_request
-from gateway.errors import ApiError, json_response
+from gateway.errors import ApiError, ResponseAborted, json_response
 from gateway.quotas import QuotaExceeded, Quotas
-from gateway.requests import read_json
+from gateway.requests import optional_field, read_json
 from providers.audio import (
     CONTAINER_FORMATS,
     decode_audio,
@@ -39,6 +41,8 @@ from providers.tts import AudioChunk, TextToSpeech
 
 __all__ = ["audio_routes"]
 
+log = logging.getLogger("coach.audio")
+
 MAX_SPEECH_CHARS = 4096  # OpenAI's limit for `input`
 _MULTIPART_SLACK = 64 * 1024  # form fields and boundaries around the file
 _TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
@@ -52,13 +56,32 @@ def audio_routes() -> list[Route]:
     ]
 
 
+# What a client is told of a speech provider's failure: the gateway's words, never the decoder's
+# or a library's (those go to the log). `audio_too_long` keeps its own: it names the limit.
+_SPEECH_MESSAGES = {
+    "audio_decode_error": "audio could not be decoded",
+    "speech_model_unavailable": "speech recognition is not available on this gateway",
+    "voice_unavailable": "speech output is not available on this gateway",
+    "stt_busy": "speech recognition is busy; try again shortly",
+    "upstream_timeout": "the speech service did not answer in time; try again",
+}
+
+
 def provider_api_error(exc: ProviderError) -> ApiError:
     """The HTTP answer to a speech provider's error."""
+    if exc.code == "audio_too_long":
+        return ApiError(400, exc.code, exc.message)
+    if exc.code == "audio_decode_error":
+        return ApiError(400, exc.code, _SPEECH_MESSAGES[exc.code])
+    log.warning(
+        "speech provider failed",
+        extra={"error": exc.code, "provider": exc.provider, "detail": exc.message},
+    )
     if isinstance(exc, PermanentError):
-        status = 400 if exc.code in ("audio_decode_error", "audio_too_long") else 500
-        return ApiError(status, exc.code, exc.message)
+        return ApiError(500, exc.code, _SPEECH_MESSAGES.get(exc.code, "the speech service failed"))
     headers = {"Retry-After": "1"} if isinstance(exc, SttBusy) else None
-    return ApiError(503, exc.code, exc.message, retryable=True, headers=headers)
+    message = _SPEECH_MESSAGES.get(exc.code, "the speech service is unavailable; try again")
+    return ApiError(503, exc.code, message, retryable=True, headers=headers)
 
 
 # ------------------------------------------------------------------ transcriptions
@@ -97,10 +120,11 @@ async def transcriptions(request: Request) -> Response:
         filename = upload.filename or ""
     finally:
         await form.close()
+    if not data:
+        raise ApiError(400, "audio_decode_error", "the uploaded file is empty")
     if response_format not in _TRANSCRIPT_FORMATS:
-        raise ApiError(
-            400, "invalid_request", f"response_format must be one of {list(_TRANSCRIPT_FORMATS)}"
-        )
+        choices = ", ".join(_TRANSCRIPT_FORMATS)
+        raise ApiError(400, "invalid_request", f"response_format must be one of {choices}")
     stt: SpeechToText = request.app.state.stt
     try:
         transcript = await stt.transcribe(data, _format_of(filename))
@@ -116,7 +140,11 @@ async def _read_form(request: Request, limit: int) -> Any:
         raise _too_large(limit)
     # A chunked upload declares no length: count the bytes as they arrive instead.
     counted = Request(request.scope, _counting(request.receive, limit + _MULTIPART_SLACK, limit))
-    return await counted.form(max_files=1, max_fields=16)
+    try:
+        return await counted.form(max_files=1, max_fields=16)
+    except HTTPException as exc:  # Starlette's parser refused it, in its own words
+        message = "the body must be multipart/form-data: one `file` and at most 16 fields"
+        raise ApiError(400, "invalid_form", message) from exc
 
 
 def _counting(receive: Receive, cap: int, limit: int) -> Receive:
@@ -172,16 +200,15 @@ async def speech(request: Request) -> Response:
     principal = await authenticate_request(request)
     quotas = await _check_audio_quota(request, principal.user_id)
     body = await read_json(request)
-    text = body.get("input")
-    if not isinstance(text, str) or not text.strip():
-        raise ApiError(400, "invalid_request", "`input` must be a non-empty string")
+    text = optional_field(body, "input", str, "a string")
+    if text is None or not text.strip():
+        raise ApiError(400, "invalid_request", "input must be a non-empty string")
     if len(text) > MAX_SPEECH_CHARS:
-        raise ApiError(400, "invalid_request", f"`input` is over {MAX_SPEECH_CHARS} characters")
-    wanted = body.get("response_format") or "mp3"
+        raise ApiError(400, "invalid_request", f"input is over {MAX_SPEECH_CHARS} characters")
+    wanted = optional_field(body, "response_format", str, "a string") or "mp3"
     if wanted not in _SPEECH_TYPES:
-        raise ApiError(
-            400, "invalid_request", f"response_format must be one of {list(_SPEECH_TYPES)}"
-        )
+        choices = ", ".join(_SPEECH_TYPES)
+        raise ApiError(400, "invalid_request", f"response_format must be one of {choices}")
     tts: TextToSpeech = request.app.state.tts
     chunks = tts.synthesize(text)
     try:
@@ -210,11 +237,15 @@ async def _speech_body(
     async with contextlib.aclosing(rest):
         if wanted == "wav":
             yield wav_header(first.sample_rate)
-        yield await _convert(first, wanted)
-        await spoken(first.duration_s())
-        async for chunk in rest:
-            yield await _convert(chunk, wanted)
-            await spoken(chunk.duration_s())
+        try:
+            yield await _convert(first, wanted)
+            await spoken(first.duration_s())
+            async for chunk in rest:
+                yield await _convert(chunk, wanted)
+                await spoken(chunk.duration_s())
+        except ProviderError as exc:
+            log.warning("speech cut off", extra={"error": exc.code, "provider": exc.provider})
+            raise ResponseAborted() from exc
 
 
 async def _convert(chunk: AudioChunk, wanted: str) -> bytes:

@@ -7,6 +7,7 @@ cannot set headers on a WebSocket), or as the `access_token` query parameter (re
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -17,8 +18,9 @@ from typing import Any
 
 import jwt
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 
-from gateway.errors import ApiError
+from gateway.errors import ApiError, error_response
 from gateway.settings import Settings
 
 __all__ = [
@@ -28,9 +30,14 @@ __all__ = [
     "bearer_subprotocol_token",
     "load_secret",
     "mint_token",
+    "origin_allowed",
+    "refuse_origin",
 ]
 
+log = logging.getLogger("coach.auth")
+
 SUBPROTOCOL = "coach.v1"
+_ORIGIN_SHOWN = 200  # characters of a refused Origin in the log line
 _SECRET_FILE = "jwt_secret"
 
 
@@ -79,7 +86,7 @@ class Authenticator:
     A token that verified is remembered (the `cache_size` most recent) until its `exp`, or for
     `cache_ttl_s` at most, so that a key taken out of the JWKS stops admitting what it signed
     within that time: an OpenAI-compatible client sends the same token with every request, and
-    verifying it again cost 33 us a turn.
+    verifying it again each time was a visible part of a turn's CPU.
     """
 
     def __init__(
@@ -133,12 +140,15 @@ class Authenticator:
                 options={"require": ["sub", "exp"], "verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError as exc:
-            raise ApiError(401, "token_expired", "the token has expired") from exc
+            raise ApiError(401, "token_expired", "token expired") from exc
+        except jwt.PyJWKClientConnectionError as exc:
+            message = "the token's signing keys cannot be fetched right now"
+            raise ApiError(503, "auth_unavailable", message, retryable=True) from exc
         except (jwt.PyJWTError, ValueError) as exc:
-            raise ApiError(401, "invalid_token", f"the token is not valid: {exc}") from exc
+            raise ApiError(401, "invalid_token", _token_problem(exc)) from exc
         sub = claims.get("sub")
         if not isinstance(sub, str) or not 0 < len(sub) <= 128:
-            raise ApiError(401, "invalid_token", "the token's `sub` is not a user id")
+            raise ApiError(401, "invalid_token", "token `sub` is not a user id")
         roles = claims.get("roles") or []
         if isinstance(roles, str):
             roles = roles.split()
@@ -152,6 +162,31 @@ class Authenticator:
         if self._secret is None:
             raise ValueError("HS256 tokens are not accepted here")
         return self._secret, "HS256"
+
+
+# Why a token was refused, in the gateway's words (PyJWT's own name its internals), most
+# specific class first: an invalid signature is also a DecodeError.
+_TOKEN_PROBLEMS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.InvalidSignatureError, "token signature invalid"),
+    (jwt.DecodeError, "token malformed"),
+    (jwt.ImmatureSignatureError, "token not valid yet"),
+    (jwt.InvalidAudienceError, "token audience not accepted"),
+    (jwt.InvalidIssuerError, "token issuer not accepted"),
+    (jwt.InvalidAlgorithmError, "token algorithm not accepted"),
+    (jwt.exceptions.InvalidSubjectError, "token `sub` is not a user id"),
+    (jwt.PyJWKClientError, "token signing key unknown"),
+)
+
+
+def _token_problem(exc: Exception) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token lacks the `{exc.claim}` claim"
+    for kind, message in _TOKEN_PROBLEMS:
+        if isinstance(exc, kind):
+            return message
+    if isinstance(exc, ValueError):  # an HS256 token where only JWKS keys are configured
+        return "token algorithm not accepted"
+    return "token not valid"
 
 
 def bearer_subprotocol_token(conn: HTTPConnection) -> str | None:
@@ -183,3 +218,20 @@ def origin_allowed(conn: HTTPConnection, allowed: list[str]) -> bool:
     """CSWSH guard: a browser's Origin must be in the allow-list; non-browser clients send none."""
     origin = conn.headers.get("origin")
     return origin is None or "*" in allowed or origin in allowed
+
+
+async def refuse_origin(ws: WebSocket, close_code: int) -> None:
+    """Refuse a handshake from a foreign Origin: a JSON 403 naming the reason where the server
+    can send a body with its refusal, else a bare 403 (a close before accept); one log line
+    with the refused origin either way."""
+    origin = ws.headers.get("origin", "")[:_ORIGIN_SHOWN]
+    error = ApiError(403, "origin_not_allowed", "this Origin may not open the WebSocket")
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        log.warning("websocket origin refused", extra={"origin": origin})
+        await ws.send_denial_response(error_response(error))
+        return
+    log.warning(
+        "websocket origin refused without a body: the server lacks the denial extension",
+        extra={"origin": origin},
+    )
+    await ws.close(close_code, "origin not allowed")

@@ -11,7 +11,7 @@ from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.outbound import Outbound
 from gateway.quotas import QuotaExceeded
-from gateway.requests import read_json
+from gateway.requests import optional_field, read_json
 from gateway.runtime import gateway_of
 from gateway.streaming import EventStream, sse_frame
 from gateway.telemetry import session_span
@@ -43,17 +43,15 @@ class ChatEndpoint:
         gateway = gateway_of(request)
         principal = await authenticate_request(request)
         body = await read_json(request)
-        message = body.get("message")
-        if not isinstance(message, str) or not message.strip():
-            raise ApiError(400, "empty_text", "`message` must be a non-empty string")
+        message = optional_field(body, "message", str, "a string")
+        if message is None:
+            raise ApiError(400, "invalid_request", "message is required")
+        if not message.strip():
+            raise ApiError(400, "empty_text", "message must not be empty")
         if len(message) > MAX_TEXT_CHARS:
-            raise ApiError(400, "text_too_long", f"`message` is over {MAX_TEXT_CHARS} characters")
-        voice = body.get("voice", False)
-        if not isinstance(voice, bool):
-            raise ApiError(400, "invalid_request", "`voice` must be true or false")
-        session_id = body.get("session_id")
-        if session_id is not None and not isinstance(session_id, str):
-            raise ApiError(400, "invalid_request", "`session_id` must be a string")
+            raise ApiError(400, "text_too_long", f"message is over {MAX_TEXT_CHARS} characters")
+        voice = optional_field(body, "voice", bool, "true or false") or False
+        session_id = optional_field(body, "session_id", str, "a string")
         ticket = await gateway.admit_request(principal.user_id)
         info = await gateway.open_admitted(principal, session_id, ticket)
         outbound = Outbound(gateway.settings.send_queue_size, gateway.settings.send_timeout_s)

@@ -5,16 +5,25 @@ the request middleware), and the record's `extra` fields. What it never holds: m
 audio or tokens. `RedactionFilter` drops known content keys from `extra`, hashes `user_id` and
 `session_id`, and scrubs `access_token=...` (and bearer tokens) from every string, uvicorn's
 messages included.
+
+`LogSampler` folds repeated events of one key (a client retrying past its quota) into one line
+per interval with a count, so one client cannot flood the log.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import re
 import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Generic, TextIO, TypeVar
 
 import orjson
 
@@ -23,6 +32,7 @@ from gateway.ids import hash_id
 __all__ = [
     "CONTENT_KEYS",
     "JsonFormatter",
+    "LogSampler",
     "RedactionFilter",
     "configure_logging",
     "redact_text",
@@ -147,3 +157,111 @@ def configure_logging(level: str, stream: TextIO | None = None) -> logging.Handl
         uv.handlers.clear()
         uv.propagate = True
     return handler
+
+
+K = TypeVar("K", bound=Hashable)
+P = TypeVar("P")
+
+
+@dataclass(slots=True)
+class _Folded(Generic[P]):
+    since: float  # when the key's current interval began
+    payload: P  # the latest folded event's
+    count: int = 0  # events folded since
+
+
+class LogSampler(Generic[K, P]):
+    """Folds repeated events of one key into one log line per interval, with a count.
+
+    `admit(key, payload)` says whether to log the event now: the first event of a key always is.
+    The key's next events are folded until `interval_s` has passed; then `emit(payload, count,
+    seconds)` writes one line for them (with the latest payload) and a new interval begins. An
+    interval that ends with nothing folded forgets the key, so its next event is logged at once
+    again: a client retrying steadily costs one line per interval, and a burst's tail is written
+    when its interval ends, not lost. Intervals end on a loop timer (a callback, no task), or on
+    the next `admit` or `flush_due` without a running loop; `close` writes what is left.
+
+    Memory: at most `max_keys` keys. To make room the oldest is written early and dropped, so a
+    client changing identity costs lines, never memory. `interval_s <= 0` turns folding off.
+    """
+
+    def __init__(
+        self,
+        interval_s: float,
+        emit: Callable[[P, int, float], None],
+        *,
+        max_keys: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval_s = interval_s
+        self._emit = emit
+        self._max_keys = max(1, max_keys)
+        self._clock = clock
+        self._keys: OrderedDict[K, _Folded[P]] = OrderedDict()  # oldest interval first
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def admit(self, key: K, payload: P) -> bool:
+        """True: log this event now. False: it is folded into the key's next line."""
+        if self.interval_s <= 0:
+            return True
+        self.flush_due()
+        folded = self._keys.get(key)
+        if folded is not None:
+            folded.count += 1
+            folded.payload = payload
+            return False
+        if len(self._keys) >= self._max_keys:
+            self._write(self._keys.popitem(last=False)[1], self._clock())
+        self._keys[key] = _Folded(self._clock(), payload)
+        self._arm()
+        return True
+
+    def flush_due(self) -> None:
+        """Write the line of every interval that has ended; forget keys that folded nothing."""
+        now = self._clock()
+        while self._keys:
+            key, folded = next(iter(self._keys.items()))
+            if now - folded.since < self.interval_s:
+                return
+            del self._keys[key]
+            if folded.count:
+                self._write(folded, now)
+                self._keys[key] = _Folded(now, folded.payload)  # still busy: keep folding
+
+    def close(self) -> None:
+        """Write every pending count now (at shutdown) and stop the timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = self._clock()
+        for folded in self._keys.values():
+            self._write(folded, now)
+        self._keys.clear()
+
+    def _write(self, folded: _Folded[P], now: float) -> None:
+        if folded.count:
+            self._emit(folded.payload, folded.count, now - folded.since)
+
+    def _arm(self) -> None:
+        """Have the loop end the oldest interval on time (`flush_due` then re-arms)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: intervals end on the next `admit` or `flush_due`
+        if self._timer is not None and self._timer_loop is loop:
+            return
+        first = next(iter(self._keys.values()))
+        delay = max(first.since + self.interval_s - self._clock(), 0.0)
+        # An empty context: the line must not carry the request id of whoever armed the timer.
+        self._timer = loop.call_later(delay, self._on_timer, context=contextvars.Context())
+        self._timer_loop = loop
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.flush_due()
+        if self._keys:
+            self._arm()

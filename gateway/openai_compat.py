@@ -21,7 +21,7 @@ from gateway.errors import ApiError, error_body, json_response
 from gateway.ids import new_id
 from gateway.outbound import Outbound
 from gateway.quotas import QuotaExceeded
-from gateway.requests import read_json
+from gateway.requests import optional_field, read_json, wrong_type
 from gateway.runtime import Gateway, gateway_of
 from gateway.streaming import EventStream, sse_frame
 from providers.chat import Message
@@ -43,7 +43,18 @@ GATEWAY_MODEL = "coach"
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
 
-def _content_text(content: Any) -> str:
+# Accepted by OpenAI, not built here yet: refused rather than silently ignored.
+_UNSUPPORTED = {
+    "tools": "tools are not supported yet on this route",
+    "tool_choice": "tool_choice is not supported yet on this route",
+    "functions": "functions are not supported yet on this route",
+    "function_call": "function_call is not supported yet on this route",
+}
+
+
+def _content_text(content: Any, name: str) -> str:
+    if content is None:  # an assistant message may carry none
+        return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -51,20 +62,26 @@ def _content_text(content: Any) -> str:
             p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
         ]
         return "".join(str(p) for p in parts)
-    raise ApiError(400, "invalid_request", "message content must be a string or text parts")
+    raise wrong_type(name, "a string or an array of text parts", content)
 
 
 def parse_messages(raw: Any) -> tuple[tuple[Message, ...], str]:
     """(context, last user text) from an OpenAI `messages` array."""
-    if not isinstance(raw, list) or not raw:
-        raise ApiError(400, "invalid_request", "`messages` must be a non-empty array")
+    if raw is None:
+        raise ApiError(400, "invalid_request", "messages is required")
+    if not isinstance(raw, list):
+        raise wrong_type("messages", "an array", raw)
+    if not raw:
+        raise ApiError(400, "invalid_request", "messages must not be empty")
     messages: list[Message] = []
-    for item in raw:
-        if not isinstance(item, dict) or item.get("role") not in _ROLES:
-            raise ApiError(
-                400, "invalid_request", "each message needs a role of system/user/assistant"
-            )
-        messages.append(Message(_ROLES[item["role"]], _content_text(item.get("content", ""))))  # type: ignore[arg-type]
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise wrong_type(f"messages[{i}]", "an object", item)
+        if item.get("role") not in _ROLES:
+            roles = ", ".join(_ROLES)
+            raise ApiError(400, "invalid_request", f"messages[{i}].role must be one of {roles}")
+        text = _content_text(item.get("content"), f"messages[{i}].content")
+        messages.append(Message(_ROLES[item["role"]], text))  # type: ignore[arg-type]
     last = messages[-1]
     if last.role != "user" or not last.content.strip():
         raise ApiError(400, "empty_text", "the last message must be a non-empty user message")
@@ -75,13 +92,43 @@ def parse_messages(raw: Any) -> tuple[tuple[Message, ...], str]:
     return tuple(messages[:-1]), last.content
 
 
-def _route_model(gateway: Gateway, model: Any) -> str | None:
-    served = {t.model for t in gateway.router.targets("chat")}
-    if model in (None, "", GATEWAY_MODEL):
+def _route_model(gateway: Gateway, body: dict[str, Any]) -> str | None:
+    model: str | None = optional_field(body, "model", str, "a string")
+    if model is None or model in ("", GATEWAY_MODEL):
         return None
-    if not isinstance(model, str) or model not in served:
-        raise ApiError(404, "model_not_found", f"model {model!r} is not served; see GET /v1/models")
+    if model not in {t.model for t in gateway.router.targets("chat")}:
+        shown = model[:64]
+        raise ApiError(404, "model_not_found", f"model {shown!r} is not served; see GET /v1/models")
     return model
+
+
+def _refuse_unsupported(body: dict[str, Any]) -> None:
+    """A 400 `unsupported_parameter` for what this route would otherwise silently ignore."""
+    for name, message in _UNSUPPORTED.items():
+        if body.get(name) is not None:
+            raise ApiError(400, "unsupported_parameter", message)
+    n = optional_field(body, "n", int, "an integer")
+    if n is not None and n != 1:
+        message = "n other than 1 is not supported yet on this route"
+        raise ApiError(400, "unsupported_parameter", message)
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    name = (
+        "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    )
+    value = optional_field(body, name, int, "a positive integer")
+    if value is not None and value < 1:
+        raise ApiError(400, "invalid_request", f"{name} must be a positive integer")
+    return value  # type: ignore[no-any-return]
+
+
+def _stream_options(body: dict[str, Any]) -> tuple[bool, bool]:
+    """(stream, include_usage) from `stream` and `stream_options`."""
+    stream = optional_field(body, "stream", bool, "true or false") or False
+    options = optional_field(body, "stream_options", dict, "an object") or {}
+    include_usage = optional_field(options, "include_usage", bool, "true or false")
+    return stream, bool(include_usage)
 
 
 def _failure_response(event: ResponseFailed) -> Response:
@@ -160,11 +207,11 @@ class CompletionsEndpoint:
         gateway = gateway_of(request)
         principal = await authenticate_request(request)
         body = await read_json(request)
+        _refuse_unsupported(body)
         context, text = parse_messages(body.get("messages"))
-        model = _route_model(gateway, body.get("model"))
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise ApiError(400, "invalid_request", "max_tokens must be a positive integer")
+        model = _route_model(gateway, body)
+        max_tokens = _max_tokens(body)
+        stream, include_usage = _stream_options(body)
         ticket = await gateway.admit_request(principal.user_id)
         info = await gateway.open_admitted(principal, None, ticket)
         turn = TurnInput(
@@ -188,9 +235,8 @@ class CompletionsEndpoint:
             finally:
                 gateway.registry.detach(live, _discard)
 
-        stream_opts = body.get("stream_options") or {}
-        chunks = _Chunks("chatcmpl-" + turn.turn_id, bool(stream_opts.get("include_usage")))
-        if body.get("stream"):
+        chunks = _Chunks("chatcmpl-" + turn.turn_id, include_usage)
+        if stream:
             return EventStream(
                 outbound, produce, control, chunks.render, gate=_gate, trailer=b"data: [DONE]\n\n"
             )

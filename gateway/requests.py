@@ -1,4 +1,8 @@
-"""Reading and checking JSON request bodies."""
+"""Reading and checking JSON request bodies.
+
+Every refusal names the field and what it must be, in the gateway's own words
+(`message must be a string, not a number`), never a parser's wording.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ import orjson
 from starlette.requests import Request
 
 from gateway.errors import ApiError
-from streams.events import has_nul
+from streams.events import has_nul, json_error_message, kind_of
 
-__all__ = ["read_json"]
+__all__ = ["MAX_BODY_BYTES", "optional_field", "read_json", "wrong_type"]
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -29,10 +33,26 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, 
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"body is not JSON: {exc}") from exc
+        raise ApiError(400, "invalid_json", json_error_message(body, exc, "body")) from exc
     if not isinstance(obj, dict):
-        raise ApiError(400, "invalid_request", "body must be a JSON object")
+        raise wrong_type("the body", "a JSON object", obj)
     # JSON carries NUL only as the escape `\u0000`: without one in the body, nothing to walk.
     if b"\\u0000" in body and has_nul(obj):
         raise ApiError(400, "invalid_text", "text must not contain NUL (U+0000) characters")
     return obj
+
+
+def wrong_type(name: str, expected: str, value: Any) -> ApiError:
+    """The 400 for a field of the wrong JSON type, naming it: `voice must be true or false`."""
+    return ApiError(400, "invalid_request", f"{name} must be {expected}, not {kind_of(value)}")
+
+
+def optional_field(body: dict[str, Any], name: str, kind: type, expected: str) -> Any:
+    """`body[name]` when it is absent, null or a `kind`; a 400 naming it otherwise. A JSON
+    `true` is never a number, though Python's bool is an int."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+        raise wrong_type(name, expected, value)
+    return value

@@ -109,7 +109,8 @@ def _decode_container(data: bytes, fmt: str, max_s: float | None, rate: int) -> 
                     raise AudioTooLong(f"the audio is longer than the {max_s:g} s limit")
             _collect(resampler.resample(None), parts)
     except (av.FFmpegError, ValueError, EOFError) as exc:
-        raise AudioDecodeError(f"could not decode the audio as {fmt}: {exc}") from exc
+        # FFmpeg's own words (errno, codec names) stay in the chained cause, for the log.
+        raise AudioDecodeError(f"the audio could not be decoded as {fmt}") from exc
     if not parts:
         raise AudioDecodeError(f"the {fmt} data decoded to no audio samples")
     return np.concatenate(parts).astype(np.float32, copy=False)
@@ -160,7 +161,7 @@ def wav_to_pcm16(data: bytes) -> tuple[bytes, int]:
                 raise AudioDecodeError("only mono 16-bit WAV is supported here")
             return wav.readframes(wav.getnframes()), wav.getframerate()
     except (wave.Error, EOFError) as exc:
-        raise AudioDecodeError(f"not a WAV file: {exc}") from exc
+        raise AudioDecodeError("not a WAV file") from exc
 
 
 _MP3_KBPS = {

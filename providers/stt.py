@@ -9,6 +9,7 @@ pile up unbounded latency behind the model.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,8 @@ __all__ = [
     "WhisperSTT",
     "default_whisper_model",
 ]
+
+log = logging.getLogger("coach.speech")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +174,8 @@ class WhisperSTT(SpeechToText):
         except ProviderError:
             raise
         except (RuntimeError, ValueError, MemoryError) as exc:
-            raise UpstreamUnavailable(
-                f"speech recognition failed: {exc}", provider=self.name
-            ) from exc
+            log.warning("speech recognition failed", exc_info=exc)
+            raise UpstreamUnavailable("speech recognition failed", provider=self.name) from exc
 
     def _recognise(self, samples: Samples) -> tuple[str, int, str, tuple[Segment, ...]]:
         audio_ms = duration_ms(samples, SAMPLE_RATE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
@@ -34,6 +35,8 @@ __all__ = [
     "TextToSpeech",
     "VoiceUnavailable",
 ]
+
+log = logging.getLogger("coach.speech")
 
 AudioFormat = Literal["mp3", "wav", "pcm16"]
 
@@ -109,7 +112,8 @@ class EdgeTTS(TextToSpeech):
         except TimeoutError as exc:
             raise UpstreamTimeout("edge-tts did not answer in time", provider=self.name) from exc
         except (aiohttp.ClientError, OSError, edge_tts.exceptions.EdgeTTSException) as exc:
-            raise UpstreamUnavailable(f"edge-tts failed: {exc}", provider=self.name) from exc
+            log.warning("edge-tts failed: %s", type(exc).__name__)
+            raise UpstreamUnavailable("edge-tts failed", provider=self.name) from exc
         if not parts:
             raise UpstreamUnavailable("edge-tts returned no audio", provider=self.name)
         yield AudioChunk(b"".join(parts), "mp3", self.sample_rate)
@@ -170,7 +174,8 @@ class PiperTTS(TextToSpeech):
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
             except (RuntimeError, ValueError, OSError) as exc:
-                raise UpstreamUnavailable(f"piper failed: {exc}", provider=self.name) from exc
+                log.warning("piper failed", exc_info=exc)
+                raise UpstreamUnavailable("piper failed", provider=self.name) from exc
 
     def _load_voice(self) -> Any:
         from piper import PiperVoice

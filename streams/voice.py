@@ -185,7 +185,10 @@ class SpeechOut:
         self._stopped = True
         self.dropped += len(self._pending)
         self._pending.clear()
-        await self._emit(ErrorEvent("tts_unavailable", f"speech output failed: {exc}", True))
+        # The provider's message is the gateway's own (`edge-tts failed`), never its cause's.
+        await self._emit(
+            ErrorEvent("tts_unavailable", f"speech output failed: {exc.message}", True)
+        )
 
 
 InputFormat = Literal["pcm16", "webm"]

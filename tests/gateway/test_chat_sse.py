@@ -65,7 +65,7 @@ async def test_the_turn_is_written_with_send_now(
     ("body", "status", "code"),
     [
         ({"message": ""}, 400, "empty_text"),
-        ({"message": 5}, 400, "empty_text"),
+        ({"message": 5}, 400, "invalid_request"),
         ({"message": "hi", "session_id": "nope"}, 404, "session_not_found"),
     ],
 )

@@ -4,39 +4,24 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from gateway.ids import hash_id
-from gateway.logs import configure_logging, redact_text, request_id_var
-from tests.conftest import make_settings
+from gateway.logs import redact_text, request_id_var
+from tests.conftest import eventually, make_settings
+from tests.gateway.conftest import log_lines
 from tests.gateway.observed import observed_gateway
 from tests.gateway.wsclient import ws_client
 
 Token = Callable[..., str]
 SECRET = "purple-elephant-whisper"
-
-
-@pytest.fixture
-def captured() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    stream = io.StringIO()
-    configure_logging("debug", stream)
-    try:
-        yield stream
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-
-
-def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in stream.getvalue().splitlines() if line]
 
 
 def test_one_json_line_per_record(captured: io.StringIO) -> None:
@@ -59,7 +44,7 @@ def test_one_json_line_per_record(captured: io.StringIO) -> None:
         )
     finally:
         request_id_var.reset(token)
-    [line] = _lines(captured)
+    [line] = log_lines(captured)
     assert line["level"] == "info" and line["logger"] == "coach.test"
     assert line["request_id"] == "req_abc"
     assert line["msg"] == "turn done see /v1/realtime?access_token=[redacted]&x=1"
@@ -102,7 +87,7 @@ async def test_gateway_logs_hold_no_content_or_tokens(
     assert SECRET not in raw
     assert jwt not in raw
     assert jwt.split(".")[1] not in raw  # not even the claims part
-    lines = _lines(captured)
+    lines = log_lines(captured)
     access = [line for line in lines if line["logger"] == "coach.access"]
     chat = next(line for line in access if line["path"] == "/v1/chat")
     assert chat["request_id"] == "rid-42"
@@ -112,3 +97,51 @@ async def test_gateway_logs_hold_no_content_or_tokens(
     ws = next(line for line in access if line["path"] == "/v1/realtime")
     assert ws["status"] == 101 and ws["request_id"].startswith("req_")
     assert "dave" not in raw.replace(hash_id("dave"), "")
+
+
+async def test_ids_inside_paths_are_hashed(
+    fast_sim: Any, tmp_path: Path, token: Token, captured: io.StringIO
+) -> None:
+    session_id = "3f2a9c1e-5b7d-4e8f-9a0b-c1d2e3f4a5b6"
+    hashed = hash_id(session_id)
+    async with observed_gateway(make_settings(fast_sim.url, tmp_path)) as gw:
+        headers = {"Authorization": f"Bearer {token('erin')}"}
+        async with httpx.AsyncClient(base_url=gw.url, headers=headers) as http:
+            await http.get(f"/v1/sessions/{session_id}/interactions")  # a route
+            await http.delete(f"/v1/sessions/{session_id}")  # a route, wrong method
+            await http.get(f"/v1/sessions/{session_id}/nothing-here")  # no route
+    # The test's own HTTP client logs the URLs it calls: only the gateway's lines count.
+    ours = [line for line in log_lines(captured) if not line["logger"].startswith("http")]
+    assert ours and session_id not in orjson.dumps(ours).decode()
+    paths = {line["path"] for line in ours if line["logger"] == "coach.access"}
+    assert {
+        f"/v1/sessions/{hashed}/interactions",
+        f"/v1/sessions/{hashed}",
+        f"/v1/sessions/{hashed}/nothing-here",
+    } <= paths
+
+
+async def test_a_websocket_line_carries_its_close_code(
+    fast_sim: Any, tmp_path: Path, token: Token, captured: io.StringIO
+) -> None:
+    async with observed_gateway(make_settings(fast_sim.url, tmp_path)) as gw:
+        async with ws_client(gw.ws_url, "not.a.jwt") as refused:
+            with pytest.raises(ConnectionClosed):
+                await refused.recv()
+        async with ws_client(gw.ws_url, token("fay")) as client:
+            await client.until("session.created")
+        # Leaving the block closed it with 1000; the server's line is written once it sees that.
+        await eventually(lambda: len(_ws_lines(captured)) == 2)
+    by_server, by_client = _ws_lines(captured)
+    assert by_server["status"] == 101 and by_server["close_code"] == 4401
+    assert by_server["closed_by"] == "server" and by_server["close_reason"]
+    assert by_client["status"] == 101 and by_client["close_code"] == 1000
+    assert by_client["closed_by"] == "client" and by_client["user_id"] == hash_id("fay")
+
+
+def _ws_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [
+        line
+        for line in log_lines(stream)
+        if line["logger"] == "coach.access" and line["path"] == "/v1/realtime"
+    ]

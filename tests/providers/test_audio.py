@@ -65,8 +65,8 @@ def test_webm_is_opus_as_a_browser_records() -> None:
 @pytest.mark.parametrize(
     ("data", "fmt", "message"),
     [
-        (b"\x1aE\xdf\xa3 definitely not webm " * 50, "webm", "could not decode"),
-        (b"RIFF\x00\x00", "wav", "could not decode"),
+        (b"\x1aE\xdf\xa3 definitely not webm " * 50, "webm", "could not be decoded"),
+        (b"RIFF\x00\x00", "wav", "could not be decoded"),
         (bytes(range(256)) * 40, "mp3", "decode"),
         (b"", "webm", "empty"),
         (b"\x01\x02\x03", "pcm16", "odd number of bytes"),
