@@ -11,9 +11,16 @@ from typing import Any, assert_never
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from gateway.auth import SUBPROTOCOL, Principal, authenticate_request, origin_allowed
+from gateway.auth import (
+    SUBPROTOCOL,
+    Principal,
+    authenticate_request,
+    origin_allowed,
+    refuse_origin,
+)
 from gateway.errors import ApiError
 from gateway.ids import new_id, valid_session_id
+from gateway.inbound import Exceeded, InboundBounds, inbound_hooks_of
 from gateway.openai_compat import GATEWAY_MODEL
 from gateway.outbound import Outbound, SocketWriter
 from gateway.quotas import QuotaExceeded
@@ -86,6 +93,9 @@ class Connection:
         self._stopping: tuple[int, str] | None = None
         self.audio_in = AudioIn("pcm16", max_utterance_s=gateway.settings.voice.max_utterance_s)
         self._focuses: frozenset[str] | None = None  # the focus catalog, once read
+        self.inbound = InboundBounds(
+            settings.inbound_frames_per_s, settings.inbound_bytes_per_s, time.monotonic()
+        )
 
     def send(self, event: ServerEvent) -> None:
         """Queue an event without waiting (control replies, side-channel events)."""
@@ -147,6 +157,18 @@ class Connection:
                 self._reader.cancel()
 
     async def _read_loop(self) -> None:
+        # The frames the app never receives (protocol pings, ...) count against the same
+        # bounds, while this connection reads.
+        hooks = inbound_hooks_of(self.ws.scope)
+        if hooks is not None:
+            hooks.watch(self._on_unseen_frame)
+        try:
+            await self._read_messages()
+        finally:
+            if hooks is not None:
+                hooks.watch(None)
+
+    async def _read_messages(self) -> None:
         limit = self.gateway.settings.max_message_bytes
         while True:
             message = await self.ws.receive()
@@ -154,12 +176,50 @@ class Connection:
                 return
             text = message.get("text")
             if text is not None:
-                if len(text) > limit and len(text.encode()) > limit:
+                size = len(text) if text.isascii() else len(text.encode())
+                if not self._admit(size):
+                    return
+                if size > limit:
                     self._stopping = (CLOSE_TOO_BIG, f"text frame over {limit} bytes")
                     return
                 await self._on_text(text)
-            elif message.get("bytes") is not None:
-                self._on_audio(message["bytes"])
+            elif (data := message.get("bytes")) is not None:
+                if not self._admit(len(data)):
+                    return
+                self._on_audio(data)
+
+    def _admit(self, nbytes: int) -> bool:
+        """Charge a received message to the inbound bounds, before it is parsed."""
+        exceeded = self.inbound.charge(nbytes, time.monotonic())
+        if exceeded is None:
+            return True
+        self._refuse_inbound(exceeded)
+        return False
+
+    def _on_unseen_frame(self) -> None:
+        if self._stopping is not None:
+            return
+        exceeded = self.inbound.charge(0, time.monotonic())
+        if exceeded is not None:
+            self._refuse_inbound(exceeded)
+            self._end(CLOSE_POLICY, exceeded.reason)
+
+    def _refuse_inbound(self, exceeded: Exceeded) -> None:
+        """Past an inbound bound: one `error` event, one log line, then close 1008; what the
+        client still sends is not read."""
+        if self._stopping is None:
+            self._stopping = (CLOSE_POLICY, exceeded.reason)
+        if (hooks := inbound_hooks_of(self.ws.scope)) is not None:
+            hooks.refuse()
+        self.send(ErrorEvent("inbound_rate_exceeded", exceeded.message, retryable=False))
+        log.warning(
+            "inbound bound exceeded",
+            extra={
+                "bound": exceeded.unit,
+                "per_s": exceeded.per_s,
+                "user_id": self.principal.user_id,
+            },
+        )
 
     async def _on_text(self, text: str) -> None:
         try:
@@ -371,7 +431,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
     subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
     if not origin_allowed(ws, gateway.settings.allowed_origins):
-        await ws.close(CLOSE_FORBIDDEN, "origin not allowed")  # before accept: HTTP 403
+        await refuse_origin(ws, CLOSE_FORBIDDEN)  # before accept: an HTTP 403
         return
     await ws.accept(subprotocol=subprotocol)
     if gateway.draining:

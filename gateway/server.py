@@ -20,6 +20,7 @@ from gateway.app import create_app
 from gateway.http_protocol import CoachHttpProtocol
 from gateway.runtime import Gateway
 from gateway.settings import Settings
+from gateway.uvicorn_fence import fenced_protocols
 from gateway.ws_protocol import CoachWebSocketProtocol
 
 __all__ = [
@@ -52,10 +53,10 @@ class GatewayServer(uvicorn.Server):
         # Modules, settings, pools and compiled routes live as long as the process: a full
         # collection need not walk them again each time (each one walks every tracked object).
         gc.freeze()
-        # Python's default thresholds collect generation 1 about once a second under streaming
-        # load, each time moving the running turns' objects into generation 2, and so start a
-        # full collection four or five times a minute: it walks every connection's objects
-        # (about 0.3 s with 2,000 idle sockets). Fewer generation-1 collections let most of a
+        # Under streaming load Python's default thresholds collect generation 1 many times a
+        # minute, each time moving the running turns' objects into generation 2, and so start
+        # frequent full collections: each walks every connection's objects, a long pause with
+        # thousands of idle sockets. Fewer generation-1 collections let most of a
         # turn's objects die young (loadtests/BENCHMARKS.md, "Components": collector pauses).
         gateway = _find_gateway(self.config.loaded_app)
         if gateway is not None:
@@ -88,10 +89,10 @@ class BurstAcceptor:
 
     libuv (so uvloop) accepts one connection per turn of the loop (libuv/libuv#3696). A loop
     busy with streams turns slowly, and new connections, health checks among them, waited in the
-    listen queue: at 1,000 streaming sessions `/healthz` answered after 15 s and a quarter of
-    the sessions had not opened after 20 s. This watches a duplicate of the listening socket
-    beside uvloop's own watcher and hands what it accepts to `loop.connect_accepted_socket`, as
-    the standard library's loop does with its accept loop.
+    listen queue: under heavy streaming load `/healthz` answered late and many sessions could
+    not open (loadtests/BENCHMARKS.md, "What moved the figures"). This watches a duplicate of
+    the listening socket beside uvloop's own watcher and hands what it accepts to
+    `loop.connect_accepted_socket`, as the standard library's loop does with its accept loop.
     """
 
     RETRY_S = 1.0  # out of file descriptors: stop accepting this long, as asyncio does
@@ -171,6 +172,9 @@ def _find_gateway(app: object) -> Gateway | None:
 
 
 def uvicorn_config(app: Starlette, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+    """The gateway's uvicorn config: its own protocols where uvicorn has what they need
+    (`gateway.uvicorn_fence`), uvicorn's own otherwise."""
+    http, ws = fenced_protocols((CoachHttpProtocol, CoachWebSocketProtocol))
     return uvicorn.Config(
         app,
         host=host,
@@ -178,8 +182,8 @@ def uvicorn_config(app: Starlette, settings: Settings, *, host: str, port: int) 
         log_config=None,
         access_log=False,
         lifespan="on",
-        http=CoachHttpProtocol,
-        ws=CoachWebSocketProtocol,
+        http=http,
+        ws=ws,
         ws_max_size=max(settings.max_message_bytes, settings.max_audio_frame_bytes) + 1024,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

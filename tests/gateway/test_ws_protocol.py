@@ -144,3 +144,16 @@ async def test_after_the_client_closed_it_declines_and_the_asgi_send_reports_the
 def test_a_scope_without_the_extension_has_no_send_now() -> None:
     assert send_now_of({"type": "websocket"}) is None
     assert send_now_of({"type": "websocket", "extensions": {"websocket.http.response": {}}}) is None
+
+
+async def test_a_text_message_that_is_not_utf8_closes_1007_without_a_traceback(
+    gateway: RunningGateway, token: Callable[..., str], caplog: Any
+) -> None:
+    async with ws_client(gateway.ws_url, token()) as client:
+        await client.recv()  # session.created
+        await client.conn.send(b"\xff\xfe not UTF-8", text=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.recv(), 5)
+        assert client.conn.close_code == 1007
+        assert client.conn.close_reason == "text message is not valid UTF-8"
+    assert not [r for r in caplog.records if r.exc_info], "a client's mistake logs no traceback"
