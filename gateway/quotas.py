@@ -3,37 +3,41 @@ open connections.
 
 Turns per minute use `gateway.turn_window` (a place per turn for a minute, given back when the
 turn fails); tokens and audio use the `limits` library (fixed 24-hour windows from first use).
-Counters live in process memory, or in Redis when `redis_url` is set so that every gateway
-process shares them. Concurrent slots in Redis are members of a sorted set scored by an expiry
-that the holder's process refreshes; a crashed process's slots lapse after `slot_ttl_s` instead
-of leaking. A limit of 0 or less disables that quota.
+Counters live in process memory (`gateway.quota_counters`), or in Redis when `redis_url` is set
+so that every gateway process shares them. Concurrent slots in Redis are members of a sorted set
+scored by an expiry that the holder's process refreshes; a crashed process's slots lapse after
+`slot_ttl_s` instead of leaking. A limit of 0 or less disables that quota.
 
 If Redis fails while running, requests are let through (logged): quotas protect the upstreams,
 they must not take chat down with them.
+
+A user's rejections of one scope are logged once per `log_sample_interval_s` with a count
+(`gateway.logs.LogSampler`): a client retrying in a loop must not flood the log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from limits import RateLimitItem, RateLimitItemPerDay
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, RateLimiter
 from limits.errors import StorageError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.ids import hash_id
+from gateway.logs import LogSampler
+from gateway.quota_counters import MemoryCounters
 from gateway.settings import QuotaSettings
 from gateway.turn_window import MemoryTurnWindow, RedisTurnWindow, TurnWindow
 
@@ -80,58 +84,6 @@ class TurnTicket:
 
 class QuotaStoreUnavailable(RuntimeError):
     """The configured Redis could not be reached when the quotas were opened."""
-
-
-class _MemoryStore(MemoryStorage):
-    """`limits`' in-memory storage with a cheaper sweep of expired entries.
-
-    Upstream (limits 5) starts a sweep after every call once the last one ended, and each sweep
-    takes a lock and hops to a thread per key: under load that was a steady few percent of the
-    process's CPU. Here a sweep runs at most once per `sweep_interval_s`, in the loop, without
-    a thread, and gives the loop back every `sweep_batch` keys: with many users one pass over
-    every key would stall every stream for as long as it takes. Reads ignore expired entries
-    either way: the sweep only returns their memory.
-    """
-
-    def __init__(self, sweep_interval_s: float = 1.0, sweep_batch: int = 500) -> None:
-        super().__init__()
-        self._sweep_interval_s = sweep_interval_s
-        self._sweep_batch = sweep_batch
-        self._next_sweep = 0.0
-
-    async def _MemoryStorage__schedule_expiry(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_sweep:
-            self._next_sweep = now + self._sweep_interval_s
-            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
-
-    async def _MemoryStorage__expire_events(self) -> None:
-        # Each key is read and trimmed without an await in between, so a hit that lands while
-        # the sweep yields is never lost: the next key is read as it is then.
-        now = time.time()
-        async for key in self._batched(list(self.events)):
-            events = self.events.get(key)  # newest first
-            if events is None:
-                continue
-            alive = bisect.bisect_left(events, -now, key=lambda event: -event.expiry)
-            if alive:
-                self.events[key] = events[:alive]
-            else:
-                del self.events[key]
-                self.locks.pop(key, None)
-        async for key in self._batched(list(self.expirations)):
-            expiry = self.expirations.get(key)
-            if expiry is not None and expiry <= now:
-                self.storage.pop(key, None)
-                del self.expirations[key]
-                self.locks.pop(key, None)
-
-    async def _batched(self, keys: list[str]) -> AsyncIterator[str]:
-        """`keys` one by one, giving the loop back after every `sweep_batch` of them."""
-        for count, key in enumerate(keys, 1):
-            yield key
-            if count % self._sweep_batch == 0:
-                await asyncio.sleep(0)
 
 
 class _Slots(Protocol):
@@ -249,14 +201,20 @@ class Quotas:
         turns: TurnWindow,
         *,
         client: Redis | None = None,
+        log_sample_interval_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._clock = clock
         self._storage = storage
         self._slots = slots
         self._turns = turns
         self._client = client
         self._daily = FixedWindowRateLimiter(storage)
         self._rejections: dict[str, int] = dict.fromkeys(SCOPES, 0)
+        self._rejection_log: LogSampler[tuple[str, Scope], dict[str, object]] = LogSampler(
+            log_sample_interval_s, _log_folded_rejections
+        )
 
     @classmethod
     async def open(
@@ -266,10 +224,25 @@ class Quotas:
         *,
         key_prefix: str = "coach",
         slot_ttl_s: float = 60.0,
+        log_sample_interval_s: float = 10.0,
+        clock: Callable[[], float] | None = None,
     ) -> Quotas:
-        """In memory without `redis_url`; raises `QuotaStoreUnavailable` if Redis is unreachable."""
+        """In memory without `redis_url`; raises `QuotaStoreUnavailable` if Redis is unreachable.
+
+        `clock` stands in for both the wall and the monotonic clock in memory (tests drive time
+        with it); Redis keeps time by its own clock.
+        """
+        sampled = log_sample_interval_s
         if not redis_url:
-            return cls(settings, _MemoryStore(), _MemorySlots(), MemoryTurnWindow())
+            wall, steady = (clock, clock) if clock else (time.time, time.monotonic)
+            return cls(
+                settings,
+                MemoryCounters(clock=wall),
+                _MemorySlots(),
+                MemoryTurnWindow(steady),
+                log_sample_interval_s=sampled,
+                clock=wall,
+            )
         client: Redis = Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=5)
         try:
             await client.ping()
@@ -287,7 +260,7 @@ class Quotas:
         )
         slots = _RedisSlots(client, key_prefix, slot_ttl_s)
         turns = RedisTurnWindow(client, key_prefix)
-        return cls(settings, storage, slots, turns, client=client)
+        return cls(settings, storage, slots, turns, client=client, log_sample_interval_s=sampled)
 
     async def check_turn(self, user_id: str) -> TurnTicket:
         """Take one turn of the minute's allowance; refuse when today's tokens are spent."""
@@ -349,11 +322,12 @@ class Quotas:
         return dict(self._rejections)
 
     async def aclose(self) -> None:
+        self._rejection_log.close()
         await self._slots.aclose()
         if self._client is not None:
             await self._client.aclose()
-        if isinstance(self._storage, MemoryStorage) and self._storage.timer is not None:
-            self._storage.timer.cancel()
+        if isinstance(self._storage, MemoryCounters):
+            await self._storage.aclose()
 
     @contextlib.asynccontextmanager
     async def _slot(self, scope: Scope, user_id: str) -> AsyncIterator[None]:
@@ -393,25 +367,13 @@ class Quotas:
         limit = _ms(self._settings.audio_seconds_per_day)
         return RateLimitItemPerDay(limit, namespace="coach-audio-ms") if limit > 0 else None
 
-    async def _hit(self, limiter: RateLimiter, item: RateLimitItem, user: str, cost: int) -> bool:
-        try:
-            return await limiter.hit(item, user, cost=cost)
-        except STORE_ERRORS:
-            log.warning("quota store failed; letting the call through", exc_info=True)
-            return True
-
     async def _consume(
         self, limiter: RateLimiter, item: RateLimitItem, user: str, cost: int
     ) -> None:
-        """Count usage that already happened. A hit past the limit is refused by `limits` and
-        would count nothing, so the rest of the window is used up instead: the next check is
-        then refused until the window resets."""
-        if await self._hit(limiter, item, user, cost):
-            return
+        """Count usage that already happened. The fixed window adds the cost before comparing,
+        so usage past the limit counts too and the next check is refused until the reset."""
         try:
-            remaining = (await limiter.get_window_stats(item, user)).remaining
-            if remaining > 0:
-                await limiter.hit(item, user, cost=remaining)
+            await limiter.hit(item, user, cost=cost)
         except STORE_ERRORS:
             log.warning("quota store failed; usage not counted", exc_info=True)
 
@@ -427,7 +389,7 @@ class Quotas:
     ) -> None:
         try:
             stats = await limiter.get_window_stats(item, user)
-            retry_after = max(stats.reset_time - time.time(), 1.0)
+            retry_after = max(stats.reset_time - self._clock(), 1.0)
         except STORE_ERRORS:
             retry_after = float(item.get_expiry())
         self._count_rejection(scope, user, retry_after)
@@ -436,11 +398,19 @@ class Quotas:
 
     def _count_rejection(self, scope: Scope, user: str, retry_after_s: float) -> None:
         self._rejections[scope] += 1
-        log.info(
-            "quota %s exceeded",
-            scope,
-            extra={"scope": scope, "user": user, "retry_after_s": round(retry_after_s, 3)},
-        )
+        extra = {"scope": scope, "user": user, "retry_after_s": round(retry_after_s, 3)}
+        if self._rejection_log.admit((user, scope), extra):
+            log.info("quota %s exceeded", scope, extra=extra)
+
+
+def _log_folded_rejections(extra: dict[str, object], count: int, seconds: float) -> None:
+    log.info(
+        "quota %s exceeded %s more times in the last %.0f s",
+        extra["scope"],
+        f"{count:,}",
+        seconds,
+        extra={**extra, "suppressed": count},
+    )
 
 
 def _ms(seconds: float) -> int:

@@ -30,11 +30,16 @@ class TurnWindow(Protocol):
 class MemoryTurnWindow:
     """Places of this process: per key, token -> expiry. Keys are kept in the order they last
     took a place, so the keys whose places have all expired are at the front, and each take
-    drops them from there: memory follows the users active in the last window."""
+    drops up to `forget_batch` of them from there: memory follows the users active in the last
+    window, and a take after a quiet spell does not stall the loop dropping every user at once.
+    """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, forget_batch: int = 100
+    ) -> None:
         self._places: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._clock = clock
+        self._forget_batch = forget_batch
 
     def __len__(self) -> int:
         """How many keys hold places."""
@@ -61,7 +66,9 @@ class MemoryTurnWindow:
                 del self._places[key]
 
     def _forget_expired(self, now: float) -> None:
-        while self._places:
+        for _ in range(self._forget_batch):
+            if not self._places:
+                return
             key, places = next(iter(self._places.items()))
             if places and max(places.values()) > now:
                 return

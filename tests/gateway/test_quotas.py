@@ -1,4 +1,8 @@
-"""Per-user quotas: in memory, in Redis, and shared by two separate OS processes over Redis."""
+"""Per-user quotas: in memory, in Redis, and shared by two separate OS processes over Redis.
+
+Time in memory is a fake clock. Real waits remain only where Redis's own clock is what is
+tested: a slot's TTL kept alive by a heartbeat, and a crashed process's slot lapsing.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,28 @@ import json
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from limits import RateLimitItemPerSecond
-from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from limits import RateLimitItemPerDay, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.ids import hash_id
-from gateway.quotas import QuotaExceeded, Quotas, QuotaStoreUnavailable, _MemoryStore
+from gateway.quota_counters import MemoryCounters
+from gateway.quotas import QuotaExceeded, Quotas, QuotaStoreUnavailable
 from gateway.settings import QuotaSettings
 from gateway.turn_window import MemoryTurnWindow
 
-REDIS_URL = os.environ.get("COACH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REPO = Path(__file__).resolve().parents[2]
+
+DAY_S = 86400.0
 
 LIMITS = QuotaSettings(
     turns_per_minute=3,
@@ -32,6 +41,25 @@ LIMITS = QuotaSettings(
     concurrent_streams=2,
     connections=1,
 )
+
+
+class FakeClock:
+    """Epoch seconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def settle() -> None:
+    """Let tasks the last call started run to their end (a sweep that never has to yield)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 async def redis_reachable() -> bool:
@@ -67,10 +95,17 @@ def prefix(redis_prefix: str | None) -> str:
     return redis_prefix
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def quotas(request: pytest.FixtureRequest, redis_prefix: str | None) -> AsyncIterator[Quotas]:
+async def quotas(
+    request: pytest.FixtureRequest, redis_prefix: str | None, clock: FakeClock
+) -> AsyncIterator[Quotas]:
     if request.param == "memory":
-        opened = await Quotas.open(LIMITS, None)
+        opened = await Quotas.open(LIMITS, None, clock=clock)
     elif redis_prefix is None:
         pytest.skip(f"Redis is not reachable at {REDIS_URL}")
     else:
@@ -170,7 +205,7 @@ async def test_unreachable_redis_fails_at_start() -> None:
         await Quotas.open(LIMITS, "redis://:secret@127.0.0.1:1/0")
 
 
-SLOT_TTL_S = 2.0
+SLOT_TTL_S = 1.0  # Redis keeps these times: the heartbeat beats every third of it
 
 WORKER = f"""
 import asyncio, json, os, sys
@@ -278,84 +313,180 @@ async def test_slot_of_a_crashed_process_lapses(prefix: str) -> None:
     assert await try_slot(prefix) == "ok"
 
 
-async def test_usage_past_the_limit_still_counts() -> None:
+async def test_usage_past_the_limit_still_counts(quotas: Quotas) -> None:
     """Tokens and audio are counted after the fact; a turn that overshoots uses up the day."""
-    quotas = await Quotas.open(QuotaSettings(tokens_per_day=100, audio_seconds_per_day=10), None)
-    try:
+    await quotas.check_turn("over")
+    await quotas.record_tokens("over", 60)
+    await quotas.record_tokens("over", 60)  # 120 > 100: past the limit, still counted
+    with pytest.raises(QuotaExceeded) as info:
         await quotas.check_turn("over")
-        await quotas.record_tokens("over", 60)
-        await quotas.record_tokens("over", 60)  # 120 > 100: refused by the limiter, still counts
-        with pytest.raises(QuotaExceeded) as info:
-            await quotas.check_turn("over")
-        assert info.value.scope == "tokens_per_day"
-        await quotas.record_audio("over", 8)
-        await quotas.record_audio("over", 8)
+    assert info.value.scope == "tokens_per_day"
+    await quotas.record_audio("over", 8)
+    await quotas.record_audio("over", 8)
+    with pytest.raises(QuotaExceeded) as audio:
+        await quotas.check_audio("over", 0.0)
+    assert audio.value.scope == "audio_seconds_per_day"
+
+
+async def test_a_day_after_its_first_use_the_allowance_is_back(clock: FakeClock) -> None:
+    quotas = await Quotas.open(LIMITS, None, clock=clock)
+    try:
+        await quotas.record_tokens("dora", 100)
+        await quotas.record_audio("dora", 10)
+        clock.advance(DAY_S - 600)
+        with pytest.raises(QuotaExceeded) as tokens:
+            await quotas.check_turn("dora")
+        assert tokens.value.retry_after_s == 600  # the window began at the first use
         with pytest.raises(QuotaExceeded) as audio:
-            await quotas.check_audio("over", 0.0)
-        assert audio.value.scope == "audio_seconds_per_day"
+            await quotas.check_audio("dora", 1)
+        assert audio.value.retry_after_s == 600
+        clock.advance(600)
+        await quotas.check_turn("dora")
+        await quotas.check_audio("dora", 10)
     finally:
         await quotas.aclose()
 
 
-async def test_memory_store_sweep_gives_the_loop_back_and_keeps_hits_made_meanwhile() -> None:
-    store = _MemoryStore(sweep_interval_s=3600, sweep_batch=10)
-    moving, fixed = MovingWindowRateLimiter(store), FixedWindowRateLimiter(store)
-    item = RateLimitItemPerSecond(5)
-    for n in range(50):
-        assert await moving.hit(item, f"old{n}") and await fixed.hit(item, f"old{n}")
-    assert store.timer is not None
-    await store.timer  # the first call's sweep, before anything expired
-    await asyncio.sleep(1.1)  # now every entry has expired
+async def test_a_turn_place_frees_a_minute_after_it_was_taken(clock: FakeClock) -> None:
+    quotas = await Quotas.open(LIMITS, None, clock=clock)
+    try:
+        await quotas.check_turn("emil")
+        clock.advance(20)
+        for _ in range(LIMITS.turns_per_minute - 1):
+            await quotas.check_turn("emil")
+        with pytest.raises(QuotaExceeded) as caught:
+            await quotas.check_turn("emil")
+        assert caught.value.retry_after_s == 40  # when the first place frees
+        clock.advance(40)
+        await quotas.check_turn("emil")
+        with pytest.raises(QuotaExceeded):
+            await quotas.check_turn("emil")  # the two places taken at 20 s still hold
+    finally:
+        await quotas.aclose()
 
+
+@pytest.fixture(params=["ours", "limits-memory", "redis"])
+async def daily_store(
+    request: pytest.FixtureRequest, redis_prefix: str | None
+) -> AsyncIterator[Storage]:
+    """Our memory counters, `limits`' own memory storage and the Redis one the gateway uses."""
+    if request.param == "ours":
+        ours = MemoryCounters()
+        yield ours
+        await ours.aclose()
+    elif request.param == "limits-memory":
+        theirs = MemoryStorage()
+        yield theirs
+        if theirs.timer is not None:
+            theirs.timer.cancel()
+    elif redis_prefix is None:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    else:
+        client: Redis = Redis.from_url(REDIS_URL)
+        yield RedisStorage(
+            f"async+{REDIS_URL}",
+            implementation="redispy",
+            key_prefix=f"{redis_prefix}:limits",
+            connection_pool=client.connection_pool,  # type: ignore[arg-type]
+        )
+        await client.aclose()
+
+
+async def test_daily_counters_behave_like_the_stores_of_limits(daily_store: Storage) -> None:
+    daily = FixedWindowRateLimiter(daily_store)
+    item = RateLimitItemPerDay(100, namespace="coach-tokens")
+    fresh = await daily.get_window_stats(item, "nobody")
+    assert fresh.remaining == 100 and abs(fresh.reset_time - time.time()) < 5
+    assert await daily.test(item, "u", cost=100) and not await daily.test(item, "u", cost=101)
+    assert await daily.hit(item, "u", cost=60)
+    stats = await daily.get_window_stats(item, "u")
+    assert stats.remaining == 40 and DAY_S - 5 < stats.reset_time - time.time() <= DAY_S
+    assert not await daily.hit(item, "u", cost=60)  # refused, yet counted
+    assert (await daily.get_window_stats(item, "u")).remaining == 0
+    assert not await daily.test(item, "u") and await daily.test(item, "v")
+    # The window still ends where its first hit put it (Redis reports it to the millisecond).
+    assert (await daily.get_window_stats(item, "u")).reset_time == pytest.approx(
+        stats.reset_time, abs=0.01
+    )
+    await daily.clear(item, "u")
+    assert await daily.test(item, "u", cost=100)
+
+
+async def test_memory_counters_ignore_an_ended_window_before_any_sweep(clock: FakeClock) -> None:
+    store = MemoryCounters(clock=clock, sweep_interval_s=3600)
+    fixed, item = FixedWindowRateLimiter(store), RateLimitItemPerSecond(5)
+    try:
+        assert await fixed.hit(item, "a", cost=5) and not await fixed.test(item, "a")
+        clock.advance(1)
+        assert await fixed.test(item, "a", cost=5) and store.size() == 1  # not yet swept
+        stats = await fixed.get_window_stats(item, "a")
+        assert (stats.remaining, stats.reset_time) == (5, clock.now)
+        assert await fixed.hit(item, "a", cost=5)  # a new window from here
+        assert (await fixed.get_window_stats(item, "a")).reset_time == clock.now + 1
+    finally:
+        await store.aclose()
+
+
+async def test_memory_counters_sweep_at_most_once_per_interval(clock: FakeClock) -> None:
+    store = MemoryCounters(clock=clock, sweep_interval_s=10)
+    fixed, item = FixedWindowRateLimiter(store), RateLimitItemPerSecond(5)
+    try:
+        assert await fixed.hit(item, "a")  # the first call sweeps (nothing to drop yet)
+        await settle()
+        clock.advance(2)  # a's window has ended
+        assert await fixed.hit(item, "b")  # within the interval: no sweep
+        await settle()
+        assert store.size() == 2
+        clock.advance(10)  # b's window has ended too, and the interval has passed
+        assert await fixed.hit(item, "c")
+        await settle()
+        assert store.size() == 1 and not await fixed.test(item, "c", cost=5)
+    finally:
+        await store.aclose()
+
+
+async def test_memory_counters_sweep_gives_the_loop_back_and_keeps_hits_made_meanwhile(
+    clock: FakeClock,
+) -> None:
+    store = MemoryCounters(clock=clock, sweep_interval_s=3600, sweep_batch=10)
+    fixed, item = FixedWindowRateLimiter(store), RateLimitItemPerSecond(5)
+    assert await fixed.hit(item, "old0")
+    await settle()  # the first call's sweep, over that one key
+    for n in range(1, 50):
+        assert await fixed.hit(item, f"old{n}")
+    clock.advance(2)  # every window has ended
     turns_while_sweeping = 0
 
     async def meanwhile() -> None:
         nonlocal turns_while_sweeping
         while not sweep.done():
             turns_while_sweeping += 1
-            await moving.hit(item, f"new{turns_while_sweeping}")
-            await moving.hit(item, "old49")  # a key the sweep has yet to reach
+            await fixed.hit(item, f"new{turns_while_sweeping}")
+            await fixed.hit(item, "old49")  # a key the sweep has yet to reach
             await asyncio.sleep(0)
 
-    sweep = asyncio.create_task(store._MemoryStorage__expire_events())
+    sweep = asyncio.create_task(store.sweep())
     await asyncio.gather(sweep, meanwhile())
-    # 50 moving-window keys and 50 counters in batches of 10: the loop ran between batches.
-    assert turns_while_sweeping >= 9
-    assert not store.storage and not store.expirations
-    new_keys = {f"LIMITER/new{n}/5/1/second" for n in range(1, turns_while_sweeping + 1)}
-    assert set(store.events) == new_keys | {"LIMITER/old49/5/1/second"}
+    await store.aclose()
+    # 50 keys in batches of 10: the loop ran between the batches.
+    assert turns_while_sweeping == 4
+    assert store.size() == turns_while_sweeping + 1  # the new keys and old49, in a new window
     # The hits made on a key while the sweep was elsewhere are all still counted.
-    assert len(store.events["LIMITER/old49/5/1/second"]) == min(turns_while_sweeping, 5)
-
-
-async def test_memory_store_sweeps_expired_entries_at_most_once_per_interval() -> None:
-    store = _MemoryStore(sweep_interval_s=0.2)
-    moving, fixed = MovingWindowRateLimiter(store), FixedWindowRateLimiter(store)
-    item = RateLimitItemPerSecond(5)
-    try:
-        assert await moving.hit(item, "a") and await fixed.hit(item, "b")
-        assert store.events and store.storage
-        await asyncio.sleep(1.1)  # both entries have expired, but no call has swept them yet
-        assert store.events and store.storage
-        assert await moving.hit(item, "c")  # this call starts a sweep (the interval has passed)
-        await asyncio.sleep(0.05)
-        assert set(store.events) == {"LIMITER/c/5/1/second"} and not store.storage
-        assert await moving.hit(item, "c")  # within the interval: no new sweep
-        assert store.timer is not None and store.timer.done()
-    finally:
-        if store.timer is not None:
-            store.timer.cancel()
+    assert (await fixed.get_window_stats(item, "old49")).remaining == 5 - turns_while_sweeping
 
 
 async def test_the_memory_turn_window_forgets_users_whose_places_expired() -> None:
-    now = [0.0]
-    window = MemoryTurnWindow(clock=lambda: now[0])
+    clock = FakeClock()
+    window = MemoryTurnWindow(clock=clock, forget_batch=100)
     for n in range(1000):
         assert (await window.take(f"user-{n}", 5, 60.0))[0] is not None
     assert len(window) == 1000
-    now[0] = 61.0  # every place has expired
+    clock.advance(61)  # every place has expired
     token, _ = await window.take("late", 5, 60.0)
-    assert token is not None and len(window) == 1
+    assert token is not None and len(window) == 901  # a hundred forgotten per take
+    for _ in range(9):
+        await window.give_back("late", (await window.take("late", 5, 60.0))[0] or "")
+    assert len(window) == 1
     await window.give_back("late", token)
     assert len(window) == 0
 
