@@ -33,7 +33,7 @@ class Outbound:
     the client the same way.
 
     Not an `asyncio.Queue`: that makes four deque blocks at once (its items, getters, putters and
-    its `join()` event), 3 KiB per connection that sits idle; here the items' deque exists only
+    its `join()` event), kept by every connection that sits idle; here the items' deque exists only
     while something is queued (tokens mostly go out without it, `SocketWriter`), and the reader
     and the putters wait on futures.
     """
@@ -176,8 +176,8 @@ class SocketWriter:
     (the common case, one token at a time: no hop through the queue and a writer task). With
     `send_now` (the server's synchronous send, `gateway.send_now`) such an event is written
     without an await at all, and only when that cannot go now (the transport paused) does it
-    take `send`. (`loadtests.bench_writer`, null socket, 2026-12-07: queue and writer task 3.9
-    us per event, sent at once 2.5, with `send_now` 2.2.) Otherwise it waits its turn in the bounded
+    take `send` (`loadtests.micro.writer` measures the three ways; figures in
+    loadtests/BENCHMARKS.md). Otherwise it waits its turn in the bounded
     `outbound` queue, which `run` (the writer task) drains. A send that is stuck itself (the
     client stopped reading and the transport paused) is held to `outbound.send_timeout_s` like
     a full queue: past it the client is dropped (`outbound.overflow()`), watched by one timer

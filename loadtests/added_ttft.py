@@ -7,9 +7,9 @@ between receiving a turn and sending its first delta, by its own clocks), the cl
 TTFT through the gateway, the client-observed TTFT calling the upstream directly, and the end of
 a turn as the client sees it (`response.completed` minus the last `response.delta`: with
 persistence on, the commit that comes before `response.completed`). Writes
-`loadtests/results/added_ttft.json`.
+`loadtests/results/added_ttft.json` (or `--out`).
 
-    python -m loadtests.added_ttft [--turns 200] [--pipeline]
+    python -m loadtests.added_ttft [--turns 200] [--pipeline] [--out FILE]
 
 With `--pipeline`, a second gateway with persistence and the assessment pipeline on is measured
 against the same upstream in the same run (chat TTFT with the pipeline on versus off).
@@ -31,13 +31,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import jwt
 import orjson
 from websockets.asyncio.client import connect
 
-from gateway.auth import mint_token
-
 RESULTS = Path(__file__).parent / "results"
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
+
+
+def mint_token(user: str, *, ttl_s: int = 3600) -> str:
+    """A bearer for `user` as `coach-gateway token` makes one (HS256; `sub`, `iat`, `exp`),
+    signed with `SECRET`: the program talks to the gateway and needs none of its code."""
+    now = int(time.time())
+    return jwt.encode({"sub": user, "iat": now, "exp": now + ttl_s}, SECRET, algorithm="HS256")
 
 
 def free_port() -> int:
@@ -149,7 +155,7 @@ async def measure_gateway(
     gw_port = free_port()
     with process([exe, "serve", "--port", str(gw_port)], env):
         await wait_ready(f"http://127.0.0.1:{gw_port}/healthz")
-        token = mint_token(SECRET, f"bench-{gw_port}", ttl_s=3600)
+        token = mint_token(f"bench-{gw_port}")
         await run_turns(f"ws://127.0.0.1:{gw_port}", token, 10)  # warm up
         added, client, turn_end = await run_turns(f"ws://127.0.0.1:{gw_port}", token, turns)
     return summary(added, client, direct, turn_end)
@@ -190,10 +196,11 @@ def main() -> None:
     parser.add_argument(
         "--pipeline", action="store_true", help="also run with persistence and assessment on"
     )
+    parser.add_argument("--out", type=Path, default=RESULTS / "added_ttft.json")
     args = parser.parse_args()
     result = asyncio.run(main_async(args.turns, args.pipeline))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "added_ttft.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 
 

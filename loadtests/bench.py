@@ -2,7 +2,7 @@
 optionally, against a peer proxy (LiteLLM).
 
     python -m loadtests.bench [--steps 50,200,500,1000] [--idle 5000] [--peer litellm] [--floor]
-        [--http] [--quick] [--pin]
+        [--http] [--quick] [--pin] [--out DIR] [--stamped]
 
 The simulated upstream, the gateway, the peer and the load client each run as their own process
 on loopback, so their CPU is measured apart. Per step (concurrent sessions, each running turns
@@ -11,10 +11,10 @@ back to back) every mode runs in turn with the same client code:
 - `ws`: realtime WebSocket sessions through the gateway;
 - `gateway_http` (with `--peer` or `--http`) and `peer_http` (with `--peer`): OpenAI-compatible
   streaming HTTP through the gateway and through the peer;
-- `floor` and `floor_native` (with `--floor`): realtime sessions through `loadtests.floor_relay`,
-  the least a Python relay does per token, and the same relay streaming each turn with the
-  gateway's own chat client and send path (`--client native`): to compare the gateway's CPU per
-  event with, apart from its framework and features.
+- `floor` and `floor_native` (with `--floor`): realtime sessions through
+  `loadtests.micro.floor_relay`, the least a Python relay does per token, and the same relay
+  streaming each turn with the gateway's own chat client and send path (`--client native`): to
+  compare the gateway's CPU per event with, apart from its framework and features.
 Added TTFT = client-observed TTFT through a proxy minus the upstream's own TTFT measured in the
 same run: beside the proxied sessions the client runs `probe_sessions(n)` sessions that call the
 upstream directly, so both feel the same load on the machine's shared cores. (The separate
@@ -22,7 +22,8 @@ upstream directly, so both feel the same load on the machine's shared cores. (Th
 With `--pin` the proxies run on CPUs of their own (one per gateway worker) and the sim and the
 clients on the others, as if the load came from another machine: the gateway is no longer
 descheduled for them, and they have fewer cores.
-Results: `loadtests/results/bench-<timestamp>.json`, `bench.json` (latest) and PNG plots.
+Results: `loadtests/results/bench.json` and its plot `bench.png` (or under `--out`), replacing the
+previous run's; `--stamped` also keeps `bench-<timestamp>.*` beside them.
 """
 
 from __future__ import annotations
@@ -92,10 +93,11 @@ class BenchOptions:
     out: Path = RESULTS
     peer_venv: Path = DEFAULT_VENV
     workers: int = 1  # gateway worker processes (`serve --workers N`)
-    floor: bool = False  # also run `loadtests.floor_relay`, both of its upstream clients
+    floor: bool = False  # also run `loadtests.micro.floor_relay`, both of its upstream clients
     gateway_settings: dict[str, str] = field(default_factory=dict)  # more COACH_* for it
     pin: bool = False  # the proxies on CPUs of their own, the sim and clients on the others
     http: bool = False  # `gateway_http` without a peer to compare it with
+    stamped: bool = False  # also write the report under the run's timestamp
 
 
 def realtime_url(http_url: str) -> str:
@@ -163,7 +165,7 @@ async def _start_floor(
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "loadtests.floor_relay", "--port", str(port)]
+    argv = [sys.executable, "-m", "loadtests.micro.floor_relay", "--port", str(port)]
     argv += ["--upstream", found.sim_url, "--client", client]
     found.procs[mode] = await stack.enter_async_context(
         started(mode, argv, f"{url}/healthz", log_dir=log_dir)
@@ -384,17 +386,21 @@ def split_cpus(allowed: set[int], workers: int) -> CpuSplit:
     return CpuSplit(set(cpus) - proxy, proxy)
 
 
-def write_report(report: Mapping[str, Any], out: Path, quick: bool) -> list[Path]:
+def write_report(
+    report: Mapping[str, Any], out: Path, quick: bool, *, stamped: bool = False
+) -> list[Path]:
+    """`bench.json` and its plot `bench.png` in `out` (`bench-quick.*` for `--quick`), in place
+    of the previous run's: a folder holds its latest run, git the ones before. With `stamped`,
+    also copies named after the run's start (`bench-<timestamp>.*`, which git ignores)."""
     out.mkdir(parents=True, exist_ok=True)
-    stamp = report["meta"]["timestamp"]
     base = "bench-quick" if quick else "bench"
+    names = [base, f"{base}-{report['meta']['timestamp']}"] if stamped else [base]
     body = orjson.dumps(report, option=orjson.OPT_INDENT_2)
-    paths = [out / f"{base}-{stamp}.json", out / f"{base}.json"]
+    paths = [out / f"{name}.json" for name in names]
     for path in paths:
         path.write_bytes(body)
     try:
-        paths.append(plot(report, out / f"{base}-{stamp}.png"))
-        paths.append(plot(report, out / f"{base}.png"))
+        paths += [plot(report, out / f"{name}.png") for name in names]
     except ImportError:
         print(
             "matplotlib is not installed: no PNG; draw it later with "
@@ -422,12 +428,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-per-s", type=float, default=50.0, help="upstream token rate")
     p.add_argument("--reply-tokens", type=int, default=40)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--stamped",
+        action="store_true",
+        help="also keep this run as bench-<timestamp>.json/.png beside bench.json (git ignores "
+        "them)",
+    )
     p.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     p.add_argument(
         "--floor",
         action="store_true",
-        help="also run the minimal relay (loadtests.floor_relay), plain and with the gateway's "
-        "chat client",
+        help="also run the minimal relay (loadtests.micro.floor_relay), plain and with the "
+        "gateway's chat client",
     )
     p.add_argument(
         "--http",
@@ -470,13 +482,14 @@ def options(argv: list[str] | None = None) -> BenchOptions:
         floor=a.floor,
         pin=a.pin,
         http=a.http,
+        stamped=a.stamped,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = options(argv)
     report = asyncio.run(run_bench(opts))
-    paths = write_report(report, opts.out, opts.quick)
+    paths = write_report(report, opts.out, opts.quick, stamped=opts.stamped)
     print_report(report)
     for path in paths:
         print(f"wrote {path}")

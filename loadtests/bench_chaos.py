@@ -39,8 +39,15 @@ import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from gateway.auth import mint_token
-from loadtests.added_ttft import RESULTS, SECRET, free_port, pct, process, wait_ready
+from loadtests.added_ttft import (
+    RESULTS,
+    SECRET,
+    free_port,
+    mint_token,
+    pct,
+    process,
+    wait_ready,
+)
 
 PRIMARY = "primary:gpt-4o-mini"
 BREAKER_LINE = re.compile(r'^coach_breaker_state\{target="primary:gpt-4o-mini"\}\s+(\S+)', re.M)
@@ -117,7 +124,7 @@ async def one_turn(ws: ClientConnection, text: str) -> Turn:
 
 async def session(ws_url: str, user: str, tickets: Tickets, out: list[Turn]) -> None:
     """One user's session: sequential turns while tickets last."""
-    headers = {"Authorization": f"Bearer {mint_token(SECRET, user, ttl_s=3600)}"}
+    headers = {"Authorization": f"Bearer {mint_token(user)}"}
     async with connect(f"{ws_url}/v1/realtime", additional_headers=headers) as ws:
         await ws.recv()  # session.created
         i = 0
@@ -355,7 +362,7 @@ async def warm_backup(gw: str, requests: int) -> None:
     Only the backup: a success on the primary would sit in its breaker window and hold the
     failure share below the threshold, so the primary's first connections are in the figures.
     """
-    headers = {"Authorization": f"Bearer {mint_token(SECRET, 'warm', ttl_s=3600)}"}
+    headers = {"Authorization": f"Bearer {mint_token('warm')}"}
     body = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "warm up"}]}
     async with httpx.AsyncClient(base_url=gw, headers=headers, timeout=30) as http:
         replies = await asyncio.gather(

@@ -42,7 +42,7 @@ class ChatChunk(NamedTuple):
     """A piece of a streamed answer: a text delta, and/or the final usage and finish reason.
 
     Immutable like the dataclasses around it, but a named tuple: one is made per streamed token,
-    and a frozen dataclass costs three times as much to build (its `__init__` goes through
+    and a frozen dataclass costs more to build (its `__init__` goes through
     `object.__setattr__` for each field).
     """
 

@@ -8,9 +8,8 @@ aiohttp does), TLS, and the environment's proxy (`HTTP(S)_PROXY`/`NO_PROXY`: the
 for `http://`, a `CONNECT` tunnel for `https://`).
 The response is parsed by `httptools` (llhttp, the parser uvicorn serves with), in the
 connection's protocol callback, so a streamed chunk costs one parser call and one wake-up of the
-reading task. It replaced aiohttp on this path, whose request and per-chunk machinery cost more:
-at 200 streaming sessions the gateway's CPU per relayed token went from 70-78 to 65-69 us
-(`loadtests/BENCHMARKS.md`).
+reading task. It replaced aiohttp on this path, whose request and per-chunk machinery cost more
+CPU per relayed token (`loadtests/BENCHMARKS.md`, "What moved the figures").
 
 A connection that was idle in the pool may have been closed by the server just as it is taken;
 a request on it that fails before any byte of the response arrived is sent once more, on a new
@@ -53,8 +52,9 @@ _MAX_HEAD = 64 * 1024
 
 @functools.cache
 def default_ssl_context() -> ssl.SSLContext:
-    """The system's trust store, loaded once per process: loading it takes about 25 ms, which
-    must not happen on a request's path (an `HttpStream` for `https://` takes it when made)."""
+    """The system's trust store, loaded once per process: loading it parses every CA
+    certificate, which must not happen on a request's path (an `HttpStream` for `https://`
+    takes it when made)."""
     return ssl.create_default_context()
 
 

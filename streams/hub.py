@@ -90,8 +90,8 @@ class Feed:
         self.owner = owner
         self.queue_size = queue_size
         # (seq, type, data) as plain tuples of atoms, which the garbage collector stops tracking
-        # (a named tuple or the event itself it would walk on every full collection: with 500
-        # sessions streaming, their replay buffers made those take ~125 ms each).
+        # (a named tuple or the event itself it would walk on every full collection, whose
+        # pause then grows with every streaming session's replay buffer).
         self._buffer: deque[tuple[int, str, bytes]] = deque(maxlen=max(replay, 0))
         self._subscribers: set[Subscription] = set()
         self._seq = 0

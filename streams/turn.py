@@ -90,7 +90,7 @@ class TurnControl:
         """Set by `Gateway.run_turn` once the turn no longer streams: kept, replied, its
         exchange in the session's history, its stream slot free. A next turn (which sends that
         history) starts then. Made on first use: a connection holds a control before its first
-        turn, and an Event costs 0.9 KiB."""
+        turn, and an Event adds to what each idle connection holds."""
         if self._streamed is None:
             self._streamed = asyncio.Event()
         return self._streamed

@@ -8,7 +8,7 @@ too. The upstream answers at once (ttft 0, 40 tokens), unpaced unless `--tokens-
 given: unpaced, several chunks arrive per read; paced, each chunk is a read of its own, as under
 real load. Turns run one after another so nothing else shares the loop.
 
-    python -m loadtests.bench_adapters [--turns 200] [--tokens-per-s 1000] [--label before]
+    python -m loadtests.micro.adapters [--turns 200] [--tokens-per-s 1000] [--label before]
 
 Prints a table and merges the figures, under the label, into `loadtests/results/adapters.json`.
 """
@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from loadtests.bench_output import RESULTS
 from providers.anthropic_chat import AnthropicChat
 from providers.chat import ChatProvider, ChatRequest, Message
 from providers.native_chat import ANTHROPIC, OPENAI, NativeChat
@@ -37,7 +38,6 @@ from providers.openai_chat import OpenAIChat
 from providers.sim import SimKnobs, running_sim
 from providers.sim.corpus import SENTENCES
 
-RESULTS = Path(__file__).parent / "results"
 KNOBS = SimKnobs(ttft_ms=0, tokens_per_s=0, reply_tokens=40)
 KINDS = ("openai", "anthropic")
 CLIENTS = ("native", "sdk")

@@ -25,7 +25,8 @@ the features stay out (Starlette, uvicorn, `websockets`, auth, quotas, routing, 
 feeds, metrics, turn records). Beside the plain floor it shows what the gateway's async
 architecture and upstream client cost, apart from what its framework and features do.
 
-    python -m loadtests.floor_relay --port 8100 --upstream http://127.0.0.1:8001 [--client native]
+    python -m loadtests.micro.floor_relay --port 8100 --upstream http://127.0.0.1:8001
+        [--client native]
 """
 
 from __future__ import annotations
@@ -442,7 +443,9 @@ async def _main(host: str, port: int, upstream: str, client: Client) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.floor_relay", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.micro.floor_relay", description=__doc__
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="http://host:port of the upstream")

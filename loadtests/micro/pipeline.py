@@ -1,15 +1,15 @@
 """Assessment pipeline throughput: jobs/s from a table of pending turns to stored assessments,
 with the simulated upstream as the assessor (real HTTP, the real OpenAI adapter).
 
-    python -m loadtests.bench_pipeline [--jobs 400] [--workers 4] [--ttft-ms 20] [--dsn DSN]
-        [--assessor sim|instant]
+    python -m loadtests.micro.pipeline [--jobs 400] [--workers 4] [--ttft-ms 20] [--dsn DSN]
+        [--assessor sim|instant] [--out FILE]
 
 `--assessor instant` answers in-process with no HTTP: the pipeline's own ceiling (claims,
 filter, validation, the transaction per job).
 
 Uses `--dsn`, else `DATABASE_URL`, else an embedded Postgres in a temporary directory; the run
 gets its own throwaway database. Prints the figures and writes them to
-`loadtests/results/bench_pipeline-<time>.json`.
+`loadtests/results/pipeline.json` (or `--out`).
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from db.migrate import migrate
 from db.pool import Pool, open_pool
 from db.prompt_runs import NewPromptRun
 from gateway.settings import ProviderConfig
+from loadtests.bench_output import RESULTS
 from providers.chat import ChatChunk, ChatProvider, ChatRequest, Usage
 from providers.factory import build_chat_provider
 from providers.routing import Router, Target
 from providers.sim import running_sim
 
-RESULTS = Path(__file__).parent / "results"
 TEXT = (
     "Here is my practice pitch: our team builds tools that help nurses plan their shifts, and we "
     "cut overtime by a third across four hospitals, so I am asking you for a pilot in your ward."
@@ -171,17 +171,17 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=20.0)
     parser.add_argument("--dsn")
     parser.add_argument("--assessor", choices=["sim", "instant"], default="sim")
-    result = asyncio.run(bench(parser.parse_args()))
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"bench_pipeline-{stamp}.json"
-    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    parser.add_argument("--out", type=Path, default=RESULTS / "pipeline.json")
+    args = parser.parse_args()
+    result = asyncio.run(bench(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(
         f"pipeline ({result['assessor']}): {result['jobs']} jobs in {result['elapsed_s']} s"
         f" with {result['workers']} workers = {result['jobs_per_s']} jobs/s"
         f" ({result['assessments']} assessments, status {result['job_status']})"
     )
-    print(f"written to {out}")
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

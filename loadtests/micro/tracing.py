@@ -10,7 +10,7 @@ in this order, each a fresh gateway running `--turns` sequential WebSocket turns
 - `idle`: no endpoint, but the SDK provider installed earlier in the process (spans are sampled
   out at their start: what a test process or a hot config change pays).
 
-    python -m loadtests.bench_tracing --turns 200
+    python -m loadtests.micro.tracing --turns 200
 
 prints p50/p99 per mode and writes `loadtests/results/tracing.json`.
 """
@@ -46,8 +46,7 @@ from gateway.auth import mint_token
 from gateway.observability import middleware, observability_routes, open_observability
 from gateway.server import GatewayServer, uvicorn_config
 from gateway.settings import QuotaSettings, Settings
-
-RESULTS = Path(__file__).parent / "results" / "tracing.json"
+from loadtests.bench_output import RESULTS
 
 
 def _free_port() -> int:
@@ -236,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--ttft-ms", type=float, default=20.0, help="the sim's first-token delay")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS / "tracing.json")
     args = parser.parse_args(argv)
     results = asyncio.run(bench(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)

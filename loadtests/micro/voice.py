@@ -1,10 +1,9 @@
 """Speech benchmark: Whisper real-time factor and latency under concurrency, piper first audio.
 
-    python -m loadtests.bench_voice [--rounds 5] [--concurrency 4] [--workers 1 2]
-                                    [--out loadtests/results/voice.json]
+    python -m loadtests.micro.voice [--rounds 5] [--concurrency 4] [--workers 1 2] [--out FILE]
 
 Utterances are made by the bundled piper voice, so the run needs nothing but the installed
-packages. Prints a table and writes the figures as JSON.
+packages. Prints a table and writes the figures as JSON (`loadtests/results/voice.json`).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtests.bench_output import RESULTS
 from providers.audio import SAMPLE_RATE, wav_to_pcm16
 from providers.audio import resample_pcm16 as resample
 from providers.stt import WhisperSTT
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--out", type=Path, default=Path("loadtests/results/voice.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "voice.json")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     print_report(report)

@@ -3,7 +3,7 @@ task (how every event went out before) against `SocketWriter.emit` (sent from th
 when nothing is queued), awaiting the ASGI send or through the server's `send_now` (no await), all
 encoding the same `response.delta`.
 
-    python -m loadtests.bench_writer [--events 200000]
+    python -m loadtests.micro.writer [--events 200000]
 
 Prints microseconds per event and writes them to `loadtests/results/writer.json`.
 """

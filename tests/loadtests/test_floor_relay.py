@@ -1,6 +1,6 @@
-"""The floor relay (`loadtests.floor_relay`) against the sim, driven as the bench client drives
-the gateway: what it relays must be the sim's reply, whole and in order, whether it reads the
-upstream by hand or with the gateway's chat client."""
+"""The floor relay (`loadtests.micro.floor_relay`) against the sim, driven as the bench client
+drives the gateway: what it relays must be the sim's reply, whole and in order, whether it reads
+the upstream by hand or with the gateway's chat client."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from loadtests.floor_relay import MAX_FRAME_BYTES, Client, serving, ws_frame
+from loadtests.micro.floor_relay import MAX_FRAME_BYTES, Client, serving, ws_frame
 from providers.sim import SimKnobs, running_sim
 
 CLIENTS = pytest.mark.parametrize("client", ["hand", "native"])

@@ -25,6 +25,8 @@ from gateway.settings import QuotaSettings
 from loadtests.bench_report import markdown
 from tests.conftest import make_settings
 
+pytestmark = pytest.mark.slow  # k6, Locust and the benchmark programs run as processes
+
 ROOT = Path(__file__).resolve().parents[2]
 LOADTESTS = ROOT / "loadtests"
 BIN = Path(sys.executable).parent
@@ -43,6 +45,11 @@ def _tool(name: str) -> str:
 def _read(path: Path) -> str:
     # Small files the finished tool wrote: reading them cannot stall the gateway under test.
     return path.read_text()
+
+
+def _names(folder: Path) -> list[str]:
+    # What the finished tool left in its (small) output folder.
+    return sorted(p.name for p in folder.iterdir())
 
 
 async def _run(*argv: str, env: dict[str, str], timeout_s: float = 60) -> tuple[int, str]:
@@ -161,6 +168,8 @@ async def test_bench_quick_writes_results(tmp_path: Path) -> None:
     )
     assert code == 0, out[-3000:]
     report = json.loads(_read(tmp_path / "bench-quick.json"))
+    # The run replaces the folder's last one; no copy under its timestamp unless asked.
+    assert _names(tmp_path) == ["bench-quick.json", "bench-quick.png"]
     assert {"meta", "steps", "idle", "targets"} <= report.keys()
     assert [s["concurrency"] for s in report["steps"]] == [5, 10]
     for step in report["steps"]:
@@ -195,12 +204,16 @@ async def test_bench_quick_with_two_workers_and_both_floor_relays(tmp_path: Path
         "--workers",
         "2",
         "--floor",
+        "--stamped",
         "--out",
         str(tmp_path),
         timeout_s=120,
     )
     assert code == 0, out[-3000:]
     report = json.loads(_read(tmp_path / "bench-quick.json"))
+    stamped = f"bench-quick-{report['meta']['timestamp']}"
+    assert _read(tmp_path / f"{stamped}.json") == _read(tmp_path / "bench-quick.json")
+    assert f"{stamped}.png" in _names(tmp_path)
     assert report["meta"]["gateway_workers"] == 2
     ws = report["steps"][0]["modes"]["ws"]
     assert ws["turns_ok"] > 0 and ws["error_rate"] == 0, ws
@@ -253,12 +266,26 @@ async def test_bench_gc_compares_collector_thresholds(tmp_path: Path) -> None:
     assert "over 5 ms" in out
 
 
+async def test_added_ttft_runs_turns_through_gateway_processes(tmp_path: Path) -> None:
+    out_file = tmp_path / "added_ttft.json"
+    code, out = await _python_m(
+        "loadtests.added_ttft", "--turns", "3", "--out", str(out_file), timeout_s=120
+    )
+    assert code == 0, out[-3000:]
+    result = json.loads(_read(out_file))
+    assert result["turns"] == 3 and "pipeline_on" not in result
+    # Its own bearer token was accepted: every turn completed and was timed.
+    figures = result["pipeline_off"]
+    assert {"added_ttft_ms", "client_ttft_ms", "turn_end_ms"} <= figures.keys()
+    assert figures["client_ttft_ms"]["p50"] > 0
+
+
 @pytest.mark.parametrize(
     "argv",
     [
-        ["loadtests.bench_writer", "--events", "2000"],
-        ["loadtests.bench_adapters", "--turns", "3", "--warmup", "1", "--tokens-per-s", "2000"],
-        ["loadtests.bench_quota_sweep", "--users", "300"],
+        ["loadtests.micro.writer", "--events", "2000"],
+        ["loadtests.micro.adapters", "--turns", "3", "--warmup", "1", "--tokens-per-s", "2000"],
+        ["loadtests.micro.quota_sweep", "--users", "300"],
     ],
 )
 async def test_microbenchmarks_print_and_write_figures(argv: list[str], tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from providers.errors import PermanentError, ProviderError
 from providers.stt import SpeechModelUnavailable, SpeechToText, SttBusy, WhisperSTT
 from tests.speech import SENTENCES, shared_whisper, silence, speak, word_error_rate
 
+pytestmark = pytest.mark.slow  # Whisper on the CPU
+
 
 @pytest.fixture(scope="session")
 async def stt() -> SpeechToText:
