@@ -167,8 +167,9 @@ class _Chunks:
             case ResponseCompleted():
                 return self._final(event)
             case ResponseFailed(error=error):
+                retryable = bool(error.get("retryable"))
                 return sse_frame(
-                    orjson.dumps(error_body(502, error["code"], error["message"], False))
+                    orjson.dumps(error_body(502, error["code"], error["message"], retryable))
                 )
             case RateLimitedEvent(scope=scope):
                 return sse_frame(

@@ -440,7 +440,9 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     try:
         principal = await authenticate_request(ws)
     except ApiError as exc:
-        await ws.close(CLOSE_UNAUTHENTICATED, exc.message[:120])
+        # A key set that cannot be fetched (503) is the gateway's trouble, worth a retry soon.
+        code = CLOSE_TRY_LATER if exc.status == 503 else CLOSE_UNAUTHENTICATED
+        await ws.close(code, exc.message[:120])
         return
     try:
         async with gateway.quotas.connection_slot(principal.user_id):

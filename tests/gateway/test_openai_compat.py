@@ -113,6 +113,22 @@ async def test_upstream_down_is_a_server_error(
     assert info.value.status_code in (502, 503)
 
 
+async def test_a_stream_cut_upstream_ends_in_a_retryable_error(
+    gateway: RunningGateway, token: Token, fast_sim: Any
+) -> None:
+    await fast_sim.set_knobs(drop_after=3)
+    async with _client(gateway, token()) as client:
+        stream = await client.chat.completions.create(
+            model="coach", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(openai.APIError) as info:
+            async for _ in stream:
+                pass
+    assert isinstance(info.value.body, dict)
+    assert info.value.body["code"] == "stream_interrupted"
+    assert info.value.body["retryable"] is True
+
+
 async def test_a_dropped_stream_ends_in_an_error_the_sdk_raises() -> None:
     """A client dropped for reading too slowly (here the drop is called as a send stuck past the
     timeout calls it) gets an error chunk in place of `[DONE]`: the SDK raises, instead of
