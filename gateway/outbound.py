@@ -19,7 +19,8 @@ Encode = Callable[[int, ServerEvent], bytes | None]
 
 
 def json_text(seq: int, event: ServerEvent) -> bytes:
-    """A realtime WebSocket's encoding: the event's JSON (the text frame's UTF-8)."""
+    """A realtime WebSocket's encoding: the event's JSON (the text frame's UTF-8), the same
+    bytes the session's live feed keeps (`encode_json` encodes an event once)."""
     return encode_json(event)
 
 

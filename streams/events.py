@@ -5,8 +5,9 @@ with `assert_never` catches a forgotten case. Encoding to JSON happens at the ed
 parsing of client frames in `parse_client_event`. Server events have no `__slots__`: orjson
 serialises a dataclass through its `__dict__`, and on a slotted one it first fails to get
 `__dict__` (an AttributeError formatted and dropped) before falling back, several times slower
-per event (figures in loadtests/BENCHMARKS.md). Client events, parsed and never encoded, are
-slotted.
+per event (figures in loadtests/BENCHMARKS.md). That `__dict__` also keeps the event's JSON once
+encoded (`encode_json`), so that the client's stream and the session's live feed send the same
+bytes. Client events, parsed and never encoded, are slotted.
 """
 
 from __future__ import annotations
@@ -185,12 +186,26 @@ ServerEvent = (
 )
 
 
+# Where an event keeps its JSON. orjson leaves out a dataclass's attributes whose name starts
+# with an underscore (documented since orjson 3.0.2), so the JSON never contains itself.
+_JSON = "_json"
+
+
 def encode_json(event: ServerEvent) -> bytes:
-    """The event as JSON, its `type` first. On the per-token path: orjson serialises the
-    dataclass natively (much faster than building a dict first), and the `type` is spliced
-    in front."""
-    body = orjson.dumps(event)
-    return b'{"type":"' + event.type.encode() + (b'",' if len(body) > 2 else b'"') + body[1:]
+    """The event as JSON, its `type` first, encoded once per event: every later call returns the
+    same bytes (a token goes to the client's socket or SSE stream and to the session's feed; each
+    asks here). An event is a value: its fields, dicts and lists included, are not changed once
+    it is made.
+
+    On the per-token path: orjson serialises the dataclass natively (much faster than building a
+    dict first), and the `type` is spliced in front."""
+    attrs = event.__dict__
+    data: bytes | None = attrs.get(_JSON)
+    if data is None:
+        body = orjson.dumps(event)
+        data = b'{"type":"' + event.type.encode() + (b'",' if len(body) > 2 else b'"') + body[1:]
+        attrs[_JSON] = data  # a frozen dataclass: set past its __setattr__
+    return data
 
 
 def encode(event: ServerEvent) -> str:

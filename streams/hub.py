@@ -22,7 +22,9 @@ __all__ = ["Feed", "FeedItem", "Hub", "Subscription"]
 
 
 class FeedItem(NamedTuple):
-    """One published item, as its JSON with the `type` first (`data`)."""
+    """One published item, as its JSON with the `type` first (`data`): for an event, the same
+    bytes its client was sent (`encode_json` encodes an event once); SSE framing goes around
+    them when read."""
 
     seq: int
     type: str
@@ -102,9 +104,13 @@ class Feed:
         return self._seq
 
     def publish(self, type: str, payload: ServerEvent | dict[str, Any]) -> None:
-        """Number the item, encode it once (not once per reader), keep it for replay, offer it
-        to every reader (never blocks). `payload` is an event or a JSON-ready dict."""
+        """Number the item, take its JSON once (not once per reader; an event's is the one its
+        client was sent), keep it for replay, offer it to every reader (never blocks).
+        `payload` is an event or a JSON-ready dict. With no reader and no replay buffer only the
+        number moves: nothing is encoded."""
         self._seq += 1
+        if not self._subscribers and not self._buffer.maxlen:
+            return
         entry = (self._seq, type, _json(type, payload))
         self._buffer.append(entry)
         if self._subscribers:  # most feeds have no reader: this runs per streamed token

@@ -1,7 +1,9 @@
-"""CPU per event of the WebSocket send path without the socket: the bounded queue and a writer
-task (how every event went out before) against `SocketWriter.emit` (sent from the emitting task
-when nothing is queued), awaiting the ASGI send or through the server's `send_now` (no await), all
-encoding the same `response.delta`.
+"""CPU per event (process time) of the WebSocket send path without the socket: the bounded
+queue and a writer task (how every event went out before) against `SocketWriter.emit` (sent from
+the emitting task when nothing is queued), awaiting the ASGI send or through the server's
+`send_now` (no await); and `send_now` followed by the session feed's publish, as a turn with live
+feeds enabled sends each token (`Gateway.run_turn`'s publisher). Each event is a new
+`response.delta`, as each token is.
 
     python -m loadtests.micro.writer [--events 200000]
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from gateway.outbound import Outbound, SocketWriter
 from loadtests.bench_output import RESULTS, write_figures
 from streams.events import ResponseDelta, encode_json
+from streams.hub import Hub
 
 
 class _NullSocket:
@@ -41,30 +44,32 @@ async def queued(events: int) -> float:
             await sock.send(encode_json(item[1]))
 
     task = asyncio.create_task(writer())
-    event = ResponseDelta("turn_1", "Breathe")
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(events):
-        await outbound.put(event)
+        await outbound.put(ResponseDelta("turn_1", "Breathe"))
         await asyncio.sleep(0)  # the turn awaits its next upstream chunk
     outbound.close()
     await task
     assert sock.sent == events
-    return (time.perf_counter() - started) / events * 1e6
+    return (time.process_time() - started) / events * 1e6
 
 
-async def direct(events: int, *, now: bool = False) -> float:
+async def direct(events: int, *, now: bool = False, feed: bool = False) -> float:
     """`SocketWriter.emit` with nothing queued: encoded and sent by the emitting task, through
-    the awaited ASGI send or (`now`) the server's `send_now`."""
-    sock = _NullSocket()
+    the awaited ASGI send or (`now`) the server's `send_now`; with `feed`, each event then also
+    goes to the session's feed (its replay buffer; no reader), as the gateway's publisher does."""
+    sock, hub = _NullSocket(), Hub()
     writer = SocketWriter(Outbound(256), sock.send, sock.send_now if now else None)
-    event = ResponseDelta("turn_1", "Breathe")
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(events):
+        event = ResponseDelta("turn_1", "Breathe")
         await writer.emit(event)
+        if feed:
+            hub.publish("sess_1", "user_1", event.type, event)
         await asyncio.sleep(0)
     writer.close()
     assert sock.sent == events
-    return (time.perf_counter() - started) / events * 1e6
+    return (time.process_time() - started) / events * 1e6
 
 
 async def run(events: int) -> dict[str, float]:
@@ -73,6 +78,7 @@ async def run(events: int) -> dict[str, float]:
         "queued_us": await queued(events),
         "direct_us": await direct(events),
         "send_now_us": await direct(events, now=True),
+        "send_now_feed_us": await direct(events, now=True, feed=True),
     }
 
 
@@ -89,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         figures = asyncio.run(run(args.events))
     print(
         f"per event: queue + writer task {figures['queued_us']:.2f} us, "
-        f"direct {figures['direct_us']:.2f} us, send_now {figures['send_now_us']:.2f} us "
-        f"({args.events} events, null socket)"
+        f"direct {figures['direct_us']:.2f} us, send_now {figures['send_now_us']:.2f} us, "
+        f"send_now + feed {figures['send_now_feed_us']:.2f} us ({args.events} events, null socket)"
     )
     write_figures(args.out, {"events": args.events, **{k: round(v, 3) for k, v in figures.items()}})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import orjson
 import pytest
 from httpx_sse import aconnect_sse
 
+import streams.events
 from gateway.server import RunningGateway
+from streams.events import ResponseDelta
 from tests.conftest import make_settings
 from tests.gateway.observed import observed_gateway
 from tests.gateway.wsclient import ws_client
@@ -198,3 +201,70 @@ async def test_live_coaching_over_websocket(gw: RunningGateway, token: Token) ->
         headers={"Last-Event-ID": "0"},
     )
     assert [name for name, _, _ in replay].count("metrics") >= 2
+
+
+class _CountingJson:
+    """orjson as `streams.events` sees it, keeping every object it is asked to encode (kept
+    alive, so that no two share an `id`)."""
+
+    def __init__(self) -> None:
+        self.dumped: list[Any] = []
+
+    def dumps(self, obj: Any, /, *args: Any, **kwargs: Any) -> bytes:
+        self.dumped.append(obj)
+        return orjson.dumps(obj, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(orjson, name)
+
+
+async def _ws_turn(gw: RunningGateway, token: Token, follow: Callable[[str], Any]) -> list[Any]:
+    async with ws_client(gw.ws_url, token("alice")) as client:
+        sid = (await client.until("session.created"))[-1]["session_id"]
+        await follow(sid)
+        await client.send(type="input_text", text="Give me a tip")
+        return await client.until("response.completed")
+
+
+async def _sse_turn(gw: RunningGateway, token: Token, follow: Callable[[str], Any]) -> list[Any]:
+    sid = await _chat(gw, token("alice"))
+    await follow(sid)
+    body = {"message": "Give me a tip", "session_id": sid}
+    async with (
+        httpx.AsyncClient(base_url=gw.url, timeout=10) as http,
+        aconnect_sse(http, "POST", "/v1/chat", json=body, headers=_auth(token("alice"))) as src,
+    ):
+        return [orjson.loads(sse.data) async for sse in src.aiter_sse()]
+
+
+@pytest.mark.parametrize("turn", [_ws_turn, _sse_turn], ids=["websocket", "sse"])
+async def test_each_event_is_encoded_once_for_its_client_and_the_feed(
+    gw: RunningGateway, token: Token, monkeypatch: pytest.MonkeyPatch, turn: Any
+) -> None:
+    encoder = _CountingJson()
+    monkeypatch.setattr(streams.events, "orjson", encoder)
+    reader: asyncio.Task[list[Event]] | None = None
+
+    async def follow(sid: str) -> None:
+        nonlocal reader
+        ready = asyncio.Event()
+        path = f"/v1/sessions/{sid}/events"
+        reader = asyncio.create_task(
+            _read_feed(gw, token("alice"), path, "response.completed", started=ready)
+        )
+        await ready.wait()
+
+    async with asyncio.timeout(10):
+        sent = await turn(gw, token, follow)
+        assert reader is not None
+        fed = await reader
+    deltas = [event for event in sent if event["type"] == "response.delta"]
+    assert deltas and deltas == [data for name, _, data in fed if name == "response.delta"]
+    # Every event of the turn went to its client and to the feed, each encoded once.
+    encoded = Counter(id(obj) for obj in encoder.dumped)
+    assert encoded and set(encoded.values()) == {1}
+    turn_id = deltas[0]["turn_id"]
+    turn_deltas = [
+        obj for obj in encoder.dumped if isinstance(obj, ResponseDelta) and obj.turn_id == turn_id
+    ]
+    assert len(turn_deltas) == len(deltas)

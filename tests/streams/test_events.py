@@ -81,3 +81,27 @@ def test_encode_is_the_type_then_every_field(event: ServerEvent) -> None:
     assert orjson.loads(frame) == {"type": event.type, **fields}
     assert next(iter(orjson.loads(frame))) == "type"
     assert encode_json(event) == frame.encode()
+
+
+def test_an_event_is_encoded_once_and_its_json_holds_only_the_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A token goes to its client and to the session's feed: both must get these same bytes.
+    calls: list[object] = []
+    real_dumps = orjson.dumps
+
+    def dumps(obj: object) -> bytes:
+        calls.append(obj)
+        return real_dumps(obj)
+
+    monkeypatch.setattr(orjson, "dumps", dumps)
+    event = ResponseDelta("t1", "Hi")
+    first = encode_json(event)
+    assert encode_json(event) is first and encode(event) == first.decode()
+    assert calls == [event]
+    assert orjson.loads(real_dumps(event)) == {"turn_id": "t1", "text": "Hi"}
+    assert orjson.loads(first) == {"type": "response.delta", "turn_id": "t1", "text": "Hi"}
+    # Equal events are still equal, and another event is encoded on its own.
+    other = ResponseDelta("t1", "Hi")
+    assert other == event and hash(other) == hash(event) and repr(other) == repr(event)
+    assert encode_json(other) == first and calls == [event, other]

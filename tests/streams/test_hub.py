@@ -6,8 +6,9 @@ import asyncio
 import gc
 
 import orjson
+import pytest
 
-from streams.events import ResponseDelta, encode
+from streams.events import ResponseDelta, encode, encode_json
 from streams.hub import Feed, FeedItem, Hub, Subscription
 
 
@@ -127,3 +128,38 @@ def test_a_full_replay_buffer_holds_nothing_the_garbage_collector_walks() -> Non
         feed.publish("response.delta", ResponseDelta("t1", f"word{i} "))
     gc.collect()
     assert len(gc.get_objects()) - before < 100
+
+
+async def test_an_event_sent_to_its_client_is_fed_as_the_same_bytes() -> None:
+    # The writer encodes a token for its client first; the feed, live and on resume, reuses it.
+    feed = Feed(replay=4, queue_size=4)
+    live = feed.subscribe()
+    event = ResponseDelta("t1", "Hi")
+    sent = encode_json(event)
+    feed.publish(event.type, event)
+    item = await live.next(1.0)
+    replayed = await feed.subscribe(last_seq=0).next(1.0)
+    assert item is not None and replayed is not None
+    assert item.data is sent and replayed.data is sent
+
+
+async def test_a_feed_without_readers_or_replay_encodes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[object] = []
+    real_dumps = orjson.dumps
+
+    def dumps(obj: object) -> bytes:
+        encoded.append(obj)
+        return real_dumps(obj)
+
+    monkeypatch.setattr(orjson, "dumps", dumps)
+    feed = Feed(replay=0, queue_size=4)
+    feed.publish("response.delta", ResponseDelta("t1", "Hi"))
+    feed.publish("metrics", {"metrics": {"pitch": 0.5}})
+    assert encoded == [] and feed.last_seq == 2
+    # A reader that comes later gets what is published from then on, numbered on.
+    sub = feed.subscribe()
+    feed.publish("metrics", {"metrics": {"pitch": 0.6}})
+    item = await sub.next(1.0)
+    assert len(encoded) == 1 and item is not None and item.seq == 3
