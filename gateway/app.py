@@ -29,6 +29,7 @@ from gateway.errors import (
 from gateway.health import health_routes
 from gateway.observability import middleware, observability_routes, open_observability
 from gateway.openai_compat import openai_routes
+from gateway.openapi import openapi_routes
 from gateway.pages import page_routes
 from gateway.persistence import open_persistence
 from gateway.quotas import Quotas
@@ -58,6 +59,7 @@ def _routes() -> list[BaseRoute]:
         *rest_routes(),
         *observability_routes(),
         *page_routes(),
+        *openapi_routes(),
     ]
 
 

@@ -77,11 +77,12 @@ def parse_messages(raw: Any) -> tuple[tuple[Message, ...], str]:
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             raise wrong_type(f"messages[{i}]", "an object", item)
-        if item.get("role") not in _ROLES:
+        role = item.get("role")
+        if not isinstance(role, str) or role not in _ROLES:
             roles = ", ".join(_ROLES)
             raise ApiError(400, "invalid_request", f"messages[{i}].role must be one of {roles}")
         text = _content_text(item.get("content"), f"messages[{i}].content")
-        messages.append(Message(_ROLES[item["role"]], text))  # type: ignore[arg-type]
+        messages.append(Message(_ROLES[role], text))  # type: ignore[arg-type]
     last = messages[-1]
     if last.role != "user" or not last.content.strip():
         raise ApiError(400, "empty_text", "the last message must be a non-empty user message")

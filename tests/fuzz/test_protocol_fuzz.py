@@ -102,7 +102,7 @@ def test_the_fuzzed_connection_still_answers_a_turn(ws: ClientConnection) -> Non
 _TEXT = st.text(max_size=200)
 _MESSAGES = st.lists(
     st.fixed_dictionaries(
-        {"role": st.sampled_from(["user", "system", "assistant", "tool", "x"])},
+        {"role": st.sampled_from(["user", "system", "assistant", "tool", "x"]) | any_json},
         optional={"content": _TEXT | any_json},
     ),
     max_size=3,
