@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -28,16 +28,13 @@ __all__ = [
     "set_assess_state",
 ]
 
-_COLUMNS = (
-    "id, session_id, user_id, turn_id, request_id, channel, user_text, reply_text, status,"
-    " finish_reason, error_code, input_tokens, output_tokens, ttft_ms, upstream_ttft_ms,"
-    " total_ms, first_audio_ms, audio_in_ms, provider, model, fallbacks, focus_ids,"
-    " assess_state, assess_job_id, created_at"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class NewInteraction:
+    """The columns a finished turn writes, each field named as its column: the one list of
+    them. The INSERT is built from these fields, `InteractionRow` adds the columns the database
+    fills in, and the gateway takes each from the `TurnRecord` field of the same name."""
+
     session_id: str
     user_id: str
     turn_id: str
@@ -61,33 +58,23 @@ class NewInteraction:
     focus_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class InteractionRow:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InteractionRow(NewInteraction):
+    """A stored interaction: what its turn wrote, and the columns the database filled in."""
+
     id: int
-    session_id: str
-    user_id: str
-    turn_id: str
-    request_id: str
-    channel: str
-    user_text: str
-    reply_text: str
-    status: str
-    finish_reason: str
-    error_code: str | None
-    input_tokens: int
-    output_tokens: int
-    ttft_ms: float | None
-    upstream_ttft_ms: float | None
-    total_ms: float
-    first_audio_ms: float | None
-    audio_in_ms: int
-    provider: str | None
-    model: str | None
-    fallbacks: list[dict[str, Any]]
-    focus_ids: list[str]
     assess_state: str
     assess_job_id: int | None
     created_at: datetime
+
+
+_WRITTEN = tuple(f.name for f in fields(NewInteraction))
+_INSERT = (
+    f"INSERT INTO interactions ({', '.join(_WRITTEN)})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(_WRITTEN) + 1))})"
+    " ON CONFLICT (request_id) WHERE request_id <> '' DO NOTHING RETURNING id"
+)
+_COLUMNS = ", ".join(f.name for f in fields(InteractionRow))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +84,7 @@ class TurnWrite:
 
 
 def _row(record: Any) -> InteractionRow:
-    return InteractionRow(**dict(record))
+    return InteractionRow(**{**dict(record), "focus_ids": tuple(record["focus_ids"])})
 
 
 async def record_turn(
@@ -141,36 +128,8 @@ async def _record(
     return TurnWrite(interaction_id, None if job_id is None else int(job_id))
 
 
-async def _insert(conn: Connection, t: NewInteraction) -> int | None:
-    row_id = await conn.fetchval(
-        "INSERT INTO interactions (session_id, user_id, turn_id, request_id, channel, user_text,"
-        " reply_text, status, finish_reason, total_ms, error_code, input_tokens, output_tokens,"
-        " ttft_ms, upstream_ttft_ms, first_audio_ms, audio_in_ms, provider, model, fallbacks,"
-        " focus_ids) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
-        " $16, $17, $18, $19, $20, $21)"
-        " ON CONFLICT (request_id) WHERE request_id <> '' DO NOTHING RETURNING id",
-        t.session_id,
-        t.user_id,
-        t.turn_id,
-        t.request_id,
-        t.channel,
-        t.user_text,
-        t.reply_text,
-        t.status,
-        t.finish_reason,
-        t.total_ms,
-        t.error_code,
-        t.input_tokens,
-        t.output_tokens,
-        t.ttft_ms,
-        t.upstream_ttft_ms,
-        t.first_audio_ms,
-        t.audio_in_ms,
-        t.provider,
-        t.model,
-        t.fallbacks,
-        list(t.focus_ids),
-    )
+async def _insert(conn: Connection, turn: NewInteraction) -> int | None:
+    row_id = await conn.fetchval(_INSERT, *(getattr(turn, column) for column in _WRITTEN))
     return None if row_id is None else int(row_id)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from db.pool import Executor
@@ -14,6 +14,8 @@ Purpose = Literal["chat", "assess"]
 
 @dataclass(frozen=True, slots=True)
 class NewPromptRun:
+    """A model call's row, each field named as its column (the INSERT is built from them)."""
+
     request_id: str
     purpose: Purpose
     status: str
@@ -30,25 +32,14 @@ class NewPromptRun:
     cost_usd: float = 0.0
 
 
+_COLUMNS = tuple(f.name for f in fields(NewPromptRun))
+_INSERT = (
+    f"INSERT INTO prompt_runs ({', '.join(_COLUMNS)})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMNS) + 1))}) RETURNING id"
+)
+
+
 async def insert_prompt_run(db: Executor, run: NewPromptRun) -> int:
     """Record one model call; return its id."""
-    row_id = await db.fetchval(
-        "INSERT INTO prompt_runs (request_id, purpose, status, latency_ms, user_id, session_id,"
-        " job_id, provider, model, rubric_version, input_tokens, output_tokens, ttft_ms, cost_usd)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
-        run.request_id,
-        run.purpose,
-        run.status,
-        run.latency_ms,
-        run.user_id,
-        run.session_id,
-        run.job_id,
-        run.provider,
-        run.model,
-        run.rubric_version,
-        run.input_tokens,
-        run.output_tokens,
-        run.ttft_ms,
-        run.cost_usd,
-    )
+    row_id = await db.fetchval(_INSERT, *(getattr(run, column) for column in _COLUMNS))
     return int(row_id)

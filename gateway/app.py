@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from assess.pipeline import Notify
 from db.pool import DATABASE_AWAY
 from gateway.audio_api import audio_routes
 from gateway.auth import Authenticator, load_secret
@@ -27,11 +28,16 @@ from gateway.errors import (
     route_not_found,
 )
 from gateway.health import health_routes
-from gateway.observability import middleware, observability_routes, open_observability
+from gateway.observability import (
+    Observability,
+    middleware,
+    observability_routes,
+    open_observability,
+)
 from gateway.openai_compat import openai_routes
 from gateway.openapi import openapi_routes
 from gateway.pages import page_routes
-from gateway.persistence import open_persistence
+from gateway.persistence import Persistence, open_persistence
 from gateway.quotas import Quotas
 from gateway.realtime import realtime_routes
 from gateway.rest import rest_routes
@@ -81,13 +87,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            gateway = await _open_gateway(settings, auth, stack)
-            app.state.gateway = gateway
-            app.state.persistence = gateway.persistence
-            app.state.stt, app.state.tts = gateway.stt, gateway.tts
-            app.state.quotas = gateway.quotas
+            # The app's one piece of state: handlers reach everything through `gateway_of`.
+            app.state.gateway = gateway = await _open_gateway(settings, auth, stack)
             yield
-            await app.state.gateway.drain(settings.shutdown_grace_s)
+            await gateway.drain(settings.shutdown_grace_s)
 
     handlers: dict[Any, Any] = {
         ApiError: api_error_handler,
@@ -105,13 +108,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers=handlers,
     )
     app.router.default = route_not_found  # a WebSocket to an unknown path: JSON 404 too
-    app.state.settings = settings
-    app.state.auth = auth
     return app
 
 
 async def _open_gateway(settings: Settings, auth: Authenticator, stack: AsyncExitStack) -> Gateway:
-    persistence: Any = None
+    persistence: Persistence | None = None
     observers: list[TurnObserver] = []
     sessions: SessionStore = MemorySessionStore(settings.assess.session_idle_minutes)
     if settings.persistence:
@@ -147,9 +148,9 @@ async def _open_gateway(settings: Settings, auth: Authenticator, stack: AsyncExi
         persistence=persistence,
     )
     engine.keeper = gateway  # stores and charges each finished turn before its final event
-    await open_observability(gateway, stack)
+    observability = await open_observability(gateway, stack)
     if persistence is not None:
-        await persistence.start_assessments(router, notify=_assessment_notifier(gateway))
+        await persistence.start_assessments(router, notify=_assessment_notifier(observability))
     return gateway
 
 
@@ -158,8 +159,8 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     return await api_error_handler(request, database_unavailable())
 
 
-def _assessment_notifier(gateway: Gateway) -> Any:
+def _assessment_notifier(observability: Observability) -> Notify:
     async def notify(user_id: str, session_id: str, assessment: dict[str, Any]) -> None:
-        gateway.observability.deliver(session_id, AssessmentCreated(assessment))
+        observability.deliver(session_id, AssessmentCreated(assessment))
 
     return notify

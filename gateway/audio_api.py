@@ -1,10 +1,9 @@
 """OpenAI-compatible audio: `POST /v1/audio/transcriptions` and `POST /v1/audio/speech`.
 
 The official `openai` SDK works against them unchanged, with a gateway JWT as its API key. The
-handlers use `request.app.state.stt` (a `SpeechToText`), `request.app.state.tts` (a
-`TextToSpeech`), `request.app.state.settings` (upload limit) and `request.app.state.auth`
-(through `gateway.auth.authenticate_request`). Errors are the gateway's JSON error shape, which
-is also OpenAI's (`{error: {message, type, code}}`).
+handlers use the gateway's `stt`, `tts`, `quotas` and `settings` (upload limit); a gateway
+without the voice extra answers 503 `audio_unavailable`. Errors are the gateway's JSON error
+shape, which is also OpenAI's (`{error: {message, type, code}}`).
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from gateway.auth import authenticate_request
 from gateway.errors import ApiError, ResponseAborted, json_response
 from gateway.quotas import QuotaExceeded, Quotas
 from gateway.requests import optional_field, read_json
+from gateway.runtime import Gateway, gateway_of
 from providers.audio import (
     CONTAINER_FORMATS,
     decode_audio,
@@ -36,8 +36,8 @@ from providers.audio import (
     wav_to_pcm16,
 )
 from providers.errors import PermanentError, ProviderError
-from providers.stt import SpeechToText, SttBusy, Transcript
-from providers.tts import AudioChunk, TextToSpeech
+from providers.stt import SttBusy, Transcript
+from providers.tts import AudioChunk
 
 __all__ = ["audio_routes"]
 
@@ -87,9 +87,14 @@ def provider_api_error(exc: ProviderError) -> ApiError:
 # ------------------------------------------------------------------ transcriptions
 
 
-async def _check_audio_quota(request: Request, user_id: str) -> Quotas:
-    """The app's quotas, after checking the user has audio seconds left today (429 if not)."""
-    quotas: Quotas = request.app.state.quotas
+def _unavailable(what: str) -> ApiError:
+    return ApiError(503, "audio_unavailable", f"{what} is not enabled on this gateway")
+
+
+async def _check_audio_quota(gateway: Gateway, user_id: str) -> Quotas:
+    """The gateway's quotas, after checking the user has audio seconds left today (429 if
+    not)."""
+    quotas = gateway.quotas
     try:
         await quotas.check_audio(user_id, 0.0)
     except QuotaExceeded as exc:
@@ -106,8 +111,12 @@ async def _check_audio_quota(request: Request, user_id: str) -> Quotas:
 
 async def transcriptions(request: Request) -> Response:
     principal = await authenticate_request(request)
-    quotas = await _check_audio_quota(request, principal.user_id)
-    limit: int = request.app.state.settings.voice.max_upload_bytes
+    gateway = gateway_of(request)
+    stt = gateway.stt
+    if stt is None:
+        raise _unavailable("voice input")
+    quotas = await _check_audio_quota(gateway, principal.user_id)
+    limit = gateway.settings.voice.max_upload_bytes
     form = await _read_form(request, limit)
     try:
         upload = form.get("file")
@@ -125,7 +134,6 @@ async def transcriptions(request: Request) -> Response:
     if response_format not in _TRANSCRIPT_FORMATS:
         choices = ", ".join(_TRANSCRIPT_FORMATS)
         raise ApiError(400, "invalid_request", f"response_format must be one of {choices}")
-    stt: SpeechToText = request.app.state.stt
     try:
         transcript = await stt.transcribe(data, _format_of(filename))
     except ProviderError as exc:
@@ -198,7 +206,11 @@ def _transcript_response(transcript: Transcript, response_format: str) -> Respon
 
 async def speech(request: Request) -> Response:
     principal = await authenticate_request(request)
-    quotas = await _check_audio_quota(request, principal.user_id)
+    gateway = gateway_of(request)
+    tts = gateway.tts
+    if tts is None:
+        raise _unavailable("voice output")
+    quotas = await _check_audio_quota(gateway, principal.user_id)
     body = await read_json(request)
     text = optional_field(body, "input", str, "a string")
     if text is None or not text.strip():
@@ -209,7 +221,6 @@ async def speech(request: Request) -> Response:
     if wanted not in _SPEECH_TYPES:
         choices = ", ".join(_SPEECH_TYPES)
         raise ApiError(400, "invalid_request", f"response_format must be one of {choices}")
-    tts: TextToSpeech = request.app.state.tts
     chunks = tts.synthesize(text)
     try:
         first = await anext(chunks)

@@ -208,7 +208,8 @@ def connection_token(conn: HTTPConnection) -> str | None:
 
 async def authenticate_request(conn: HTTPConnection) -> Principal:
     """The caller of an HTTP request or WebSocket handshake; raises a 401 `ApiError`."""
-    authenticator: Authenticator = conn.app.state.auth
+    # `gateway_of(conn).auth`, without importing `gateway.runtime` (which imports this module)
+    authenticator: Authenticator = conn.app.state.gateway.auth
     principal = await authenticator.verify(connection_token(conn))
     conn.state.principal = principal
     return principal

@@ -110,10 +110,11 @@ class CoachHttpProtocol(HttpToolsProtocol):
 
 def _configured_head_timeout_s(config: Config) -> float:
     """The gateway's `request_head_timeout_s`, from the settings of the app uvicorn serves
-    (walking down uvicorn's wrappers), or its default for another app."""
+    (walking down uvicorn's wrappers to its state's gateway), or its default for another app."""
     app = config.loaded_app
     for _ in range(8):
-        settings = getattr(getattr(app, "state", None), "settings", None)
+        gateway = getattr(getattr(app, "state", None), "gateway", None)
+        settings = getattr(gateway, "settings", None)
         if isinstance(settings, Settings):
             return settings.request_head_timeout_s
         app = getattr(app, "app", None)

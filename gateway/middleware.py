@@ -102,11 +102,15 @@ def _disconnected_by(code: int) -> str:
 
 
 class RequestContextMiddleware:
-    """See the module docstring. `sample_interval_s` defaults to the app's
-    `settings.log_sample_interval_s`, read when the first rejection is logged."""
+    """See the module docstring; the app passes its `settings.log_sample_interval_s` as
+    `sample_interval_s`."""
 
     def __init__(
-        self, app: ASGIApp, *, log_requests: bool = True, sample_interval_s: float | None = None
+        self,
+        app: ASGIApp,
+        *,
+        log_requests: bool = True,
+        sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S,
     ) -> None:
         self.app = app
         self._log_requests = log_requests
@@ -173,7 +177,7 @@ class RequestContextMiddleware:
     def _admit(self, scope: Scope, principal: Any, extra: dict[str, Any]) -> bool:
         """Whether this rejection is logged now (the client's first in its interval)."""
         if self._sampler is None:
-            self._sampler = LogSampler(_sample_interval(scope, self._sample_interval_s), _folded)
+            self._sampler = LogSampler(self._sample_interval_s, _folded)
         client = scope.get("client")
         who = ("user", principal.user_id) if principal else ("address", client and client[0])
         key = (*who, extra["method"], extra["route"], extra["status"], extra.get("close_code"))
@@ -223,13 +227,6 @@ def _logged_path(scope: Scope, route: str) -> str:
     if route == "unmatched":
         return _ID_SEGMENT.sub(lambda m: hash_id(m.group()), path)
     return path
-
-
-def _sample_interval(scope: Scope, given: float | None) -> float:
-    if given is not None:
-        return given
-    settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
-    return float(getattr(settings, "log_sample_interval_s", DEFAULT_SAMPLE_INTERVAL_S))
 
 
 def _route_of(scope: Scope) -> str:

@@ -60,7 +60,7 @@ LOOP_PROBE_S = 0.25  # how often the event-loop lag is read (four timers a secon
 
 def middleware(settings: Settings) -> list[Middleware]:
     """Request id, trace context from `traceparent`, one access log line per request."""
-    return [Middleware(RequestContextMiddleware)]
+    return [Middleware(RequestContextMiddleware, sample_interval_s=settings.log_sample_interval_s)]
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -251,8 +251,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-async def open_observability(gateway: Gateway, stack: contextlib.AsyncExitStack) -> None:
-    """Set everything up for the app's lifetime; closing `stack` undoes it."""
+async def open_observability(gateway: Gateway, stack: contextlib.AsyncExitStack) -> Observability:
+    """Set everything up for the app's lifetime (`gateway.observability`, also returned);
+    closing `stack` undoes it."""
     settings = gateway.settings
     if settings.otlp_endpoint:
         detach = attach_exporter(settings.service_name, otlp_exporter(settings.otlp_endpoint))
@@ -286,3 +287,4 @@ async def open_observability(gateway: Gateway, stack: contextlib.AsyncExitStack)
     gateway.engine.observers.append(obs)
     gateway.router.add_breaker_listener(obs.on_breaker_change)
     gateway.observability = obs
+    return obs

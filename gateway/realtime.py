@@ -287,8 +287,10 @@ class Connection:
         return self._focuses
 
     async def _save_focuses(self, focus_ids: tuple[str, ...]) -> None:
+        persistence = self.gateway.persistence
+        assert persistence is not None  # only started when the gateway has a database
         try:
-            await self.gateway.persistence.save_focuses(self.principal.user_id, focus_ids)
+            await persistence.save_focuses(self.principal.user_id, focus_ids)
         except ValueError as exc:
             self.send(ErrorEvent("unknown_focus", str(exc)))
         except Exception as exc:  # a failed write must not take the connection down
@@ -345,7 +347,9 @@ class Connection:
         # pcm16's length is known before decoding; other formats are charged after.
         estimate = len(audio) / AudioIn.PCM16_BYTES_PER_S if fmt == "pcm16" else 0.0
         await self.gateway.quotas.check_audio(user_id, estimate)
-        transcript = await self.gateway.stt.transcribe(audio, fmt)
+        stt = self.gateway.stt
+        assert stt is not None  # `_commit_audio` takes no audio without it
+        transcript = await stt.transcribe(audio, fmt)
         await self.gateway.quotas.record_audio(user_id, transcript.audio_ms / 1000)
         self.send(Transcript(turn_id, transcript.text, transcript.audio_ms, transcript.stt_ms))
         if not transcript.text.strip():

@@ -22,6 +22,7 @@ from gateway.auth import authenticate_request
 from gateway.errors import ApiError, json_response
 from gateway.ids import valid_session_id
 from gateway.persistence import Persistence
+from gateway.runtime import gateway_of
 
 __all__ = ["rest_routes"]
 
@@ -30,7 +31,7 @@ DEFAULT_LIMIT = 50
 
 
 def rest_routes() -> list[Route]:
-    """The REST routes; they read `request.app.state.persistence`."""
+    """The REST routes; they read the gateway's `persistence` (503 without a database)."""
     return [
         Route("/v1/sessions", sessions_index, methods=["GET"]),
         Route("/v1/sessions/{session_id}", session_detail, methods=["GET"]),
@@ -41,11 +42,8 @@ def rest_routes() -> list[Route]:
 
 
 def _persistence(request: Request) -> Persistence:
-    found = getattr(request.app.state, "persistence", None)
+    found = gateway_of(request).persistence
     if found is None:
-        gateway = getattr(request.app.state, "gateway", None)
-        found = getattr(gateway, "persistence", None)
-    if not isinstance(found, Persistence):
         raise ApiError(503, "persistence_unavailable", "this gateway runs without a database")
     return found
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from db.pool import DATABASE_UNAVAILABLE
 from gateway.auth import Authenticator, Principal
@@ -20,8 +20,13 @@ from streams.session import LiveSession, SessionRegistry
 from streams.turn import TurnControl, TurnEngine, TurnInput
 from streams.voice import SpeechOut
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported for the types only: these modules import this one, or are heavy
     from starlette.requests import HTTPConnection
+
+    from gateway.observability import Observability
+    from gateway.persistence import Persistence
+    from providers.stt import SpeechToText
+    from providers.tts import TextToSpeech
 
 __all__ = ["Draining", "Gateway", "Overloaded", "Refused", "StorageFull"]
 
@@ -65,6 +70,10 @@ class Stoppable(Protocol):
 
 @dataclass
 class Gateway:
+    """Everything a request handler needs, built by the app's lifespan; a handler reaches it
+    with `gateway_of(request)`, and through it every part below (the app's state holds nothing
+    else). The optional parts are None when not configured: no database, no voice extra."""
+
     settings: Settings
     auth: Authenticator
     router: Router
@@ -72,10 +81,10 @@ class Gateway:
     sessions: SessionStore
     registry: SessionRegistry
     engine: TurnEngine
-    stt: Any = None
-    tts: Any = None
-    persistence: Any = None
-    observability: Any = None
+    stt: SpeechToText | None = None
+    tts: TextToSpeech | None = None
+    persistence: Persistence | None = None
+    observability: Observability | None = None  # set by `open_observability`
     connections: set[Stoppable] = field(default_factory=set)
     draining: bool = False
     running_turns: int = 0
@@ -159,7 +168,7 @@ class Gateway:
                 self._idle.clear()
                 try:
                     if speak and self.tts is not None:
-                        record = await self._spoken_turn(live, turn, publish, control)
+                        record = await self._spoken_turn(self.tts, live, turn, publish, control)
                     else:
                         record = await self.engine.reply(live, turn, publish, control=control)
                 finally:
@@ -177,12 +186,13 @@ class Gateway:
 
     async def _spoken_turn(
         self,
+        tts: TextToSpeech,
         live: LiveSession,
         turn: TurnInput,
         emit: Callable[[ServerEvent], Awaitable[None]],
         control: TurnControl | None,
     ) -> TurnRecord:
-        async with SpeechOut(self.tts, turn.turn_id, emit) as speech:
+        async with SpeechOut(tts, turn.turn_id, emit) as speech:
             try:
                 return await self.engine.reply(live, turn, emit, control=control, speech=speech)
             finally:
@@ -240,6 +250,7 @@ def quota_error(exc: QuotaExceeded) -> ApiError:
 
 
 def gateway_of(conn: HTTPConnection) -> Gateway:
+    """The gateway serving `conn`: the one thing the app's state holds."""
     gateway: Gateway = conn.app.state.gateway
     return gateway
 

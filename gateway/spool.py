@@ -17,16 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import itertools
 import logging
 import os
 import uuid
 from collections import deque
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import orjson
+from pydantic import TypeAdapter
 
 from streams.records import TurnRecord
 
@@ -39,16 +38,19 @@ class SpoolFull(Exception):
     """The spool has no room for another turn."""
 
 
+@functools.cache
+def _records() -> TypeAdapter[TurnRecord]:
+    """A spool line's one (de)serialisation, derived from `TurnRecord`'s fields and types."""
+    return TypeAdapter(TurnRecord)
+
+
 def record_to_json(record: TurnRecord) -> bytes:
-    return orjson.dumps(record)
+    return _records().dump_json(record)
 
 
 def record_from_json(line: bytes) -> TurnRecord:
-    data: dict[str, Any] = orjson.loads(line)
-    started = data.get("started_at")
-    data["started_at"] = datetime.fromisoformat(started) if started else None
-    data["focus_ids"] = tuple(data.get("focus_ids") or ())
-    return TurnRecord(**data)
+    """The turn on a spool line; `ValueError` if the line is not one (torn, or not a turn)."""
+    return _records().validate_json(line)
 
 
 class Spool:
@@ -160,7 +162,7 @@ class Orphan:
         for line in self.path.read_bytes().splitlines():
             try:
                 turns.append(record_from_json(line))
-            except (orjson.JSONDecodeError, TypeError, ValueError):
+            except ValueError:  # pydantic's ValidationError among them
                 skipped += 1
         if skipped:
             log.warning("spool %s: %d unreadable lines skipped", self.path.name, skipped)

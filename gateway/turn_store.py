@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from db.interactions import NewInteraction, record_turn, record_turns
 from db.pool import DATABASE_ERRORS, DATABASE_UNAVAILABLE, Pool
@@ -195,29 +195,9 @@ class TurnStore:
 
 
 def _interaction(r: TurnRecord) -> NewInteraction:
-    return NewInteraction(
-        session_id=r.session_id,
-        user_id=r.user_id,
-        turn_id=r.turn_id,
-        request_id=r.request_id,
-        channel=r.channel,
-        user_text=r.user_text,
-        reply_text=r.reply_text,
-        status=r.status,
-        finish_reason=r.finish_reason,
-        total_ms=r.total_ms,
-        error_code=r.error_code,
-        input_tokens=r.input_tokens,
-        output_tokens=r.output_tokens,
-        ttft_ms=r.ttft_ms,
-        upstream_ttft_ms=r.upstream_ttft_ms,
-        first_audio_ms=r.first_audio_ms,
-        audio_in_ms=r.audio_in_ms,
-        provider=r.provider,
-        model=r.model,
-        fallbacks=list(r.fallbacks),
-        focus_ids=r.focus_ids,
-    )
+    """The turn's interaction: each of `NewInteraction`'s columns from the record's field of the
+    same name (the record's cost goes to its prompt run instead)."""
+    return NewInteraction(**{f.name: getattr(r, f.name) for f in fields(NewInteraction)})
 
 
 def _chat_run(r: TurnRecord) -> NewPromptRun:

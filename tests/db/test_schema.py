@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields
 from datetime import date
 
 import pytest
 
 from db import focuses, interactions, jobs, sessions
 from db.budgets import BudgetStore
-from db.interactions import NewInteraction
+from db.interactions import InteractionRow, NewInteraction
 from db.migrate import migrate
 from db.pool import DATABASE_ERRORS, Pool, open_pool
 from db.prompt_runs import NewPromptRun
@@ -47,6 +48,24 @@ async def test_migrate_is_idempotent_and_safe_concurrently(database_dsn: str) ->
     finally:
         for p in pools:
             await p.close()
+
+
+async def test_the_row_types_name_their_tables_columns(migrated_pool: Pool) -> None:
+    """The INSERTs and SELECTs are built from these fields: each must be a column."""
+
+    async def columns(table: str) -> set[str]:
+        rows = await migrated_pool.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = $1",
+            table,
+        )
+        return {r["column_name"] for r in rows}
+
+    assert {f.name for f in fields(InteractionRow)} == await columns("interactions")
+    assert {f.name for f in fields(NewPromptRun)} == await columns("prompt_runs") - {
+        "id",
+        "created_at",
+    }
 
 
 async def test_seeded_focuses(migrated_pool: Pool) -> None:

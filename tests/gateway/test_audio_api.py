@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import socket
 import wave
 from collections.abc import AsyncIterator
 
 import openai
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
 from gateway.audio_api import audio_routes
-from gateway.auth import Authenticator, mint_token
-from gateway.errors import ApiError, api_error_handler
+from gateway.auth import mint_token
 from gateway.quotas import Quotas
 from gateway.settings import QuotaSettings, Settings, VoiceSettings
 from providers.audio import SAMPLE_RATE, decode_audio, encode_audio
-from providers.tts import EdgeTTS, FallbackTTS, PiperTTS
+from providers.tts import EdgeTTS, FallbackTTS
+from tests.gateway.parts import parts_app, served
 from tests.speech import shared_piper, shared_whisper, speak, word_error_rate
 
 pytestmark = pytest.mark.slow  # Whisper and piper on the CPU
 
 SECRET = "audio-api-test-secret-0123456789-abcdefghijklmnop"
 UPLOAD_LIMIT = 300_000
-
-
-def build_app(tts: PiperTTS | FallbackTTS) -> Starlette:
-    app = Starlette(routes=audio_routes(), exception_handlers={ApiError: api_error_handler})
-    app.state.settings = Settings(
-        jwt_secret=SECRET, voice=VoiceSettings(max_upload_bytes=UPLOAD_LIMIT)
-    )
-    app.state.auth = Authenticator(secret=SECRET)
-    app.state.stt = shared_whisper()
-    app.state.tts = tts
-    return app
-
+SETTINGS = Settings(
+    jwt_secret=SECRET, persistence=False, voice=VoiceSettings(max_upload_bytes=UPLOAD_LIMIT)
+)
 
 AUDIO_S_PER_DAY = 600
 
@@ -51,17 +38,14 @@ async def audio_quotas() -> AsyncIterator[Quotas]:
 
 @pytest.fixture(scope="module")
 async def base_url(audio_quotas: Quotas) -> AsyncIterator[str]:
-    app = build_app(FallbackTTS([EdgeTTS(), shared_piper()]))
-    app.state.quotas = audio_quotas
-    config = uvicorn.Config(app, lifespan="off", log_config=None)
-    server = uvicorn.Server(config)
-    # A socket bound up front: requests wait in its backlog until uvicorn accepts them.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(server.serve(sockets=[sock]))
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-        server.should_exit = True
+    tts = FallbackTTS([EdgeTTS(), shared_piper()])
+    async with (
+        parts_app(
+            audio_routes(), SETTINGS, quotas=audio_quotas, stt=shared_whisper(), tts=tts
+        ) as app,
+        served(app) as url,
+    ):
+        yield f"{url}/v1"
 
 
 @pytest.fixture

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import fields, replace
 
 import pytest
 
+from db.interactions import NewInteraction, list_interactions
 from gateway.persistence import Persistence, open_persistence
 from gateway.settings import Settings
 from providers.chat import Message
@@ -97,3 +99,34 @@ async def test_a_turn_the_database_refuses_is_not_stored_nor_spooled(
         == 0
     )
     await persistence.ping()
+
+
+async def test_a_stored_turn_reads_back_with_every_column_it_wrote(
+    persistence: Persistence,
+) -> None:
+    info = await persistence.sessions.open("ines", None)
+    rec = replace(
+        record("ines", info.session_id, "Was that too fast?"),
+        status="failed",
+        error_code="upstream_timeout",
+        fallbacks=[{"target": "primary", "error": "upstream_timeout"}],
+        focus_ids=("pacing", "clarity"),
+        audio_in_ms=1800,
+        first_audio_ms=310.5,
+    )
+    assert await persistence.turns.put(rec) == "db"
+    (row,) = await list_interactions(persistence.pool, info.session_id, limit=5)
+    for column in (f.name for f in fields(NewInteraction)):
+        assert getattr(row, column) == getattr(rec, column), column
+    run = await persistence.pool.fetchrow(
+        "SELECT status, latency_ms, ttft_ms, cost_usd, user_id FROM prompt_runs"
+        " WHERE request_id = $1",
+        rec.request_id,
+    )
+    assert dict(run) == {
+        "status": "failed:upstream_timeout",
+        "latency_ms": rec.total_ms,
+        "ttft_ms": rec.upstream_ttft_ms,
+        "cost_usd": rec.cost_usd,
+        "user_id": "ines",
+    }

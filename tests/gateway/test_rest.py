@@ -8,18 +8,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
 from db import sessions as sessions_db
 from db.focuses import set_active_focuses
-from gateway.auth import Authenticator, mint_token
-from gateway.errors import ApiError, api_error_handler
+from gateway.auth import mint_token
 from gateway.persistence import Persistence, open_persistence
 from gateway.rest import rest_routes
 from gateway.settings import Settings
 from streams.records import TurnRecord
 from tests.assess.fakes import FakeAssessProvider, fake_router
+from tests.gateway.parts import parts_app, served
 from tests.pg import database_dsn, server_dsn
 
 __all__ = ["database_dsn", "server_dsn"]
@@ -69,20 +67,12 @@ async def persistence(
 
 @pytest.fixture(scope="module")
 async def base_url(persistence: Persistence) -> AsyncIterator[str]:
-    app = Starlette(routes=rest_routes(), exception_handlers={ApiError: api_error_handler})
-    app.state.auth = Authenticator(secret=SECRET)
-    app.state.persistence = persistence
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while True:
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    settings = Settings(jwt_secret=SECRET, persistence=False)
+    async with (
+        parts_app(rest_routes(), settings, persistence=persistence) as app,
+        served(app) as url,
+    ):
+        yield url
 
 
 def client(base_url: str, user: str | None) -> httpx.AsyncClient:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -52,8 +54,28 @@ def append_bytes(path: Path, data: bytes) -> None:
 
 
 def test_a_record_survives_its_json_line() -> None:
-    record = turn()
+    record = replace(
+        turn(),
+        fallbacks=[{"target": "primary", "error": "upstream_timeout"}],
+        error_code="upstream_timeout",
+        audio_in_ms=1200,
+        first_audio_ms=310.5,
+        started_at=datetime(2026, 12, 7, 9, 30, 0, 123456, tzinfo=UTC),
+    )
     assert record_from_json(record_to_json(record)) == record
+
+
+# A line exactly as the gateway wrote it before the spool's serialisation was derived from
+# `TurnRecord` (orjson, `+00:00` offsets): a spool left by that version must still drain.
+EARLIER_LINE = (
+    b'{"turn_id":"t7","request_id":"req-earlier-7","user_id":"USER","session_id":"SESSION",'
+    b'"channel":"ws","user_text":"How do I slow down?","reply_text":"Pause between sentences.",'
+    b'"status":"completed","finish_reason":"stop","provider":"primary","model":"gpt-4o-mini",'
+    b'"input_tokens":12,"output_tokens":5,"ttft_ms":3.5,"upstream_ttft_ms":2.0,"total_ms":40.0,'
+    b'"cost_usd":0.0001,"fallbacks":[{"target":"a","error":"upstream_timeout"}],'
+    b'"error_code":null,"focus_ids":["pacing","filler"],"audio_in_ms":1200,'
+    b'"first_audio_ms":310.5,"started_at":"2026-12-07T09:30:00.123456+00:00"}\n'
+)
 
 
 async def test_a_dead_processes_file_is_an_orphan_and_a_torn_line_is_skipped(
@@ -140,3 +162,38 @@ async def test_a_spooled_turn_the_database_refuses_is_set_aside_not_dropped(
 
 def read_lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines()
+
+
+def test_a_line_an_earlier_version_wrote_reads_as_the_same_turn() -> None:
+    record = record_from_json(EARLIER_LINE.strip())
+    assert (record.request_id, record.channel, record.focus_ids) == (
+        "req-earlier-7",
+        "ws",
+        ("pacing", "filler"),
+    )
+    assert record.started_at == datetime(2026, 12, 7, 9, 30, 0, 123456, tzinfo=UTC)
+    assert record.fallbacks == [{"target": "a", "error": "upstream_timeout"}]
+    assert (record.ttft_ms, record.total_ms, record.cost_usd) == (3.5, 40.0, 0.0001)
+
+
+async def test_a_spool_an_earlier_version_wrote_is_recovered(
+    migrated_pool: Pool, tmp_path: Path
+) -> None:
+    opened = await open_session(migrated_pool, "wes", None, idle_s=3600)
+    line = EARLIER_LINE.replace(b"USER", b"wes").replace(b"SESSION", opened.session.id.encode())
+    (tmp_path / "turns-1-0ld0ld00.jsonl").write_bytes(line)
+    store = TurnStore(migrated_pool, Spool(tmp_path, max_bytes=1 << 20), lambda job_id: True)
+    assert await store.recover() == 1
+    row = await migrated_pool.fetchrow(
+        "SELECT i.focus_ids, i.fallbacks, i.audio_in_ms, i.first_audio_ms, p.cost_usd"
+        " FROM interactions i JOIN prompt_runs p USING (request_id) WHERE i.request_id = $1",
+        "req-earlier-7",
+    )
+    assert dict(row) == {
+        "focus_ids": ["pacing", "filler"],
+        "fallbacks": [{"target": "a", "error": "upstream_timeout"}],
+        "audio_in_ms": 1200,
+        "first_audio_ms": 310.5,
+        "cost_usd": 0.0001,
+    }
+    assert spool_files(tmp_path) == []

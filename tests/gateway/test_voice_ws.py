@@ -125,7 +125,7 @@ async def test_bad_audio_gets_an_error_and_the_session_stays_usable(
 
 
 async def test_utterance_over_the_limit(gateway: RunningGateway, token: Token) -> None:
-    limit_s = gateway.app.state.settings.voice.max_utterance_s
+    limit_s = gateway.app.state.gateway.settings.voice.max_utterance_s
     async with ws_client(gateway.ws_url, token()) as client:
         await client.recv()
         too_long = silence(limit_s + 1)
