@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any, assert_never
@@ -39,6 +40,7 @@ from streams.events import (
     ProtocolError,
     RateLimitedEvent,
     ResponseCancel,
+    ResponseCompleted,
     ServerEvent,
     SessionCreated,
     SessionUpdate,
@@ -330,6 +332,7 @@ class Connection:
         assert self._tasks is not None
         self._turn_control = TurnControl()
         self._turn_id = turn_id or new_id("turn")
+        received_at = time.perf_counter()  # TTFT counts from here: admission included
         self._turn = self._tasks.create_task(
             self._run_turn(
                 self._turn_id,
@@ -337,9 +340,21 @@ class Connection:
                 audio,
                 self._turn_control,
                 after=previous,
-                received_at=time.perf_counter(),  # TTFT counts from here: admission included
+                received_at=received_at,
             )
         )
+        self._turn.add_done_callback(
+            functools.partial(self._on_turn_done, self._turn_id, self._turn_control, received_at)
+        )
+
+    def _on_turn_done(
+        self, turn_id: str, control: TurnControl, received_at: float, task: asyncio.Task[None]
+    ) -> None:
+        # The engine ends a turn cancelled while it streams (the task then ends normally). One
+        # cancelled before (waiting, admitted, transcribed: possibly before its task first ran)
+        # ends here, as every turn does, with nothing asked of a model and nothing kept.
+        if task.cancelled() and control.cancel_requested:
+            self.send(_cancelled_before_start(turn_id, time.perf_counter() - received_at))
 
     async def _transcribe(self, turn_id: str, audio: bytes, fmt: str) -> TurnInput | None:
         received = time.perf_counter()
@@ -428,6 +443,25 @@ class Connection:
         assert self._turn is not None
         self._turn_control.cancel_requested = True
         self._turn.cancel()
+
+
+def _cancelled_before_start(turn_id: str, elapsed_s: float) -> ResponseCompleted:
+    """The end of a turn cancelled before a model was asked: no text, no tokens, not stored."""
+    return ResponseCompleted(
+        turn_id=turn_id,
+        text="",
+        finish_reason="cancelled",
+        usage={"input_tokens": 0, "output_tokens": 0},
+        timings={
+            "ttft_ms": None,
+            "upstream_ttft_ms": None,
+            "total_ms": round(elapsed_s * 1000, 1),
+            "first_audio_ms": None,
+        },
+        provider="",
+        model="",
+        stored="none",
+    )
 
 
 async def realtime_endpoint(ws: WebSocket) -> None:

@@ -3,6 +3,7 @@ speaks the reply back; barge-in; bad audio. Real models, real sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from typing import Any
@@ -96,6 +97,24 @@ async def test_barge_in_stops_reply_and_audio(
         await client.send(type="ping")
         after = await client.until("pong")
         assert [e["type"] for e in after] == ["pong"]  # nothing of the cancelled turn follows
+
+
+async def test_a_turn_cancelled_while_it_is_transcribed_ends_cancelled(
+    gateway: RunningGateway, token: Token
+) -> None:
+    pcm = speak(" ".join(SENTENCES[:3]))  # long enough to be cancelled while transcribed
+    async with ws_client(gateway.ws_url, token()) as client:
+        await client.recv()
+        await _send_audio(client, pcm)
+        await client.send(type="input_audio.commit", turn_id="v-cancel")
+        await client.send(type="response.cancel", turn_id="v-cancel")
+        events = await asyncio.wait_for(client.until("response.completed", "response.failed"), 30)
+        done = events[-1]
+        assert done["type"] == "response.completed" and done["turn_id"] == "v-cancel"
+        assert done["finish_reason"] == "cancelled"
+        await client.send(type="input_text", text="still there?")
+        again = await client.until("response.completed", "response.failed")
+        assert again[-1]["type"] == "response.completed" and again[-1]["text"]
 
 
 @pytest.mark.parametrize(
