@@ -10,12 +10,15 @@ counts requests and outcomes.
 
 JSON answers: OpenAI `response_format: {"type": "json_schema", "json_schema": {"schema": ...}}`;
 Anthropic one tool with `input_schema`, forced by `tool_choice: {"type": "tool", "name": ...}`.
-A prompt line `ALLOWED_IDS: a,b,c` fills arrays named `interaction_ids` with those ids.
+A prompt line `ALLOWED_IDS: a,b,c` fills arrays named `interaction_ids` with those ids, and
+`ALLOWED_DRILL_IDS: a,b` (any `ALLOWED_<NAME>_IDS`) fills `drill_ids` / `drill_id` from those.
+Replies and answers keep to the domain the last user message names (music practice, voice and
+public speaking, strength training; general coaching otherwise).
 """
 
 from providers.sim.knobs import KnobError, SimKnobs
 from providers.sim.runner import RunningSim, run, running_sim
-from providers.sim.schema_answer import allowed_ids, answer_for_schema, broken_answer
+from providers.sim.schema_answer import allowed_ids, answer_for_schema, broken_answer, named_ids
 from providers.sim.schema_check import schema_errors
 from providers.sim.server import create_sim_app
 from providers.sim.state import SimState
@@ -29,6 +32,7 @@ __all__ = [
     "answer_for_schema",
     "broken_answer",
     "create_sim_app",
+    "named_ids",
     "run",
     "running_sim",
     "schema_errors",

@@ -92,11 +92,15 @@ def parse_anthropic(body: Any) -> SimRequest:
         raise ValueError("messages: at least one message is required")
     texts = [_text(body.get("system"))]
     texts += [_text(m.get("content")) for m in messages if isinstance(m, dict)]
+    users = [
+        _text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"
+    ]
     tool_name, schema = _forced_tool(body)
     return SimRequest(
         model=body["model"],
         prompt="\n".join(texts),
         input_tokens=word_count(texts),
+        topic=users[-1] if users else "",
         stream=bool(body.get("stream")),
         max_tokens=max_tokens,
         schema=schema,

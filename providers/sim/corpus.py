@@ -1,6 +1,7 @@
-"""The sim's words: a small corpus of coaching tips, cut into word-ish tokens.
+"""The sim's words: coaching sentences by domain, the domain a text is about, and tokens.
 
-A token is a word plus the space that follows it, so joining tokens gives the text back.
+A token is a word plus the space that follows it, so joining tokens gives the text back. The
+domain of a text comes from a small keyword table (the most keyword hits win; none -> general).
 """
 
 from __future__ import annotations
@@ -9,52 +10,80 @@ import hashlib
 import random
 import re
 
-__all__ = ["SENTENCES", "reply_rng", "reply_text", "slug", "tokenize"]
+from providers.sim.sentences import DOMAINS, SENTENCES_BY
 
-SENTENCES: tuple[str, ...] = (
-    "Practice in short focused blocks of ten minutes, then rest for two.",
-    "Breathe low into your belly before each phrase so the air is ready.",
-    "Keep your shoulders loose and let your jaw hang freely.",
-    "Slow the tempo down until every note feels easy, then speed up gradually.",
-    "Record yourself once a day and listen back with fresh ears.",
-    "Match the pitch with a gentle hum before you add the words.",
-    "Stand tall with your weight balanced evenly over both feet.",
-    "Pause for a full breath between ideas so your listener can keep up.",
-    "Warm up with lip trills for two minutes before singing anything hard.",
-    "Pick one small goal for this session and measure it at the end.",
-    "Count the beat out loud when a passage keeps slipping away from you.",
-    "Relax your tongue and let the vowel shape do the work.",
-    "Exhale slowly on a hiss to build steady breath support.",
-    "Mark the hardest bar and practise it three times in a row without mistakes.",
-    "Speak a little slower than feels natural; it will sound calm to others.",
-    "Keep your chin level so your throat stays open.",
-    "Use a drone note to check that your intervals are in tune.",
-    "End each practice with something you enjoy playing.",
-    "Notice where you hold tension and release it on the out breath.",
-    "Aim for consistency first and volume second.",
-    "Slide slowly between the two notes and listen for the exact target pitch.",
-    "Take a sip of water and rest your voice when it starts to feel dry.",
-    "Vary the pace of your sentences to keep the audience with you.",
-    "Roll your shoulders back and let your chest stay open.",
-    "Repeat the phrase with a metronome at a tempo you can control.",
-    "Breathe in through your nose for four counts and out for six.",
-    "Sustain one note for as long as it stays steady and even.",
-    "Practise the ending first so the finish feels the most secure.",
-    "Place the sound forward, as if it rings just behind your teeth.",
-    "Write down one thing that improved today and one thing to try tomorrow.",
-    "Plant your feet and soften your knees before you begin.",
-    "Keep the rhythm steady even when the melody becomes difficult.",
-    "Listen to a reference recording and copy its phrasing.",
-    "Smile slightly on high notes to brighten the tone.",
-    "Check your posture in a mirror every few minutes.",
-    "Let each breath fill your back and sides, not just your chest.",
-    "Break long passages into small chunks and link them one by one.",
-    "Rest is part of practice; short breaks help the skill settle.",
-    "Tune your instrument before every session, even if it sounds fine.",
-    "Celebrate small progress, because steady gains add up quickly.",
+__all__ = [
+    "DOMAINS",
+    "SENTENCES",
+    "domain_of",
+    "reply_rng",
+    "reply_text",
+    "sentences",
+    "slug",
+    "tokenize",
+]
+
+SENTENCES: tuple[str, ...] = tuple(
+    sentence for by_kind in SENTENCES_BY.values() for kind in by_kind.values() for sentence in kind
+)  # every sentence of every domain
+
+
+def _keys(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_KEYWORDS: dict[str, frozenset[str]] = {  # domain -> words that name it
+    "strength": _keys(
+        "bench press presses pressing squat squats squatting deadlift deadlifts lift lifts "
+        "lifting lifter barbell dumbbell dumbbells kettlebell bar rep reps sets gym weight "
+        "weights weightlifting powerlifting muscle muscles strength workout workouts pullup "
+        "pullups pushup pushups plank grip overhead row rows spotter plates lockout 1rm brace"
+    ),
+    "music": _keys(
+        "piano guitar violin viola cello bass drum drums drumming instrument instruments scale "
+        "scales chord chords arpeggio arpeggios metronome tempo fingering "
+        "etude etudes music musical musician play playing repertoire intonation bow strum "
+        "keyboard trumpet flute saxophone clarinet passage drone tones tuner interval intervals"
+    ),
+    "voice": _keys(
+        "sing sings singing singer song songs vocal vocals voice voices pitch breath breathing "
+        "speech speak speaking speaker presentation presentations talk talks audience "
+        "public pacing filler fillers stage slides hum vowel vowels choir karaoke diction "
+        "articulation clarity pitches harmony falsetto hiss lyric lyrics diaphragm"
+    ),
+}
+_WORD = re.compile(r"[a-z0-9]+")
+# Not the topic: lines of allowed ids, and focus ids given as JSON data (a user's focus list
+# names every focus, whatever the question is about).
+_NOT_TOPIC = re.compile(
+    r"^\s*ALLOWED_[A-Z_]*IDS:.*$|\"focus_ids?\"\s*:\s*(\[[^\]]*\]|\"[^\"]*\")", re.MULTILINE
 )
-
 _TOKEN = re.compile(r"\S+\s*")
+
+
+def domain_of(*texts: str) -> str:
+    """The domain of the first of `texts` that names one, else general.
+
+    In a text, the most keyword hits win (ties in table order). Lines of allowed ids
+    (`ALLOWED_DRILL_IDS: ...`) and JSON `"focus_id"`/`"focus_ids"` values are catalog
+    and settings, not the topic, so they do not count.
+    """
+    for text in texts:
+        if (domain := _domain(_NOT_TOPIC.sub("", text))) != "general":
+            return domain
+    return "general"
+
+
+def _domain(text: str) -> str:
+    words = _WORD.findall(text.lower())
+    hits = {domain: sum(w in keys for w in words) for domain, keys in _KEYWORDS.items()}
+    best = max(hits, key=lambda domain: hits[domain])
+    return best if hits[best] > 0 else "general"
+
+
+def sentences(domain: str, kind: str = "tip") -> tuple[str, ...]:
+    """The corpus sentences of `kind` in `domain` (an unknown domain reads as general)."""
+    return SENTENCES_BY.get(domain, SENTENCES_BY["general"])[kind]
 
 
 def tokenize(text: str) -> list[str]:
@@ -72,20 +101,21 @@ def reply_rng(seed: int, *parts: str) -> random.Random:
     return random.Random(int.from_bytes(digest.digest(), "big"))
 
 
-def reply_text(rng: random.Random, approx_tokens: int) -> str:
-    """Whole sentences from the corpus, at least `approx_tokens` tokens long (one at minimum)."""
-    sentences: list[str] = []
+def reply_text(rng: random.Random, approx_tokens: int, domain: str = "general") -> str:
+    """Whole tips of `domain`, at least `approx_tokens` tokens long (one sentence at minimum)."""
+    pool = sentences(domain)
+    chosen: list[str] = []
     count = 0
-    while not sentences or count < approx_tokens:
-        sentence = rng.choice(SENTENCES)
-        sentences.append(sentence)
+    while not chosen or count < approx_tokens:
+        sentence = rng.choice(pool)
+        chosen.append(sentence)
         count += len(sentence.split())
-    return " ".join(sentences)
+    return " ".join(chosen)
 
 
-def slug(rng: random.Random) -> str:
-    """A short key such as `breath-support`, made of corpus words."""
-    words = [w.strip(".,;").lower() for w in rng.choice(SENTENCES).split()]
+def slug(rng: random.Random, domain: str = "general") -> str:
+    """A short key such as `breath-support`, made of words from the tips of `domain`."""
+    words = [w.strip(".,;").lower() for w in rng.choice(sentences(domain)).split()]
     long_words = [w for w in words if len(w) > 3 and w.isalpha()] or ["practice"]
     first = rng.choice(long_words)
     second = rng.choice(long_words)

@@ -66,6 +66,9 @@ def parse_openai(body: Any) -> SimRequest:
     if not isinstance(messages, list) or not messages:
         raise ValueError("'messages' must be a non-empty array")
     texts = [_text(m.get("content")) for m in messages if isinstance(m, dict)]
+    users = [
+        _text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"
+    ]
     response_format = body.get("response_format") or {}
     schema = None
     if response_format.get("type") == "json_schema":
@@ -77,6 +80,7 @@ def parse_openai(body: Any) -> SimRequest:
         model=body["model"],
         prompt="\n".join(texts),
         input_tokens=word_count(texts),
+        topic=users[-1] if users else "",
         stream=bool(body.get("stream")),
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
         max_tokens=int(max_tokens) if max_tokens is not None else None,

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from providers.sim.corpus import reply_rng, reply_text, tokenize
+from providers.sim.corpus import domain_of, reply_rng, reply_text, tokenize
 from providers.sim.knobs import SimKnobs
 from providers.sim.schema_answer import answer_for_schema, broken_answer
 
@@ -39,6 +39,7 @@ class SimRequest:
     model: str
     prompt: str  # every message's text, one per line
     input_tokens: int
+    topic: str = ""  # the last user message: what the reply should be about
     stream: bool = False
     include_usage: bool = False
     max_tokens: int | None = None
@@ -102,10 +103,10 @@ def plan_reply(request: SimRequest, base: SimKnobs, fate_rng: random.Random) -> 
 def _reply(request: SimRequest, knobs: SimKnobs, rng: random.Random, *, invalid: bool) -> str:
     if request.schema is not None:
         make = broken_answer if invalid else answer_for_schema
-        return json.dumps(make(request.schema, rng=rng, context=request.prompt))
-    if request.json_object:
-        return json.dumps({"answer": reply_text(rng, knobs.reply_tokens)})
-    return reply_text(rng, knobs.reply_tokens)
+        answer = make(request.schema, rng=rng, context=request.prompt, topic=request.topic)
+        return json.dumps(answer)
+    text = reply_text(rng, knobs.reply_tokens, domain_of(request.topic, request.prompt))
+    return json.dumps({"answer": text}) if request.json_object else text
 
 
 async def first_token_delay(knobs: SimKnobs) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from providers.sim import allowed_ids, answer_for_schema, broken_answer, schema_errors
+from providers.sim import allowed_ids, answer_for_schema, broken_answer, named_ids, schema_errors
+from providers.sim.corpus import SENTENCES, domain_of, sentences
 
 ASSESSMENT: dict[str, Any] = {
     "$defs": {
@@ -69,6 +70,159 @@ BY_KIND: dict[str, Any] = {
         },
     ]
 }
+
+
+TEXTS: dict[str, Any] = {"type": "array", "items": {"type": "string"}, "maxItems": 3}
+
+# The shapes of the coaching skills: feedback, a practice recommendation, an insight.
+SKILL: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "strengths": TEXTS,
+        "weaknesses": TEXTS,
+        "tips": {**TEXTS, "minItems": 1},
+        "drill_ids": {
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": 3,
+            "uniqueItems": True,
+        },
+        "focus_id": {"type": ["string", "null"]},
+        "minutes": {"type": "integer", "minimum": 1, "maximum": 120},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 300},
+        "text": {"type": "string", "minLength": 1, "maxLength": 600},
+    },
+    "required": [
+        "strengths",
+        "weaknesses",
+        "tips",
+        "drill_ids",
+        "focus_id",
+        "minutes",
+        "reason",
+        "text",
+    ],
+    "additionalProperties": False,
+}
+
+STRENGTH_DRILLS = ["bench-pause-reps", "squat-tempo"]
+VOICE_DRILLS = ["lip-trills", "filler-pause", "pitch-siren"]
+CATALOG = (
+    f"ALLOWED_DRILL_IDS: {','.join(VOICE_DRILLS + STRENGTH_DRILLS)}\n"
+    "ALLOWED_FOCUS_IDS: breathing, pacing"
+)
+BENCH = f"Give feedback.\nObservations: bench press 5x5, elbows flare on the last reps.\n{CATALOG}"
+SINGING = f"Give feedback.\nObservations: singing scales, breath runs short.\n{CATALOG}"
+
+
+@pytest.mark.parametrize("seed", range(25))
+@pytest.mark.parametrize("context", [BENCH, SINGING, "", "ALLOWED_DRILL_IDS:"])
+def test_skill_answers_fit_and_use_only_the_allowed_ids(seed: int, context: str) -> None:
+    answer = answer_for_schema(SKILL, rng=random.Random(seed), context=context)
+    assert schema_errors(SKILL, answer) == []
+    assert len(set(answer["drill_ids"])) == len(answer["drill_ids"])
+    assert answer["minutes"] in range(5, 35, 5)
+    if context in (BENCH, SINGING):
+        assert 1 <= len(answer["drill_ids"]) <= 3
+        assert set(answer["drill_ids"]) <= {*VOICE_DRILLS, *STRENGTH_DRILLS}
+        assert answer["focus_id"] in ("breathing", "pacing")
+    elif context:
+        assert answer["drill_ids"] == []  # an empty catalog: no drill at all
+
+
+def test_drill_ids_are_clamped_to_the_schema_and_domain_drills_come_first() -> None:
+    exactly_two = {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}
+    schema = {"type": "object", "properties": {"drill_ids": exactly_two}, "required": ["drill_ids"]}
+    for seed in range(20):
+        answer = answer_for_schema(schema, rng=random.Random(seed), context=BENCH)
+        assert sorted(answer["drill_ids"]) == sorted(STRENGTH_DRILLS)
+    one = {"type": "object", "properties": {"drill_ids": {**exactly_two, "minItems": 1}}}
+    lonely = answer_for_schema(one, rng=random.Random(0), context="ALLOWED_DRILL_IDS: only")
+    assert lonely == {"drill_ids": ["only"]}
+    padded = answer_for_schema(schema, rng=random.Random(0), context="ALLOWED_DRILL_IDS: only")
+    assert padded == {"drill_ids": ["only", "only"]}  # minItems wins over distinct ids
+
+
+def test_without_a_catalog_drill_ids_are_generic_slugs() -> None:
+    answer = answer_for_schema(SKILL, rng=random.Random(3), context="Observations: bench press")
+    assert answer["drill_ids"]
+    assert all(re.fullmatch(r"[a-z]+(-[a-z]+)?", drill) for drill in answer["drill_ids"])
+
+
+def test_an_enum_of_focus_ids_is_narrowed_to_the_allowed_ones() -> None:
+    enum = {"enum": ["clarity", "pacing", "breathing", "structure"]}
+    schema = {"type": "object", "properties": {"focus_id": enum, "focus_ids": {"items": enum}}}
+    for seed in range(20):
+        answer = answer_for_schema(schema, rng=random.Random(seed), context=CATALOG)
+        assert answer["focus_id"] in ("breathing", "pacing")
+        assert set(answer["focus_ids"]) <= {"breathing", "pacing"}
+
+
+@pytest.mark.parametrize(("context", "domain"), [(BENCH, "strength"), (SINGING, "voice")])
+def test_skill_sentences_are_of_the_prompts_domain(context: str, domain: str) -> None:
+    for seed in range(10):
+        answer = answer_for_schema(SKILL, rng=random.Random(seed), context=context)
+        assert set(answer["strengths"]) <= set(sentences(domain, "praise"))
+        assert set(answer["weaknesses"]) <= set(sentences(domain, "concern"))
+        assert set(answer["tips"]) <= set(sentences(domain, "tip"))
+        assert answer["reason"] in sentences(domain, "reason")
+        insight, tip = answer["text"].split(". ", 1)
+        assert insight + "." in sentences(domain, "insight") and tip in sentences(domain, "tip")
+        assert len(set(answer["tips"])) == len(answer["tips"])  # no tip given twice
+
+
+def test_the_topic_names_the_domain_before_the_context() -> None:
+    singing_coach = "You are a singing coach.\nHow do I bench press more?"
+    answer = answer_for_schema(
+        SKILL, rng=random.Random(1), context=singing_coach, topic="How do I bench press more?"
+    )
+    assert set(answer["tips"]) <= set(sentences("strength", "tip"))
+
+
+def test_skill_answers_are_reproducible() -> None:
+    first = answer_for_schema(SKILL, rng=random.Random(7), context=BENCH)
+    assert answer_for_schema(SKILL, rng=random.Random(7), context=BENCH) == first
+    assert answer_for_schema(SKILL, rng=random.Random(8), context=BENCH) != first
+
+
+def test_minutes_outside_practice_lengths_stay_within_bounds() -> None:
+    schema = {"type": "object", "properties": {"minutes": {"type": "integer", "maximum": 3}}}
+    assert answer_for_schema(schema, rng=random.Random(0))["minutes"] <= 3
+
+
+@pytest.mark.parametrize(
+    ("texts", "domain"),
+    [
+        (("How do I bench press more weight?",), "strength"),
+        (("My deadlift form breaks on the last reps",), "strength"),
+        (("How do I sing high notes without strain?",), "voice"),
+        (("I use too many filler words in my presentation",), "voice"),
+        (("My piano scales are uneven at a fast tempo",), "music"),
+        (("How do I stay motivated?",), "general"),
+        (("Hello", "You are a singing coach."), "voice"),  # the first text naming one wins
+        (("Squat tips?", "You are a singing coach."), "strength"),
+        (("ALLOWED_DRILL_IDS: lip-trills,pitch-siren\nHow do I stay motivated?",), "general"),
+        (
+            ('{"focus_ids": ["pacing", "clarity"], "focus_id": "breathing", "lift": "bench"}',),
+            "strength",
+        ),
+    ],
+)
+def test_domain_of(texts: tuple[str, ...], domain: str) -> None:
+    assert domain_of(*texts) == domain
+
+
+def test_every_domain_has_every_kind_of_whole_sentences() -> None:
+    for domain in ("music", "voice", "strength", "general"):
+        for kind in ("tip", "praise", "concern", "reason", "insight"):
+            assert len(sentences(domain, kind)) >= 4
+    assert all(s.endswith(".") and ". " not in s for s in SENTENCES)  # replies split on ". "
+
+
+def test_named_ids_lines() -> None:
+    text = "a\nALLOWED_DRILL_IDS: d1, d2\nALLOWED_FOCUS_IDS: pacing\nALLOWED_DRILL_IDS: d3\nb"
+    assert named_ids(text) == {"drill": ["d3"], "focus": ["pacing"]}
+    assert named_ids("ALLOWED_IDS: 1,2") == {}
 
 
 @pytest.mark.parametrize("seed", range(25))

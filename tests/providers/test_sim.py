@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from providers.sim import RunningSim, SimKnobs, schema_errors
+from providers.sim.corpus import sentences
 from providers.sim.knobs import KnobError
 from tests.conftest import eventually
 
@@ -151,6 +152,112 @@ async def test_replies_are_reproducible_by_seed_and_content(fresh_sim: RunningSi
     assert first != other_prompt
     assert first != other_seed
     assert first.endswith(".") and " " in first
+
+
+SINGING_WORDS = ("sing", "note", "vowel", "pitch", "drone", "melody", "hum", "voice", "lip trill")
+STRENGTH_WORDS = ("bar", "rep", "press", "lift", "squat", "bench", "set", "weight")
+BENCH = "How do I get my bench press up? My elbows flare on heavy sets."
+
+
+def _sentences(text: str) -> list[str]:
+    return [part if part.endswith(".") else f"{part}." for part in text.split(". ")]
+
+
+async def test_a_bench_press_question_gets_strength_training_tips(fresh_sim: RunningSim) -> None:
+    text = await stream_text(fresh_sim, BENCH)
+    assert set(_sentences(text)) <= set(sentences("strength"))
+    assert any(word in text.lower() for word in STRENGTH_WORDS)
+    assert not any(word in text.lower() for word in SINGING_WORDS)
+
+
+async def test_a_singing_question_gets_voice_tips(fresh_sim: RunningSim) -> None:
+    text = await stream_text(fresh_sim, "How do I sing high notes without straining my voice?")
+    assert set(_sentences(text)) <= set(sentences("voice"))
+    assert not any(word in text.lower() for word in STRENGTH_WORDS[:5])
+
+
+async def test_the_last_user_message_names_the_topic(fresh_sim: RunningSim) -> None:
+    client = claude(fresh_sim)
+    message = await client.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=400,
+        system="You are a patient singing coach.",
+        messages=[
+            {"role": "user", "content": "My voice cracks when I sing; is my singing breath low?"},
+            {"role": "assistant", "content": "Breathe low and slow."},
+            {"role": "user", "content": BENCH},
+        ],
+    )
+    hello = await client.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=400,
+        system="You are a patient singing coach.",
+        messages=[{"role": "user", "content": "Hello there"}],
+    )
+    await client.close()
+    assert message.content[0].type == "text" and hello.content[0].type == "text"
+    assert set(_sentences(message.content[0].text)) <= set(sentences("strength"))
+    assert set(_sentences(hello.content[0].text)) <= set(sentences("voice"))  # the persona's
+
+
+async def test_general_questions_get_general_coaching(fresh_sim: RunningSim) -> None:
+    text = await stream_text(fresh_sim, "How do I stay motivated?")
+    assert set(_sentences(text)) <= set(sentences("general"))
+
+
+async def test_on_topic_replies_are_reproducible_by_seed(fresh_sim: RunningSim) -> None:
+    first = await stream_text(fresh_sim, BENCH)
+    assert await stream_text(fresh_sim, BENCH) == first
+    await fresh_sim.set_knobs(seed=7)
+    other_seed = await stream_text(fresh_sim, BENCH)
+    assert other_seed != first
+    assert set(_sentences(other_seed)) <= set(sentences("strength"))
+
+
+SKILL: Any = {
+    "type": "object",
+    "properties": {
+        "tips": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3},
+        "drill_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        "focus_id": {"type": "string"},
+        "minutes": {"type": "integer", "minimum": 1, "maximum": 90},
+    },
+    "required": ["tips", "drill_ids", "focus_id", "minutes"],
+    "additionalProperties": False,
+}
+DRILLS = ("bench-pause-reps", "lip-trills", "filler-pause", "squat-tempo")
+SKILL_PROMPT = (
+    f"Feedback on: bench press, 5 sets of 5.\nALLOWED_DRILL_IDS: {','.join(DRILLS)}\n"
+    "ALLOWED_FOCUS_IDS: pacing,breathing"
+)
+
+
+async def test_skill_answers_over_both_wire_formats(fresh_sim: RunningSim) -> None:
+    messages: Any = [{"role": "user", "content": SKILL_PROMPT}]
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "skill", "schema": SKILL}}
+    client = oai(fresh_sim)
+    shaped = await client.chat.completions.create(
+        model="gpt-4o", messages=messages, response_format=fmt
+    )
+    await client.close()
+    anthropic_client = claude(fresh_sim)
+    message = await anthropic_client.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=400,
+        messages=messages,
+        tools=[{"name": "skill", "input_schema": SKILL}],
+        tool_choice={"type": "tool", "name": "skill"},
+    )
+    await anthropic_client.close()
+    block = message.content[0]
+    assert block.type == "tool_use"
+    answers: list[Any] = [json.loads(shaped.choices[0].message.content or ""), block.input]
+    for answer in answers:
+        assert schema_errors(SKILL, answer) == []
+        assert answer["drill_ids"] and set(answer["drill_ids"]) <= set(DRILLS)
+        assert answer["focus_id"] in ("pacing", "breathing")
+        assert set(answer["tips"]) <= set(sentences("strength"))
+        assert answer["minutes"] in range(5, 35, 5)
 
 
 async def test_first_token_delay_is_honoured(fresh_sim: RunningSim) -> None:
