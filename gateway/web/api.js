@@ -9,11 +9,24 @@ export class ApiFailure extends Error {
   }
 }
 
-export async function getJson(path, token, { signal } = {}) {
+export function getJson(path, token, { signal } = {}) {
+  return requestJson("GET", path, token, { signal });
+}
+
+/** A write (PUT, POST) with an optional JSON body; answers the parsed JSON reply. */
+export function sendJson(method, path, token, body, { signal } = {}) {
+  return requestJson(method, path, token, { body, signal });
+}
+
+async function requestJson(method, path, token, { body, signal } = {}) {
+  const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
     response = await fetch(path, {
-      headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
       signal,
     });

@@ -3,6 +3,7 @@
 
 import { getJson } from "./api.js";
 import { ChatView, Turn } from "./chatview.js";
+import { FocusNames, FocusPicker, InsightsCard, PracticeCard } from "./coaching.js";
 import { byId, formatMs, randomId } from "./dom.js";
 import { Notices } from "./notices.js";
 import { ProgressPanel } from "./panel.js";
@@ -43,6 +44,32 @@ const panel = new ProgressPanel({
   assessmentList: byId("assessment-list"),
   assessmentNote: byId("assessment-note"),
 });
+const focusNames = new FocusNames();
+const practice = new PracticeCard(
+  {
+    focusLine: byId("practice-focus"),
+    reason: byId("practice-reason"),
+    drills: byId("practice-drills"),
+    source: byId("practice-source"),
+    note: byId("practice-note"),
+  },
+  focusNames,
+);
+const insights = new InsightsCard({
+  card: byId("insights-card"),
+  list: byId("insight-list"),
+  note: byId("insight-note"),
+  button: byId("insight-new"),
+});
+const picker = new FocusPicker(
+  { form: byId("focus-form"), options: byId("focus-options"), status: byId("focus-status"), save: byId("focus-save") },
+  focusNames,
+  () => {
+    // A new choice changes the levels shown and what today's practice is about.
+    panel.loadProgress(state.token);
+    practice.load(state.token);
+  },
+);
 const player = new AudioPlayer();
 const recorder = new MicRecorder();
 const client = new RealtimeClient({ url: "/v1/realtime", token: () => state.token });
@@ -87,7 +114,15 @@ function signIn(token) {
   document.body.dataset.user = claims?.sub || "";
   client.connect();
   panel.loadProgress(token);
+  loadCoaching(token);
   ui.input.focus();
+}
+
+/** The coaching cards: focus names first, so the practice card can name its focus. */
+async function loadCoaching(token) {
+  insights.load(token);
+  await picker.load(token);
+  practice.load(token);
 }
 
 function showSignIn(reason) {
@@ -254,6 +289,9 @@ function onServerEvent(msg) {
     case "assessment.created":
       panel.addAssessment(msg.assessment, { live: true });
       panel.refreshSoon(state.token);
+      return undefined;
+    case "insight.created":
+      insights.add(msg.insight, { live: true });
       return undefined;
     case "coaching.feedback":
       view.addFeedback(msg.text, msg.weakest_metric);

@@ -1,7 +1,8 @@
 """The chat and ops pages in headless Chromium against a real gateway and the simulated upstream.
 
-Screenshots (chat.png, chat-phone.png, ops.png, ops-phone.png) go to a temporary directory, or
-to loadtests/results/ for the README with TEST_REFRESH_SCREENSHOTS=1.
+Screenshots (chat.png, chat-phone.png, coaching.png, coaching-phone.png, ops.png, ops-phone.png)
+go to a temporary directory, or to loadtests/results/ for the README with
+TEST_REFRESH_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ async def test_chat_streams_a_reply_with_its_ttft(
         await expect(reply).to_have_attribute("data-state", "done", timeout=20_000)
     await expect(page.locator("#assessment-list > li").first).to_be_visible(timeout=20_000)
     await page.wait_for_timeout(500)  # let the panel's REST calls settle
+    # No focus chosen: the levels card still names every focus assessed beside it.
+    await expect(page.locator("#progress-note")).to_be_hidden()
+    assessed = await page.locator("#assessment-list .assessment-focus").all_inner_texts()
+    levels = await page.locator("#progress-list .progress-name").all_inner_texts()
+    assert set(assessed) <= set(levels), (assessed, levels)
     await page.screenshot(path=str(screenshots / "chat.png"))
     await page.context.close()
     assert page_errors.messages == []
@@ -101,6 +107,122 @@ async def test_chat_on_a_phone(
     await page.click("#panel-toggle")
     await page.screenshot(path=str(screenshots / "chat-phone.png"))
     await page.context.close()
+    assert page_errors.messages == []
+
+
+async def rest(site: RunningGateway, jwt: str, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=site.url, timeout=10) as http:
+        return await http.get(path, headers={"Authorization": f"Bearer {jwt}"})
+
+
+async def test_coaching_panels(
+    browser: Any,
+    site: RunningGateway,
+    fast_sim: Any,
+    token: Callable[..., str],
+    page_errors: PageErrors,
+    screenshots: Path,
+) -> None:
+    """Focus picker, today's practice with catalog drills, insights, and assessment badges that
+    read as coaching labels."""
+    await fast_sim.set_knobs(tokens_per_s=0)
+    jwt = token("coached-user")
+    page = page_errors.watch(await open_chat(browser, site, jwt, viewport=DESKTOP))
+    options = page.locator("#focus-options input[type=checkbox]")
+    await expect(options).to_have_count(6, timeout=10_000)
+    await page.check("#focus-pacing")
+    await page.check("#focus-breathing")
+    await page.click("#focus-save")
+    await expect(page.locator("#focus-status")).to_have_text("Saved: Pacing, Breathing.")
+
+    await page.reload()
+    await expect(page.locator("#focus-pacing")).to_be_checked(timeout=10_000)
+    await expect(page.locator("#focus-breathing")).to_be_checked()
+    await expect(page.locator("#focus-options input:checked")).to_have_count(2)
+    progress = (await rest(site, jwt, "/v1/progress")).json()["data"]
+    assert [row["focus_id"] for row in progress if row["active"]] == ["pacing", "breathing"]
+
+    # A third ticked: no fourth can be (the gateway would refuse it too).
+    await page.check("#focus-clarity")
+    await expect(page.locator("#focus-structure")).to_be_disabled()
+
+    # Today's practice: drills named by their catalog titles, for one of the chosen focuses.
+    catalog = {d["id"]: d for d in (await rest(site, jwt, "/v1/drills")).json()["drills"]}
+    drills = page.locator("#practice-drills > li")
+    await expect(drills.first).to_be_visible(timeout=15_000)
+    shown = await drills.evaluate_all("items => items.map(i => i.dataset.drillId)")
+    assert shown and set(shown) <= set(catalog)
+    titles = await page.locator("#practice-drills .drill-title").all_inner_texts()
+    assert titles == [catalog[i]["title"] for i in shown]
+    await expect(page.locator("#practice-focus")).to_have_text(re.compile(r"^(Pacing|Breathing)"))
+    await expect(page.locator("#practice-source")).to_have_text(
+        re.compile(r"^(Suggested for you|Suggested for you today|Default plan)$")
+    )
+
+    # Insights: a new tip on demand, and one made elsewhere arrives live (`insight.created`).
+    assert (await rest(site, jwt, "/v1/insights")).status_code == 200
+    await expect(page.locator("#insights-card")).to_be_visible()
+    await page.click("#insight-new")
+    tips = page.locator("#insight-list > li[data-type='performance_tip']")
+    await expect(tips).to_have_count(1, timeout=15_000)
+    async with httpx.AsyncClient(base_url=site.url, timeout=10) as http:
+        made = await http.post(
+            "/v1/insights/daily_summary?refresh=true",
+            headers={"Authorization": f"Bearer {jwt}"},
+        )
+    assert made.status_code == 200
+    summary = page.locator("#insight-list > li[data-type='daily_summary'] .insight-text")
+    await expect(summary).to_have_text(made.json()["insight"]["text"], timeout=10_000)
+    await expect(tips).to_have_count(1)
+
+    # Assessments arrive; their badge is a coaching label and every assessed focus is listed
+    # among the focus levels beside them.
+    for text in PRACTICE:
+        reply = await ask(page, text)
+        await expect(reply).to_have_attribute("data-state", "done", timeout=20_000)
+    badges = page.locator("#assessment-list .tag")
+    await expect(badges.first).to_be_visible(timeout=20_000)
+    for badge in await badges.all_inner_texts():
+        assert badge.lower() in {"needs work", "progress"}, badge
+    await expect(page.locator("#progress-note")).to_be_hidden()
+    assessed = await page.locator("#assessment-list .assessment-focus").all_inner_texts()
+    levels = await page.locator("#progress-list .progress-name").all_inner_texts()
+    assert set(assessed) <= set(levels), (assessed, levels)
+    await page.wait_for_timeout(500)  # let the panel's REST calls settle
+    await page.set_viewport_size({"width": DESKTOP["width"], "height": 1500})  # the whole panel
+    await page.screenshot(path=str(screenshots / "coaching.png"))
+    await page.context.close()
+
+    phone = {"viewport": PHONE, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+    small = page_errors.watch(await open_chat(browser, site, jwt, **phone))
+    await small.click("#panel-toggle")
+    await expect(small.locator("#practice-drills > li").first).to_be_visible(timeout=15_000)
+    await expect(small.locator("#focus-pacing")).to_be_checked()
+    width = await small.evaluate("document.documentElement.scrollWidth")
+    panel_width = await small.locator("#side-panel").evaluate("p => p.scrollWidth")
+    assert width <= PHONE["width"] and panel_width <= PHONE["width"], "nothing overflows sideways"
+    await small.screenshot(path=str(screenshots / "coaching-phone.png"))
+    await small.context.close()
+    assert page_errors.messages == []
+
+
+async def test_insights_card_hides_where_the_gateway_has_none(
+    browser: Any, site: RunningGateway, token: Callable[..., str], page_errors: PageErrors
+) -> None:
+    """A gateway without insights (404) gets no insights card and no error; the rest works."""
+    ctx = await browser.new_context(viewport=DESKTOP)
+    missing = {"error": {"code": "not_found", "message": "no such route"}}
+    await ctx.route(
+        re.compile(r".*/v1/insights(/.*)?(\?.*)?$"),
+        lambda route: route.fulfill(status=404, json=missing),
+    )
+    page = page_errors.watch(await ctx.new_page())
+    await page.goto(f"{site.url}/#token={token('no-insights')}")
+    await expect(page.locator("#conn-status")).to_have_text("Connected", timeout=10_000)
+    await expect(page.locator("#practice-drills > li").first).to_be_visible(timeout=15_000)
+    await expect(page.locator("#insights-card")).to_be_hidden()
+    await expect(page.locator("#notices")).to_be_empty()
+    await ctx.close()
     assert page_errors.messages == []
 
 
