@@ -20,7 +20,7 @@ from providers.chat import ChatRequest, Usage
 from providers.errors import ProviderError
 from providers.routing import Router
 
-__all__ = ["AssessCall", "AssessRequest", "AssessResult", "Assessor"]
+__all__ = ["AssessCall", "AssessRequest", "AssessResult", "Assessor", "call_route"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,30 +113,7 @@ class Assessor:
         )
 
     async def _call(self, chat: ChatRequest) -> tuple[str, AssessCall]:
-        started = time.perf_counter()
-        parts: list[str] = []
-        usage = Usage()
-        try:
-            stream = await self._router.open_stream(self._route, chat)
-            try:
-                async for chunk in stream:
-                    parts.append(chunk.text)
-                    usage = chunk.usage or usage
-            finally:
-                await stream.aclose()
-        except ProviderError as exc:
-            raise AssessUnavailable(f"{exc.code}: {exc.message}") from exc
-        call = AssessCall(
-            chat.request_id,
-            stream.target.provider,
-            stream.target.model,
-            usage,
-            stream.upstream_ttft_ms,
-            (time.perf_counter() - started) * 1000,
-            stream.cost_usd,
-            "ok",
-        )
-        return "".join(parts), call
+        return await call_route(self._router, self._route, chat)
 
     def _validate(self, request: AssessRequest, text: str) -> Answer:
         allowed = (
@@ -149,6 +126,35 @@ class Assessor:
             allowed_ids=allowed,
             focus_ids=[f.id for f in request.focuses],
         )
+
+
+async def call_route(router: Router, route: str, chat: ChatRequest) -> tuple[str, AssessCall]:
+    """One JSON-answer call on `route`: the answer's text and its record; `AssessUnavailable`
+    when no target answers. The coaching skills call the model this way too."""
+    started = time.perf_counter()
+    parts: list[str] = []
+    usage = Usage()
+    try:
+        stream = await router.open_stream(route, chat)
+        try:
+            async for chunk in stream:
+                parts.append(chunk.text)
+                usage = chunk.usage or usage
+        finally:
+            await stream.aclose()
+    except ProviderError as exc:
+        raise AssessUnavailable(f"{exc.code}: {exc.message}") from exc
+    call = AssessCall(
+        chat.request_id,
+        stream.target.provider,
+        stream.target.model,
+        usage,
+        stream.upstream_ttft_ms,
+        (time.perf_counter() - started) * 1000,
+        stream.cost_usd,
+        "ok",
+    )
+    return "".join(parts), call
 
 
 def _with_status(call: AssessCall, status: str) -> AssessCall:

@@ -55,6 +55,8 @@ async def run_job(pool: Pool, assessor: Assessor, job: JobRow, rules: JobRules) 
             return await _unassessed(pool, job, "none", None, None)
         return await _assess(pool, assessor, job, rules, "session_summary", turns)
     assert job.interaction_id is not None
+    if job.scope == "interaction":  # asked for (`assessment.request`): the filter is not asked
+        return await _requested(pool, assessor, job, rules, job.interaction_id)
     group = await turns_db.job_group(pool, job.id)  # a re-run reuses what it took before
     if not group:
         turn = await turns_db.get_interaction(pool, job.interaction_id)
@@ -75,6 +77,19 @@ async def run_job(pool: Pool, assessor: Assessor, job: JobRow, rules: JobRules) 
     turns = await turns_db.interactions_by_ids(pool, group)
     kind: AssessKind = "interaction" if len(turns) == 1 else "multi_turn"
     return await _assess(pool, assessor, job, rules, kind, turns)
+
+
+async def _requested(
+    pool: Pool, assessor: Assessor, job: JobRow, rules: JobRules, interaction_id: int
+) -> JobOutcome:
+    """Assess this one turn now. It is taken from the buffer if no job holds it yet, so its own
+    turn job does not assess it again; one assessed already is assessed once more, as asked."""
+    turn = await turns_db.get_interaction(pool, interaction_id)
+    if turn is None:
+        return await _unassessed(pool, job, "none", None, None)
+    async with turns_db.buffer_lock(pool, turn.session_id) as conn:
+        await turns_db.claim_group(conn, job.id, turn.id, 1)
+    return await _assess(pool, assessor, job, rules, "interaction", [turn])
 
 
 async def _scope(db: Executor, turn: InteractionRow, rules: JobRules) -> Scope:

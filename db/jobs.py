@@ -23,6 +23,7 @@ __all__ = [
     "job_counts",
     "release_jobs",
     "renew_lease",
+    "request_turn_job",
     "retry_job_later",
 ]
 
@@ -69,6 +70,25 @@ async def claim_job(
         job_id,
     )
     return None if row is None else JobRow(**dict(row))
+
+
+async def request_turn_job(
+    db: Executor, user_id: str, session_id: str, turn_id: str | None
+) -> int | None:
+    """Queue a job that assesses the session's latest completed turn (or the one with
+    `turn_id`) whatever the filter would say: its scope is set to `interaction` from the start,
+    which `assess.work` takes as asked for. The job's id, or None when there is no such turn."""
+    job_id = await db.fetchval(
+        "INSERT INTO assessment_jobs (kind, scope, user_id, session_id, interaction_id)"
+        " SELECT 'turn', 'interaction', user_id, session_id, id FROM interactions"
+        " WHERE session_id = $1 AND user_id = $2 AND status = 'completed'"
+        "   AND ($3::text IS NULL OR turn_id = $3)"
+        " ORDER BY id DESC LIMIT 1 RETURNING id",
+        session_id,
+        user_id,
+        turn_id,
+    )
+    return None if job_id is None else int(job_id)
 
 
 async def renew_lease(db: Executor, job_id: int, attempt: int, lease_s: float) -> bool:

@@ -1,4 +1,4 @@
-"""`prompt_runs`: one row per model call, for chat turns and for assessments."""
+"""`prompt_runs`: one row per model call, for chat turns, assessments and coaching skills."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from db.pool import Executor
 
 __all__ = ["NewPromptRun", "insert_prompt_run"]
 
-Purpose = Literal["chat", "assess"]
+Purpose = Literal["chat", "assess", "skill"]
 
 
 @dataclass(frozen=True, slots=True)

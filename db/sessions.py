@@ -11,9 +11,11 @@ __all__ = [
     "OpenedSession",
     "SessionRow",
     "close_idle_sessions",
+    "end_session",
     "get_session",
     "list_sessions",
     "open_session",
+    "queue_summary",
     "touch_session",
 ]
 
@@ -102,6 +104,32 @@ async def close_idle_sessions(pool: Pool, idle_s: float) -> list[int]:
     """Close every session idle for `idle_s`; return the ids of the summary jobs queued."""
     async with pool.acquire() as conn, conn.transaction():
         return await _close_idle(conn, idle_s, None)
+
+
+async def end_session(pool: Pool, user_id: str, session_id: str) -> int | None:
+    """Close the user's session now, as the idle closer would, and queue its summary job; the
+    job's id, or None when the session was not open (closed already, or not the user's)."""
+    async with pool.acquire() as conn, conn.transaction():
+        closed = await conn.fetchval(
+            "UPDATE sessions SET closed_at = clock_timestamp()"
+            " WHERE id = $1 AND user_id = $2 AND closed_at IS NULL RETURNING id",
+            session_id,
+            user_id,
+        )
+        if closed is None:
+            return None
+        return await queue_summary(conn, user_id, session_id)
+
+
+async def queue_summary(db: Executor, user_id: str, session_id: str) -> int:
+    """Queue a session summary job for the session (closed or not); its id."""
+    job_id = await db.fetchval(
+        "INSERT INTO assessment_jobs (kind, scope, user_id, session_id)"
+        " VALUES ('session_summary', 'session_summary', $1, $2) RETURNING id",
+        user_id,
+        session_id,
+    )
+    return int(job_id)
 
 
 async def _close_idle(conn: Connection, idle_s: float, user_id: str | None) -> list[int]:

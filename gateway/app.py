@@ -19,6 +19,7 @@ from db.pool import DATABASE_AWAY
 from gateway.audio_api import audio_routes
 from gateway.auth import Authenticator, load_secret
 from gateway.chat_sse import chat_routes
+from gateway.drills import DrillCatalog, load_catalog
 from gateway.errors import (
     ApiError,
     InternalErrors,
@@ -27,7 +28,10 @@ from gateway.errors import (
     internal_error_handler,
     route_not_found,
 )
+from gateway.focus_routes import focus_routes
 from gateway.health import health_routes
+from gateway.insight_jobs import recap_sessions
+from gateway.insight_routes import insight_routes
 from gateway.observability import (
     Observability,
     middleware,
@@ -43,6 +47,7 @@ from gateway.realtime import realtime_routes
 from gateway.rest import rest_routes
 from gateway.runtime import Gateway, database_unavailable
 from gateway.settings import Settings
+from gateway.skills_routes import skills_routes
 from gateway.speech import open_speech
 from gateway.upstreams import build_router
 from streams.events import AssessmentCreated
@@ -63,6 +68,9 @@ def _routes() -> list[BaseRoute]:
         *openai_routes(),
         *audio_routes(),
         *rest_routes(),
+        *focus_routes(),
+        *skills_routes(),
+        *insight_routes(),
         *observability_routes(),
         *page_routes(),
         *openapi_routes(),
@@ -77,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         raise SystemExit(
             "no JWT secret: set COACH_JWT_SECRET (or COACH_JWKS_URL), or run `coach-gateway demo`"
         )
+    drills = load_catalog(settings.drills_file)  # a broken catalog stops here, in one line
     auth = Authenticator(
         secret=secret,
         jwks_url=settings.jwks_url,
@@ -88,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             # The app's one piece of state: handlers reach everything through `gateway_of`.
-            app.state.gateway = gateway = await _open_gateway(settings, auth, stack)
+            app.state.gateway = gateway = await _open_gateway(settings, auth, drills, stack)
             yield
             await gateway.drain(settings.shutdown_grace_s)
 
@@ -111,7 +120,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
-async def _open_gateway(settings: Settings, auth: Authenticator, stack: AsyncExitStack) -> Gateway:
+async def _open_gateway(
+    settings: Settings, auth: Authenticator, drills: DrillCatalog, stack: AsyncExitStack
+) -> Gateway:
     persistence: Persistence | None = None
     observers: list[TurnObserver] = []
     sessions: SessionStore = MemorySessionStore(settings.assess.session_idle_minutes)
@@ -146,8 +157,10 @@ async def _open_gateway(settings: Settings, auth: Authenticator, stack: AsyncExi
         stt=stt,
         tts=tts,
         persistence=persistence,
+        drills=drills,
     )
     engine.keeper = gateway  # stores and charges each finished turn before its final event
+    recap_sessions(gateway)
     observability = await open_observability(gateway, stack)
     if persistence is not None:
         await persistence.start_assessments(router, notify=_assessment_notifier(observability))

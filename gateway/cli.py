@@ -23,6 +23,7 @@ from gateway.auth import load_secret, mint_token
 from gateway.cli_checks import (
     CommandError,
     check_database,
+    check_drills,
     check_listen_address,
     check_routes,
     check_secret,
@@ -224,6 +225,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     port = settings.port if port is None else port
     check_secret(settings)
     check_routes(settings)
+    check_drills(settings)
     check_listen_address(host, port)
     if settings.persistence and settings.database_url:
         asyncio.run(check_database(settings.database_url))
@@ -254,6 +256,7 @@ def _demo(settings: Settings, host: str | None, port: int | None) -> int:
     host = host or settings.host
     port = settings.port if port is None else port
     check_routes(settings)
+    check_drills(settings)
     check_listen_address(host, port)  # before the simulated upstream and Postgres start
     from gateway.demo import run_demo
 

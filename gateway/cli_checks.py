@@ -17,6 +17,7 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "CommandError",
     "check_database",
+    "check_drills",
     "check_listen_address",
     "check_routes",
     "check_secret",
@@ -67,6 +68,13 @@ def check_routes(settings: Settings) -> None:
         parse_routes(upstreams)
     except ValueError as exc:
         raise ConfigError([f"setting `routes`: {exc}"]) from None
+
+
+def check_drills(settings: Settings) -> None:
+    """The drill catalog reads (`create_app` reads it again): said before anything starts."""
+    from gateway.drills import load_catalog
+
+    load_catalog(settings.drills_file)
 
 
 def check_listen_address(host: str, port: int) -> None:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.openapi_schemas import STR, components, ref
+from gateway.openapi_schemas import BOOL, STR, components, ref
 from gateway.pages import MEDIA_TYPES
 
 __all__ = ["openapi_document", "openapi_routes"]
@@ -66,6 +66,9 @@ def openapi_document() -> Json:
             **_openai_paths(),
             **_audio_paths(),
             **_rest_paths(),
+            **_focus_paths(),
+            **_skill_paths(),
+            **_insight_paths(),
             **_feed_paths(),
             **_public_paths(),
         },
@@ -354,6 +357,81 @@ def _rest_paths() -> Json:
         "/v1/sessions/{session_id}/assessments": {**by_id, "get": assessments},
         "/v1/progress": {"get": progress},
     }
+
+
+def _focus_paths() -> Json:
+    drills = _read("The drill catalog (no database needed)", "DrillList", {400: ("unknown_focus",)})
+    drills["parameters"] = [_query("focus_id", STR, "Only the drills of this focus")]
+    choose = _read("The caller's active focuses, as chosen", "ActiveFocuses")
+    choose["description"] = "At most 3 distinct known focus ids, in order; a 400 changes nothing."
+    choose["requestBody"] = _body("FocusChoice", {"focus_ids": ["pacing", "filler_words"]})
+    refused = (*_BODY_400, "unknown_focus")
+    choose["responses"] |= _errors({400: refused, 413: ("body_too_large",), 503: _REST_503})
+    return {
+        "/v1/drills": {"get": drills},
+        "/v1/focuses": {"get": _read("The focuses a user may choose", "FocusList")},
+        "/v1/progress/focuses": {"put": choose},
+    }
+
+
+def _skill_paths() -> Json:
+    """The coaching skills: never a 5xx when the model fails (`source: "fallback"`)."""
+    refresh = _query("refresh", BOOL, "Ask the model again instead of answering from the cache")
+    skill_503 = ("auth_unavailable", "database_unavailable")
+    feedback = _read("Feedback on a piece of practice", "FeedbackAnswer", {429: ("rate_limited",)})
+    feedback["description"] = (
+        "The same subject and observations within the cache window answer from the cache "
+        "(`source: cache`). `observations` is at most 16 KB of JSON."
+    )
+    feedback["parameters"] = [refresh]
+    feedback["requestBody"] = _body(
+        "FeedbackRequest",
+        {"subject": {"kind": "take", "id": "take-1"}, "observations": {"tempo_drift": 0.2}},
+    )
+    feedback["responses"] |= _errors(
+        {400: _BODY_400, 413: ("body_too_large",), 429: ("rate_limited",), 503: skill_503}
+    )
+    practice = _read("Today's practice recommendation", "PracticeAnswer")
+    practice["description"] = "Built from the caller's focus levels and recent assessments."
+    practice["parameters"] = [refresh]
+    practice["responses"] |= _errors(
+        {400: ("invalid_request",), 429: ("rate_limited",), 503: skill_503}
+    )
+    return {
+        "/v1/feedback": {"post": feedback},
+        "/v1/recommendations/practice": {"get": practice},
+    }
+
+
+def _insight_paths() -> Json:
+    """Insights of the `[insights.TYPE]` types: never a 5xx when the model fails."""
+    listed = _read("Every insight type with the caller's latest insight of it", "InsightList")
+    listed["description"] = "`latest` is null for a type the caller has no insight of yet."
+    kind = {
+        "name": "type",
+        "in": "path",
+        "required": True,
+        "schema": STR,
+        "example": "daily_summary",
+        "description": "An insight type of `[insights.TYPE]`",
+    }
+    refresh = _query("refresh", BOOL, "Make a new one instead of answering from the cache")
+    made = _read("An insight of one type, fresh or cached", "InsightAnswer")
+    made["description"] = (
+        "Made from the caller's facts (also returned); cached for the type's `ttl_h` while the "
+        "facts stay the same. A new one is pushed as `insight.created` to the caller's live "
+        "sessions. An unknown type is a 404 whose message lists the known ones."
+    )
+    made["parameters"] = [kind, refresh]
+    made["responses"] |= _errors(
+        {
+            400: ("invalid_request",),
+            404: ("unknown_insight_type",),
+            429: ("rate_limited",),
+            503: ("auth_unavailable", "database_unavailable"),
+        }
+    )
+    return {"/v1/insights": {"get": listed}, "/v1/insights/{type}": {"post": made}}
 
 
 def _feed_paths() -> Json:

@@ -11,7 +11,7 @@ from typing import Any
 
 from streams.events import MAX_TEXT_CHARS
 
-__all__ = ["STR", "components", "ref"]
+__all__ = ["BOOL", "STR", "components", "ref"]
 
 Json = dict[str, Any]
 
@@ -52,6 +52,9 @@ def components() -> Json:
             **_openai_schemas(),
             **_audio_schemas(),
             **_rest_schemas(),
+            **_focus_schemas(),
+            **_skill_schemas(),
+            **_insight_schemas(),
             **_other_schemas(),
         },
         "responses": {
@@ -148,6 +151,7 @@ _CHAT_EVENTS = {
     # Delivered to every connection of the session while the stream is open.
     "assessment.created": "AssessmentCreatedEvent",
     "coaching.feedback": "CoachingFeedbackEvent",
+    "insight.created": "InsightCreatedEvent",  # to every live session of the user
 }
 
 
@@ -205,6 +209,7 @@ def _turn_events() -> Json:
         "RateLimitedEvent": _typed("rate_limited", {"scope": STR, "retry_after_ms": INT}),
         "ErrorEvent": _typed("error", {"code": STR, "message": STR, "retryable": BOOL}),
         "AssessmentCreatedEvent": _typed("assessment.created", {"assessment": ref("Assessment")}),
+        "InsightCreatedEvent": _typed("insight.created", {"insight": ref("Insight")}),
         "CoachingFeedbackEvent": _typed(
             "coaching.feedback",
             {
@@ -409,6 +414,110 @@ def _focus_progress() -> Json:
             "band": {"enum": ["novice", "developing", "mastery", None]},
         }
     )
+
+
+def _focus_schemas() -> Json:
+    focus = _obj({"id": STR, "name": STR, "description": STR})
+    drill = _obj(
+        {
+            "id": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
+            "title": STR,
+            "focus_ids": {**_array(STR), "minItems": 1},
+            "minutes": {"type": "integer", "minimum": 1},
+            "description": STR,
+        }
+    )
+    chosen = {**_array(STR), "maxItems": 3, "uniqueItems": True}
+    return {
+        "Drill": drill,
+        "DrillList": _obj({"drills": _array(ref("Drill"))}),
+        "Focus": focus,
+        "FocusList": _obj({"focuses": _array(ref("Focus"))}),
+        "FocusChoice": _obj({"focus_ids": chosen}),
+        "ActiveFocuses": _obj({"focus_ids": chosen, "focuses": _array(ref("Focus"))}),
+    }
+
+
+def _skill_schemas() -> Json:
+    source = {"enum": ["model", "cache", "fallback"]}
+    texts = _array(STR)
+    drills = {**_array(STR), "maxItems": 3}
+    subject = _obj(
+        {
+            "kind": {**STR, "minLength": 1, "maxLength": 64},
+            "id": {**STR, "minLength": 1, "maxLength": 200},
+        }
+    )
+    feedback = _obj(
+        {
+            "id": STR,
+            "subject": _obj({"kind": STR, "id": STR}),
+            "strengths": texts,
+            "weaknesses": texts,
+            "tips": {**texts, "minItems": 1},
+            "drill_ids": drills,
+            "source": source,
+            "model": _null("string"),
+            "created_at": STR,
+        }
+    )
+    recommendation = _obj(
+        {
+            "id": STR,
+            "focus_id": STR,
+            "drill_ids": drills,
+            "minutes": {"type": "integer", "minimum": 1},
+            "reason": {**STR, "minLength": 1},
+            "source": source,
+            "created_at": STR,
+        }
+    )
+    return {
+        "FeedbackRequest": _obj(
+            {"subject": subject, "observations": OBJ},
+            {"focus_ids": {**_array(STR), "maxItems": 3, "uniqueItems": True}},
+        ),
+        "FeedbackAnswer": _obj({"feedback": feedback}),
+        "PracticeAnswer": _obj({"recommendation": recommendation}),
+    }
+
+
+def _insight_schemas() -> Json:
+    facts = _obj(
+        {
+            "sessions_7d": INT,
+            "minutes_7d": NUM,
+            "streak_days": INT,
+            "top_errors": _array(_obj({"key": STR, "count": INT})),
+            "focus_levels": _array(
+                _obj(
+                    {
+                        "focus_id": STR,
+                        "level": _null("integer"),
+                        "band": _null("string"),
+                        "samples": INT,
+                    }
+                )
+            ),
+        }
+    )
+    insight = _obj(
+        {
+            "id": STR,
+            "type": STR,
+            "text": {**STR, "minLength": 1, "maxLength": 600},
+            "facts": facts,
+            "source": {"enum": ["model", "cache", "fallback"]},
+            "created_at": STR,
+            "expires_at": STR,
+        }
+    )
+    listed = _obj({"type": STR, "latest": {"oneOf": [ref("Insight"), {"type": "null"}]}})
+    return {
+        "Insight": insight,
+        "InsightList": _obj({"insights": _array(listed)}),
+        "InsightAnswer": _obj({"insight": ref("Insight")}),
+    }
 
 
 def _other_schemas() -> Json:

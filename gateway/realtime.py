@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, assert_never
 
 from starlette.routing import WebSocketRoute
@@ -30,6 +31,7 @@ from gateway.send_now import send_now_of
 from gateway.telemetry import session_span
 from providers.errors import ProviderError
 from streams.events import (
+    AssessmentRequest,
     ClientEvent,
     ErrorEvent,
     InputAudioCommit,
@@ -43,6 +45,8 @@ from streams.events import (
     ResponseCompleted,
     ServerEvent,
     SessionCreated,
+    SessionEnd,
+    SessionEnded,
     SessionUpdate,
     SessionUpdated,
     Transcript,
@@ -66,6 +70,8 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_QUOTA = 4429
 CATALOG_TIMEOUT_S = 5.0
+# What a connection whose session has ended may not do without opening the next session.
+_NEEDS_SESSION = (InputText, InputAudioCommit, MetricsPush, AssessmentRequest)
 
 
 class CatalogUnavailable(Exception):
@@ -95,6 +101,9 @@ class Connection:
         self._stopping: tuple[int, str] | None = None
         self.audio_in = AudioIn("pcm16", max_utterance_s=gateway.settings.voice.max_utterance_s)
         self._focuses: frozenset[str] | None = None  # the focus catalog, once read
+        # Set by `_serve_session`: how this connection receives its session's events.
+        self.sink: Callable[[ServerEvent], None] = self.send
+        self._session_ended = False  # `session.ended`: the next turn opens a new session
         self.inbound = InboundBounds(
             settings.inbound_frames_per_s, settings.inbound_bytes_per_s, time.monotonic()
         )
@@ -232,6 +241,9 @@ class Connection:
         await self._dispatch(event)
 
     async def _dispatch(self, event: ClientEvent) -> None:
+        ended = self._session_ended and isinstance(event, _NEEDS_SESSION)
+        if ended and not await self._next_session():
+            return
         match event:
             case Ping():
                 self.send(Pong())
@@ -246,8 +258,59 @@ class Connection:
                 self._commit_audio(turn_id)
             case MetricsPush(metrics=metrics):
                 self.gateway.on_metrics(self.live, metrics)
+            case AssessmentRequest(scope=scope, turn_id=turn_id):
+                await self._request_assessment(scope, turn_id)
+            case SessionEnd():
+                await self._end_session()
             case _:
                 assert_never(event)
+
+    async def _request_assessment(self, scope: str, turn_id: str | None) -> None:
+        try:
+            await self.gateway.request_assessment(self.live, scope, turn_id)
+        except ApiError as exc:
+            self.send(ErrorEvent(exc.code, exc.message, retryable=exc.retryable))
+
+    async def _end_session(self) -> None:
+        """Close the session (`session.ended` follows). A reply still streaming is not cut
+        short: the client cancels it or waits for it."""
+        if self._session_ended:
+            self.send(SessionEnded(self.live.session_id))
+            return
+        if self.has_running_turn():
+            if not self._turn_control.replied:
+                message = "a reply is still streaming; cancel it or wait for it first"
+                self.send(ErrorEvent("turn_in_progress", message, retryable=True))
+                return
+            assert self._turn is not None
+            await asyncio.wait({self._turn}, timeout=5.0)  # stored first: the summary sees it
+        try:
+            await self.gateway.end_session(self.live)
+        except ApiError as exc:
+            self.send(ErrorEvent(exc.code, exc.message, retryable=exc.retryable))
+
+    def on_session_ended(self) -> None:
+        """The session this socket is on was closed (by this client or another of its
+        connections). The socket stays open; its next turn opens a new session."""
+        self._session_ended = True
+
+    async def _next_session(self) -> bool:
+        """After `session.ended`: join the caller's open session, or a new one (announced with
+        `session.created`), keeping this connection's settings; False if none could be opened."""
+        try:
+            info = await self.gateway.open_session(self.principal, None)
+        except ApiError as exc:
+            self.send(ErrorEvent(exc.code, exc.message, retryable=exc.retryable))
+            return False
+        registry = self.gateway.registry
+        config = self.live.config
+        registry.detach(self.live, self.sink)
+        self.live = registry.attach(info, self.sink)
+        self.live.config = config
+        self._session_ended = False
+        limits = self.gateway.settings.public_limits()
+        self.send(SessionCreated(info.session_id, self.principal.user_id, limits, info.resumed))
+        return True
 
     async def _update_session(self, patch: dict[str, Any]) -> None:
         """Check the whole patch, then apply it to this connection's settings alone."""
@@ -505,9 +568,12 @@ async def _serve_session(ws: WebSocket, gateway: Gateway, principal: Principal) 
     def sink(event: ServerEvent) -> None:
         if conn is not None:
             conn.send(event)
+            if isinstance(event, SessionEnded):
+                conn.on_session_ended()
 
     live = gateway.registry.attach(info, sink)
     conn = Connection(ws, gateway, principal, live)
+    conn.sink = sink
     gateway.connections.add(conn)
     try:
         conn.send(
@@ -522,7 +588,7 @@ async def _serve_session(ws: WebSocket, gateway: Gateway, principal: Principal) 
             await conn.serve()
     finally:
         gateway.connections.discard(conn)
-        gateway.registry.detach(live, sink)
+        gateway.registry.detach(conn.live, sink)  # the session it is on now
 
 
 def realtime_routes() -> list[WebSocketRoute]:

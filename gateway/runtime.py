@@ -8,13 +8,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from db.jobs import request_turn_job
 from db.pool import DATABASE_UNAVAILABLE
+from db.sessions import end_session, queue_summary
 from gateway.auth import Authenticator, Principal
+from gateway.drills import DrillCatalog, load_catalog
 from gateway.errors import ApiError
 from gateway.quotas import QuotaExceeded, Quotas, TurnTicket
 from gateway.settings import Settings
 from providers.routing import Router
-from streams.events import ServerEvent
+from streams.events import ServerEvent, SessionEnded
 from streams.records import SessionInfo, SessionStore, Stored, TurnRecord
 from streams.session import LiveSession, SessionRegistry
 from streams.turn import TurnControl, TurnEngine, TurnInput
@@ -28,7 +31,7 @@ if TYPE_CHECKING:  # imported for the types only: these modules import this one,
     from providers.stt import SpeechToText
     from providers.tts import TextToSpeech
 
-__all__ = ["Draining", "Gateway", "Overloaded", "Refused", "StorageFull"]
+__all__ = ["Draining", "Gateway", "Overloaded", "Refused", "SessionClosed", "StorageFull"]
 
 log = logging.getLogger("coach.gateway")
 
@@ -62,6 +65,10 @@ class StorageFull(Refused):
     message = "the gateway cannot store turns right now; retry shortly"
 
 
+SessionClosed = Callable[[str, str], Awaitable[None]]
+"""`hook(user_id, session_id)`: a session was closed (`session.end`); run as its own task."""
+
+
 class Stoppable(Protocol):
     async def stop(self, code: int, reason: str) -> None: ...
 
@@ -85,6 +92,8 @@ class Gateway:
     tts: TextToSpeech | None = None
     persistence: Persistence | None = None
     observability: Observability | None = None  # set by `open_observability`
+    # The drill catalog (`drills_file`, else the shipped one): `create_app` reads it before start.
+    drills: DrillCatalog = field(default_factory=load_catalog)
     connections: set[Stoppable] = field(default_factory=set)
     draining: bool = False
     running_turns: int = 0
@@ -95,6 +104,9 @@ class Gateway:
     on_metrics: Callable[[LiveSession, dict[str, float]], None] = field(
         default=lambda live, metrics: None
     )
+    # Called when a session is closed (e.g. the `session_recap` insight); see `end_session`.
+    on_session_closed: list[SessionClosed] = field(default_factory=list)
+    _hook_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def open_session(self, principal: Principal, session_id: str | None) -> SessionInfo:
         try:
@@ -211,6 +223,60 @@ class Gateway:
 
         return publish
 
+    async def request_assessment(self, live: LiveSession, scope: str, turn_id: str | None) -> None:
+        """Queue an assessment now, whatever the filter says: of the latest completed turn (or
+        `turn_id`), or with `scope` "session" a summary of the session so far. Its
+        `assessment.created` follows on the session. `ApiError` says why not."""
+        persistence = self._assessing()
+        try:
+            if scope == "session":
+                job_id: int | None = await queue_summary(
+                    persistence.pool, live.user_id, live.session_id
+                )
+            else:
+                job_id = await request_turn_job(
+                    persistence.pool, live.user_id, live.session_id, turn_id
+                )
+        except DATABASE_UNAVAILABLE as exc:
+            raise database_unavailable() from exc
+        if job_id is None and turn_id is not None:
+            message = "the session has no completed turn with this turn_id"
+            raise ApiError(404, "unknown_turn", message)
+        if job_id is None:
+            raise ApiError(404, "no_turn_to_assess", "the session has no completed turn yet")
+        persistence.hints.submit(job_id)
+
+    def _assessing(self) -> Persistence:
+        if self.persistence is None:
+            message = "assessments need a database, and this gateway runs without one"
+            raise ApiError(503, "persistence_unavailable", message)
+        if not self.persistence.settings.enabled:
+            raise ApiError(503, "assessment_disabled", "assessments are turned off on this server")
+        return self.persistence
+
+    async def end_session(self, live: LiveSession) -> None:
+        """Close the session now (as the idle closer does), queue its summary, tell every
+        connection on it (`session.ended`), then start the `on_session_closed` hooks."""
+        if self.persistence is None:
+            message = "sessions are closed by the database, and this gateway runs without one"
+            raise ApiError(503, "persistence_unavailable", message)
+        try:
+            job_id = await end_session(self.persistence.pool, live.user_id, live.session_id)
+        except DATABASE_UNAVAILABLE as exc:
+            raise database_unavailable() from exc
+        if job_id is not None:
+            self.persistence.hints.submit(job_id)
+        ended = SessionEnded(live.session_id)
+        if self.observability is not None:
+            self.observability.deliver(live.session_id, ended)  # sockets and the live feed
+        else:
+            self.registry.deliver(live.session_id, ended)
+        if job_id is not None:  # closed here, not earlier
+            for hook in self.on_session_closed:
+                task = asyncio.create_task(_run_hook(hook, live.user_id, live.session_id))
+                self._hook_tasks.add(task)
+                task.add_done_callback(self._hook_tasks.discard)
+
     async def drain(self, grace_s: float) -> None:
         """Stop taking turns, let running ones finish for `grace_s`, then close every socket
         with 1012 (service restart)."""
@@ -226,6 +292,13 @@ class Gateway:
             *(conn.stop(1012, "server restart") for conn in list(self.connections)),
             return_exceptions=True,
         )
+
+
+async def _run_hook(hook: SessionClosed, user_id: str, session_id: str) -> None:
+    try:
+        await hook(user_id, session_id)
+    except Exception:
+        log.exception("session close hook failed", extra={"session_id": session_id})
 
 
 def database_unavailable() -> ApiError:

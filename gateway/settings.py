@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import string
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_origin
 from urllib.parse import urlsplit
 
+from croniter import croniter
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -44,16 +47,20 @@ from providers.resilience import BreakerConfig, DeadlineConfig, RetryConfig
 
 __all__ = [
     "CONFIG_ENV",
+    "INSIGHT_FACTS",
     "ROUTES",
     "AssessSettings",
     "BreakerSettings",
     "ConfigError",
     "DeadlineSettings",
+    "InsightSettings",
     "Price",
     "ProviderConfig",
     "QuotaSettings",
     "RetrySettings",
     "Settings",
+    "SkillSettings",
+    "SkillsSettings",
     "VoiceSettings",
     "default_data_dir",
     "load_settings",
@@ -61,7 +68,8 @@ __all__ = [
 ]
 
 CONFIG_ENV = "COACH_CONFIG"  # names the TOML file; the one `COACH_` variable that is no setting
-ROUTES = ("chat", "assess")  # the routes the gateway calls; `[routes]` takes no other name
+# The routes the gateway calls; `[routes]` takes no other name.
+ROUTES = ("chat", "assess", "skills")
 
 
 class ConfigError(Exception):
@@ -189,6 +197,169 @@ class AssessSettings(_Section):
     buffer_max_turns: int = 6
 
 
+class SkillSettings(_Section):
+    """One coaching skill: its model call, how long its answer is reused, and the text its
+    safe default answer is built from when the model fails."""
+
+    max_tokens: int = Field(default=700, ge=1)
+    cache_ttl_h: float = Field(default=24.0, ge=0)
+    timeout_s: float = Field(default=20.0, gt=0)
+    fallback: str = Field(min_length=1)
+
+
+class FeedbackSettings(SkillSettings):
+    fallback: str = Field(
+        default="Feedback is not available right now. Keep practising: record one short take, "
+        "listen back once, and work through the drill below slowly.",
+        min_length=1,
+    )
+
+
+class PracticeSettings(SkillSettings):
+    fallback: str = Field(
+        default="Practise for about ten minutes today on your first focus: warm up, then work "
+        "through the drills below slowly, with attention rather than speed.",
+        min_length=1,
+    )
+
+
+class SkillsSettings(_Section):
+    """`[skills.feedback]`, `[skills.practice]`; their model calls take the `skills` route when
+    `[routes]` names one, else `assess`."""
+
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    practice: PracticeSettings = Field(default_factory=PracticeSettings)
+
+
+# The names a `[insights.TYPE]` fallback may hold as `{name}` (see `gateway.insight_jobs`).
+INSIGHT_FACTS = ("sessions_7d", "minutes_7d", "streak_days", "top_error", "focus")
+_FACT_SAMPLES: dict[str, object] = {
+    "sessions_7d": 3,
+    "minutes_7d": 42,
+    "streak_days": 2,
+    "top_error": "pace",
+    "focus": "clarity",
+}
+_INSIGHT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+class InsightSettings(_Section):
+    """`[insights.TYPE]`: one insight type. `fallback` may name the user's facts as `{name}`
+    (`INSIGHT_FACTS`; a literal brace is doubled); `schedule` is a five-field cron expression
+    (UTC) for the scheduler, none = on request only."""
+
+    prompt: str = Field(min_length=1)
+    max_tokens: int = Field(default=200, ge=1)
+    ttl_h: float = Field(default=24.0, ge=0)
+    fallback: str = Field(min_length=1)
+    schedule: str | None = None
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback_names_facts(cls, value: str) -> str:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError:
+            raise ValueError("fallback has an unmatched brace (double a literal one)") from None
+        unknown = sorted(names - set(INSIGHT_FACTS))
+        if unknown:
+            known = ", ".join(INSIGHT_FACTS)
+            raise ValueError(f"fallback names unknown facts {unknown}; known: {known}")
+        try:
+            value.format_map(_FACT_SAMPLES)
+        except ValueError:
+            raise ValueError("fallback has a {fact} field with a wrong format") from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_is_cron(cls, value: str | None) -> str | None:
+        if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
+            raise ValueError("schedule must be a five-field cron expression, e.g. '0 20 * * *'")
+        return value
+
+
+def _insight(
+    prompt: str, max_tokens: int, ttl_h: float, fallback: str, schedule: str | None = None
+) -> dict[str, Any]:
+    return {
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "ttl_h": ttl_h,
+        "fallback": fallback,
+        "schedule": schedule,
+    }
+
+
+# The shipped insight types (seeds/001): a `[insights.TYPE]` table changes the keys it names.
+DEFAULT_INSIGHTS: dict[str, dict[str, Any]] = {
+    "daily_summary": _insight(
+        "You are an encouraging practice coach. Write an end-of-day summary in two or three "
+        "sentences: name what the learner did today and this week (sessions, minutes, streak) "
+        "and one thing that built momentum. Be warm and concise.",
+        200,
+        20.0,
+        "You practised {sessions_7d} sessions ({minutes_7d} minutes) in the last 7 days. "
+        "Keep building momentum: a short session tomorrow counts.",
+        "0 20 * * *",
+    ),
+    "weekly_review": _insight(
+        "You are a data-minded practice analyst. Review the learner's week: the sessions and "
+        "minutes, the most frequent errors, the weakest focus, and end with one concrete "
+        "suggestion for next week. Be direct, no filler.",
+        300,
+        168.0,
+        "This week: {sessions_7d} sessions, {minutes_7d} minutes. Next week, give a few minutes "
+        "of each session to {focus}, and stay consistent.",
+        "0 18 * * 0",
+    ),
+    "performance_tip": _insight(
+        "You are a practice coach. Give ONE specific, actionable tip based on the learner's "
+        "recent errors and weakest focus: an exact action or technique, under 40 words.",
+        150,
+        24.0,
+        "Work on {focus} today: slow down, repeat the hardest part three times, then try it "
+        "at full pace once.",
+    ),
+    "milestone_celebration": _insight(
+        "You are an upbeat coach. Celebrate the learner's achievement (streak, sessions, a "
+        "focus level that rose) with energy, under 50 words, and name the achievement.",
+        150,
+        24.0,
+        "You have practised {streak_days} days in a row and {sessions_7d} sessions this week. "
+        "Well done: keep it going!",
+    ),
+    "streak_motivation": _insight(
+        "You are a streak guardian. Motivate the learner to keep their practice streak alive "
+        "today: say what they would lose and suggest a short session. Under 30 words.",
+        120,
+        12.0,
+        "Your streak is {streak_days} days. A quick 10-minute session today keeps it alive.",
+    ),
+    "session_recap": _insight(
+        "You are a practice coach. Recap the session the learner just finished in two or "
+        "three sentences: what they worked on, what went well, and one thing to try next time.",
+        250,
+        1.0,
+        "Session done: that makes {sessions_7d} sessions in the last 7 days. Next time, start "
+        "with a few minutes on {focus}.",
+    ),
+}
+
+
+def _merge_insights(value: Any) -> Any:
+    """The shipped types with what the configuration says over them, key by key."""
+    if not isinstance(value, dict):
+        return value
+    merged: dict[str, Any] = {name: dict(body) for name, body in DEFAULT_INSIGHTS.items()}
+    for name, body in value.items():
+        if not isinstance(name, str) or not _INSIGHT_TYPE.fullmatch(name):
+            raise ValueError(f"insight type {name!r} must be 1-40 of a-z, 0-9, _ (a letter first)")
+        base = merged.get(name, {})
+        merged[name] = {**base, **body} if isinstance(body, dict) else body
+    return merged
+
+
 class Settings(BaseSettings):
     """Everything the gateway reads. Every command builds one of these the same way."""
 
@@ -258,6 +429,13 @@ class Settings(BaseSettings):
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     assess: AssessSettings = Field(default_factory=AssessSettings)
+    skills: SkillsSettings = Field(default_factory=SkillsSettings)
+    # `[insights.TYPE]`: the shipped types (`DEFAULT_INSIGHTS`) and any the configuration adds.
+    insights: Annotated[dict[str, InsightSettings], BeforeValidator(_merge_insights)] = Field(
+        default_factory=lambda: _merge_insights({})
+    )
+    # A TOML drill catalog in place of the shipped one (gateway/data/drills.toml), read at start.
+    drills_file: Path | None = None
 
     # services
     persistence: bool = True  # false: no database, sessions in memory, no assessments

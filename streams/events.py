@@ -19,11 +19,13 @@ import orjson
 
 __all__ = [
     "AssessmentCreated",
+    "AssessmentRequest",
     "ClientEvent",
     "CoachingFeedback",
     "ErrorEvent",
     "InputAudioCommit",
     "InputText",
+    "InsightCreated",
     "MetricsPush",
     "Ping",
     "Pong",
@@ -37,6 +39,8 @@ __all__ = [
     "ResponseStarted",
     "ServerEvent",
     "SessionCreated",
+    "SessionEnd",
+    "SessionEnded",
     "SessionUpdate",
     "SessionUpdated",
     "Transcript",
@@ -142,6 +146,12 @@ class AssessmentCreated:
 
 
 @dataclass(frozen=True)
+class InsightCreated:
+    type: ClassVar[str] = "insight.created"
+    insight: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class CoachingFeedback:
     type: ClassVar[str] = "coaching.feedback"
     text: str
@@ -165,6 +175,14 @@ class ErrorEvent:
 
 
 @dataclass(frozen=True)
+class SessionEnded:
+    """The session is closed (`session.end`): its summary is queued and the socket closes."""
+
+    type: ClassVar[str] = "session.ended"
+    session_id: str
+
+
+@dataclass(frozen=True)
 class Pong:
     type: ClassVar[str] = "pong"
 
@@ -179,9 +197,11 @@ ServerEvent = (
     | ResponseCompleted
     | ResponseFailed
     | AssessmentCreated
+    | InsightCreated
     | CoachingFeedback
     | RateLimitedEvent
     | ErrorEvent
+    | SessionEnded
     | Pong
 )
 
@@ -248,11 +268,35 @@ class MetricsPush:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionEnd:
+    type: ClassVar[str] = "session.end"
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentRequest:
+    """Assess now, whatever the filter says: the latest completed turn (or `turn_id`), or with
+    `scope` "session" a summary of the session so far."""
+
+    type: ClassVar[str] = "assessment.request"
+    scope: Literal["recent", "session"] = "recent"
+    turn_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     type: ClassVar[str] = "ping"
 
 
-ClientEvent = SessionUpdate | InputText | InputAudioCommit | ResponseCancel | MetricsPush | Ping
+ClientEvent = (
+    SessionUpdate
+    | InputText
+    | InputAudioCommit
+    | ResponseCancel
+    | MetricsPush
+    | SessionEnd
+    | AssessmentRequest
+    | Ping
+)
 
 SESSION_KEYS = frozenset({"coach", "focus_ids", "voice", "input_audio_format", "model"})
 
@@ -390,6 +434,21 @@ def _parse_metrics(obj: dict[str, Any]) -> MetricsPush:
     return MetricsPush(clean)
 
 
+def _parse_assessment_request(obj: dict[str, Any]) -> AssessmentRequest:
+    turn_id = _opt_turn_id(obj)
+    match obj.get("scope"):
+        case None | "recent":
+            return AssessmentRequest("recent", turn_id)
+        case "session" if turn_id is None:
+            return AssessmentRequest("session")
+        case "session":
+            raise ProtocolError("invalid_turn_id", 'turn_id is for scope "recent", not "session"')
+        case str():
+            raise ProtocolError("invalid_scope", 'scope must be "recent" or "session"')
+        case other:
+            raise _wrong_type("invalid_scope", "scope", "a string", other)
+
+
 def parse_client_event(raw: str | bytes) -> ClientEvent:
     """Parse one text frame; raises `ProtocolError` with a code the client can act on."""
     try:
@@ -412,6 +471,10 @@ def parse_client_event(raw: str | bytes) -> ClientEvent:
             return ResponseCancel(_opt_turn_id(obj))
         case "metrics.push":
             return _parse_metrics(obj)
+        case "session.end":
+            return SessionEnd()
+        case "assessment.request":
+            return _parse_assessment_request(obj)
         case "ping":
             return Ping()
         case None:

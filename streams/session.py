@@ -143,6 +143,7 @@ class SessionRegistry:
     def __init__(self, history_turns: int, parked_sessions: int = 10_000) -> None:
         self._history_turns = history_turns
         self._live: dict[str, LiveSession] = {}
+        self._by_user: dict[str, set[str]] = {}  # user id -> ids of their live sessions
         # Sessions with no connection stay here (LRU, bounded) so a reconnect keeps its context
         # without a database round trip; the oldest is forgotten past `parked_sessions`.
         self._parked: OrderedDict[str, LiveSession] = OrderedDict()
@@ -158,18 +159,31 @@ class SessionRegistry:
             history: deque[Message] = deque(info.history, maxlen=2 * self._history_turns)
             shared = LiveSession(info.session_id, info.user_id, history)
         self._live[info.session_id] = shared
+        self._by_user.setdefault(info.user_id, set()).add(info.session_id)
         shared.sinks.add(sink)
         return shared.join()
 
     def detach(self, live: LiveSession, sink: EventSink) -> None:
         live.sinks.discard(sink)
         if not live.sinks and (shared := self._live.pop(live.session_id, None)) is not None:
+            self._forget_live(shared)
             self._parked[live.session_id] = shared
             while len(self._parked) > self._parked_max:
                 self._parked.popitem(last=False)
 
+    def _forget_live(self, shared: LiveSession) -> None:
+        ids = self._by_user.get(shared.user_id)
+        if ids is not None:
+            ids.discard(shared.session_id)
+            if not ids:
+                del self._by_user[shared.user_id]
+
     def get(self, session_id: str) -> LiveSession | None:
         return self._live.get(session_id)
+
+    def sessions_of(self, user_id: str) -> list[str]:
+        """The ids of the user's sessions with a connection in this process."""
+        return sorted(self._by_user.get(user_id, ()))
 
     def deliver(self, session_id: str, event: ServerEvent) -> None:
         """Push an event (an assessment, live coaching) to a session's live connections."""

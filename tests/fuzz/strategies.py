@@ -53,6 +53,8 @@ _TYPES = [
     "input_audio.commit",
     "response.cancel",
     "metrics.push",
+    "session.end",
+    "assessment.request",
     "ping",
 ]
 _EVENT = st.builds(
@@ -63,6 +65,7 @@ _EVENT = st.builds(
         {
             "text": st.text(max_size=200),
             "turn_id": st.text(max_size=70),
+            "scope": st.sampled_from(["recent", "session"]),
             "session": _SESSION,
             "metrics": st.dictionaries(
                 st.text(max_size=12), st.floats(allow_nan=False) | any_json, max_size=40
