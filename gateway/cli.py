@@ -194,17 +194,21 @@ def _refuse(problems: list[str], *, status: int) -> int:
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level)
+    hold_sigterm()
     exit_on_sigterm()
-    match args.command:
-        case "token":
-            return _token(settings, args.user, args.roles, args.ttl)
-        case "serve":
-            return _serve(settings, args.host, args.port, args.workers)
-        case "demo":
-            return _demo(settings, args.host, args.port)
-        case "migrate":
-            return _migrate(settings)
-    return 2
+    try:
+        match args.command:
+            case "token":
+                return _token(settings, args.user, args.roles, args.ttl)
+            case "serve":
+                return _serve(settings, args.host, args.port, args.workers)
+            case "demo":
+                return _demo(settings, args.host, args.port)
+            case "migrate":
+                return _migrate(settings)
+        return 2
+    finally:
+        deliver_sigterm()
 
 
 def _token(settings: Settings, user: str, roles: str, ttl: int) -> int:
@@ -247,7 +251,8 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     if workers > 1:
         from gateway.workers import serve_workers
 
-        return serve_workers(config, workers, settings)
+        return serve_workers(config, workers, settings)  # it lets SIGTERM in to its handler
+    deliver_sigterm()
     GatewayServer(config).run()
     return 0
 
@@ -262,6 +267,7 @@ def _demo(settings: Settings, host: str | None, port: int | None) -> int:
 
     # uvloop when installed, as `serve` has (uvicorn's choice): the demo shares one loop
     # between the simulated upstream and the gateway.
+    deliver_sigterm()
     with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
         return runner.run(run_demo(settings, host=host, port=port))
 
@@ -279,6 +285,18 @@ def exit_on_sigterm() -> None:
     so that `finally` blocks and `atexit` handlers run (one stops the embedded Postgres). uvicorn
     shuts down gracefully on SIGTERM, then raises it again with the handler it found."""
     signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def hold_sigterm() -> None:
+    """Keep a SIGTERM pending while the command imports and builds what it runs. Raised as
+    SystemExit wherever the interpreter is, one that lands in an import's lock callback is
+    dropped by Python ("Exception ignored"), and the process would serve on, never exiting."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def deliver_sigterm() -> None:
+    """Let SIGTERM in again: one that came meanwhile is raised here, at a known point."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:

@@ -75,6 +75,7 @@ def serve_workers(config: uvicorn.Config, workers: int, settings: Settings) -> i
 
     processes = [start() for _ in range(workers)]
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # held since the command began
     log.info("serving", extra={"workers": workers, "host": host, "port": port})
     status = 0
     try:
@@ -123,10 +124,11 @@ def _exit_with_parent() -> None:
 
 def _worker(sock: socket.socket, host: str, port: int) -> None:
     """One worker process: the app from the environment, served on the inherited socket."""
-    from gateway.cli import exit_on_sigterm
+    from gateway.cli import deliver_sigterm, exit_on_sigterm, hold_sigterm
 
-    exit_on_sigterm()  # before `_exit_with_parent`, which may send SIGTERM at once
-    _exit_with_parent()
+    hold_sigterm()  # until the worker is about to serve (see `hold_sigterm`)
+    exit_on_sigterm()
+    _exit_with_parent()  # may send SIGTERM at once: it waits like any other
     from gateway.app import create_app
     from gateway.logs import configure_logging
     from gateway.server import GatewayServer, uvicorn_config
@@ -134,6 +136,7 @@ def _worker(sock: socket.socket, host: str, port: int) -> None:
     settings = Settings()
     configure_logging(settings.log_level)
     server = GatewayServer(uvicorn_config(create_app(settings), settings, host=host, port=port))
+    deliver_sigterm()
     server.run(sockets=[sock])
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)

@@ -175,3 +175,34 @@ async def test_without_redis_the_supervisor_warns_first(fast_sim: Any, tmp_path:
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)
+
+
+@pytest.mark.parametrize("after_s", [0.3, 0.8, 1.5])
+async def test_workers_told_to_stop_while_they_start_all_exit(
+    after_s: float, fast_sim: Any, tmp_path: Path
+) -> None:
+    """A SIGTERM that reaches a worker while it imports and builds the app is not lost (raised
+    inside an import's lock callback, it used to be dropped, and the worker served on)."""
+    env = {
+        **os.environ,
+        "COACH_JWT_SECRET": TEST_SECRET,
+        "COACH_PERSISTENCE": "false",
+        "COACH_SIM_URL": fast_sim.url,
+        "COACH_DATA_DIR": str(tmp_path),
+        "COACH_LOG_LEVEL": "warning",
+    }
+    port = str(free_port())
+    argv = [sys.executable, "-m", "gateway.cli", "serve", "--port", port, "--workers", "2"]
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=REPO, env=env)
+    try:
+        await asyncio.sleep(after_s)
+        workers = workers_of(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        # 0 once serving; 143 (SIGTERM's SystemExit) while the command starts; -15 (the
+        # signal's default action) before it set its handler, in its first imports.
+        assert await asyncio.wait_for(proc.wait(), 30) in (0, 143, -signal.SIGTERM)
+        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
