@@ -20,6 +20,7 @@ from gateway.auth import authenticate_request
 from gateway.errors import ApiError, json_response
 from gateway.insight_jobs import UnknownInsightType, insight_json, run_insight
 from gateway.quotas import QuotaExceeded
+from gateway.requests import query_flag
 from gateway.runtime import database_unavailable, gateway_of, quota_error
 from gateway.skills import SkillOutcome
 
@@ -53,7 +54,7 @@ async def post_insight(request: Request) -> Response:
     principal = await authenticate_request(request)
     gateway = gateway_of(request)
     kind = request.path_params["type"]
-    refresh = _refresh(request)
+    refresh = query_flag(request, "refresh")
     if kind not in gateway.settings.insights:
         known = UnknownInsightType(kind, list(gateway.settings.insights))
         raise ApiError(404, "unknown_insight_type", known.message)
@@ -71,13 +72,6 @@ async def post_insight(request: Request) -> Response:
 def _stored(result: SkillResult) -> dict[str, Any]:
     source: Literal["model", "fallback"] = "fallback" if result.source == "fallback" else "model"
     return insight_json(SkillOutcome(result, source))
-
-
-def _refresh(request: Request) -> bool:
-    raw = request.query_params.get("refresh", "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise ApiError(400, "invalid_request", "refresh must be true or false")
-    return raw in ("true", "1")
 
 
 def _no_database() -> ApiError:

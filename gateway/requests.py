@@ -14,7 +14,7 @@ from starlette.requests import Request
 from gateway.errors import ApiError
 from streams.events import has_nul, json_error_message, kind_of
 
-__all__ = ["MAX_BODY_BYTES", "optional_field", "read_json", "wrong_type"]
+__all__ = ["MAX_BODY_BYTES", "optional_field", "query_flag", "read_json", "wrong_type"]
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -56,3 +56,12 @@ def optional_field(body: dict[str, Any], name: str, kind: type, expected: str) -
     if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
         raise wrong_type(name, expected, value)
     return value
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A true/false query parameter (`?refresh=true`), false when absent; a 400 naming it
+    otherwise."""
+    raw = request.query_params.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ApiError(400, "invalid_request", f"{name} must be true or false")
+    return raw in ("true", "1")

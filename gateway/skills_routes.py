@@ -21,7 +21,7 @@ from db.pool import DATABASE_UNAVAILABLE, Pool
 from gateway.auth import authenticate_request
 from gateway.errors import ApiError, json_response
 from gateway.quotas import QuotaExceeded
-from gateway.requests import read_json, wrong_type
+from gateway.requests import query_flag, read_json, wrong_type
 from gateway.runtime import Gateway, gateway_of, quota_error
 from gateway.runtime import database_unavailable as unreachable
 from gateway.settings import SkillSettings
@@ -46,7 +46,7 @@ def skills_routes() -> list[Route]:
 async def feedback(request: Request) -> Response:
     principal = await authenticate_request(request)
     gateway, pool = _gateway(request)
-    refresh = _refresh(request)
+    refresh = query_flag(request, "refresh")
     asked = _feedback_request(await read_json(request, _MAX_BODY))
     settings = gateway.settings.skills.feedback
 
@@ -61,7 +61,7 @@ async def feedback(request: Request) -> Response:
 async def practice(request: Request) -> Response:
     principal = await authenticate_request(request)
     gateway, pool = _gateway(request)
-    refresh = _refresh(request)
+    refresh = query_flag(request, "refresh")
     settings = gateway.settings.skills.practice
 
     async def job() -> SkillJob:
@@ -112,13 +112,6 @@ def _gateway(request: Request) -> tuple[Gateway, Pool]:
     if gateway.persistence is None:
         raise ApiError(503, "database_unavailable", "this gateway runs without a database")
     return gateway, gateway.persistence.pool
-
-
-def _refresh(request: Request) -> bool:
-    raw = request.query_params.get("refresh", "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise ApiError(400, "invalid_request", "refresh must be true or false")
-    return raw in ("true", "1")
 
 
 def _feedback_request(body: dict[str, Any]) -> FeedbackRequest:
