@@ -7,15 +7,39 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-__all__ = ["ChatChunk", "ChatProvider", "ChatRequest", "Message", "Usage"]
+__all__ = ["ChatChunk", "ChatProvider", "ChatRequest", "Message", "ToolCall", "ToolSpec", "Usage"]
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool offered to the model: `parameters` is the JSON schema (an object) of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool the model called. `arguments` is the JSON text as the model wrote it: it may be
+    malformed, and whoever runs the tool reports that back rather than trusting it."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """One message of the conversation. An assistant message may carry the `tool_calls` it made;
+    a `tool` message answers one of them (`tool_call_id`) with the tool's output in `content`."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +60,9 @@ class ChatRequest:
     schema_name: str = "answer"
     request_id: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    tools: tuple[ToolSpec, ...] = ()
+    # "auto" | "none" | "required" | {"name": ...} (one tool forced); None: the vendor default.
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class ChatChunk(NamedTuple):
@@ -50,6 +77,9 @@ class ChatChunk(NamedTuple):
     usage: Usage | None = None
     finish_reason: str | None = None
     model: str | None = None
+    # Complete tool calls (assembled from the vendor's streamed fragments), on the final chunk,
+    # whose finish_reason is then "tool_calls".
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ChatProvider(ABC):
