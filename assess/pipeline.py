@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,13 +24,15 @@ from assess.work import JobOutcome, JobRules, run_job
 from db import jobs as jobs_db
 from db.jobs import JobRow
 from db.pool import DATABASE_ERRORS, Pool
-from db.sessions import close_idle_sessions
+from db.sessions import ClosedSession, close_idle_sessions
 
-__all__ = ["Notify", "Pipeline", "PipelineConfig", "PipelineStats", "open_pipeline"]
+__all__ = ["Notify", "OnClosed", "Pipeline", "PipelineConfig", "PipelineStats", "open_pipeline"]
 
 log = logging.getLogger("coach.assess")
 
 Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+# Told of the sessions the idle sweep closed here (e.g. to recap them); must not block.
+OnClosed = Callable[[Sequence[ClosedSession]], None]
 """`notify(user_id, session_id, assessment)`: push `assessment.created` to the live session."""
 
 
@@ -71,11 +73,13 @@ class Pipeline:
         config: PipelineConfig,
         *,
         notify: Notify | None = None,
+        on_closed: OnClosed | None = None,
     ) -> None:
         self._pool = pool
         self._assessor = assessor
         self._config = config
         self._notify = notify
+        self._on_closed = on_closed
         # Bounded: overflow drops the hint only (see module docstring).
         self._queue: asyncio.Queue[int] = asyncio.Queue(maxsize=config.queue_size)
         self._known: set[int] = set()  # queued or running here: the poller skips these
@@ -240,12 +244,14 @@ class Pipeline:
             if not self._accepting:
                 continue
             try:
-                ids = await close_idle_sessions(self._pool, self._config.session_idle_s)
+                closed = await close_idle_sessions(self._pool, self._config.session_idle_s)
             except DATABASE_ERRORS as exc:
                 log.warning("idle-session sweep failed: %s", type(exc).__name__)
                 continue
-            for job_id in ids:
-                self._enqueue(job_id)
+            for session in closed:
+                self._enqueue(session.job_id)
+            if closed and self._on_closed is not None:
+                self._on_closed(closed)
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ from datetime import datetime
 from db.pool import Connection, Executor, Pool
 
 __all__ = [
+    "ClosedSession",
     "OpenedSession",
     "SessionRow",
     "close_idle_sessions",
@@ -39,10 +40,19 @@ class SessionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosedSession:
+    """A session closed for idleness, and the summary job queued for it."""
+
+    session_id: str
+    user_id: str
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class OpenedSession:
     session: SessionRow
     resumed: bool
-    summary_job_ids: list[int]  # jobs queued for the caller's sessions that went idle
+    closed: list[ClosedSession]  # the caller's sessions that went idle, closed on the way
 
 
 async def open_session(
@@ -100,8 +110,9 @@ async def touch_session(db: Executor, session_id: str) -> None:
     )
 
 
-async def close_idle_sessions(pool: Pool, idle_s: float) -> list[int]:
-    """Close every session idle for `idle_s`; return the ids of the summary jobs queued."""
+async def close_idle_sessions(pool: Pool, idle_s: float) -> list[ClosedSession]:
+    """Close every session idle for `idle_s` (each by exactly one caller, however many run
+    this at once) and queue its summary job."""
     async with pool.acquire() as conn, conn.transaction():
         return await _close_idle(conn, idle_s, None)
 
@@ -132,7 +143,7 @@ async def queue_summary(db: Executor, user_id: str, session_id: str) -> int:
     return int(job_id)
 
 
-async def _close_idle(conn: Connection, idle_s: float, user_id: str | None) -> list[int]:
+async def _close_idle(conn: Connection, idle_s: float, user_id: str | None) -> list[ClosedSession]:
     rows = await conn.fetch(
         "WITH closed AS ("
         "  UPDATE sessions SET closed_at = clock_timestamp()"
@@ -141,11 +152,12 @@ async def _close_idle(conn: Connection, idle_s: float, user_id: str | None) -> l
         "    AND ($2::text IS NULL OR user_id = $2)"
         "  RETURNING id, user_id)"
         " INSERT INTO assessment_jobs (kind, scope, user_id, session_id)"
-        " SELECT 'session_summary', 'session_summary', user_id, id FROM closed RETURNING id",
+        " SELECT 'session_summary', 'session_summary', user_id, id FROM closed"
+        " RETURNING id, user_id, session_id",
         idle_s,
         user_id,
     )
-    return [int(r["id"]) for r in rows]
+    return [ClosedSession(str(r["session_id"]), str(r["user_id"]), int(r["id"])) for r in rows]
 
 
 async def get_session(db: Executor, user_id: str, session_id: str) -> SessionRow | None:

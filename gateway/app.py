@@ -30,7 +30,7 @@ from gateway.errors import (
 )
 from gateway.focus_routes import focus_routes
 from gateway.health import health_routes
-from gateway.insight_jobs import recap_sessions
+from gateway.insight_jobs import recap_sessions, schedule_insights
 from gateway.insight_routes import insight_routes
 from gateway.observability import (
     Observability,
@@ -161,9 +161,12 @@ async def _open_gateway(
     )
     engine.keeper = gateway  # stores and charges each finished turn before its final event
     recap_sessions(gateway)
+    if persistence is not None:
+        persistence.hints.on_closed = gateway.session_closed  # idle sessions are recapped too
     observability = await open_observability(gateway, stack)
     if persistence is not None:
         await persistence.start_assessments(router, notify=_assessment_notifier(observability))
+        await schedule_insights(gateway, stack)
     return gateway
 
 

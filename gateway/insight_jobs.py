@@ -12,12 +12,14 @@ configured text with the user's facts filled in: only the names of `INSIGHT_FACT
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 from assess.errors import InvalidAnswer
 from assess.facts import Facts, user_facts
 from gateway.quotas import QuotaExceeded
 from gateway.runtime import Gateway
+from gateway.scheduler import InsightScheduler
 from gateway.settings import InsightSettings, SkillSettings
 from gateway.skills import SkillEngine, SkillJob, SkillOutcome, cache_key
 from streams.events import InsightCreated
@@ -30,6 +32,7 @@ __all__ = [
     "insight_json",
     "make_insight",
     "run_insight",
+    "schedule_insights",
 ]
 
 MAX_TEXT = 600
@@ -145,8 +148,8 @@ RECAP = "session_recap"
 
 
 def recap_sessions(gateway: Gateway) -> None:
-    """Make a `session_recap` insight whenever a session is ended (`session.end`), when that
-    type is configured; a hook of `Gateway.on_session_closed`."""
+    """Make a `session_recap` insight whenever this process closes a session (`session.end`, or
+    the idle closer), when that type is configured; a hook of `Gateway.on_session_closed`."""
     if RECAP not in gateway.settings.insights or gateway.persistence is None:
         return
 
@@ -155,6 +158,28 @@ def recap_sessions(gateway: Gateway) -> None:
             await make_insight(gateway, user_id, RECAP)
 
     gateway.on_session_closed.append(recap)
+
+
+async def schedule_insights(
+    gateway: Gateway, stack: contextlib.AsyncExitStack
+) -> InsightScheduler | None:
+    """Start the scheduler of the insight types that have a `schedule` (`gateway.scheduler`, also
+    returned); none without a database or with `[scheduler] enabled = false`. Closing `stack`
+    stops it."""
+    settings = gateway.settings
+    schedules = {k: v.schedule for k, v in settings.insights.items() if v.schedule}
+    if gateway.persistence is None or not settings.scheduler.enabled or not schedules:
+        return None
+    scheduler = InsightScheduler(
+        gateway.persistence.pool,
+        schedules,
+        settings.scheduler,
+        functools.partial(make_insight, gateway),
+    )
+    await scheduler.open()
+    stack.push_async_callback(scheduler.aclose)
+    gateway.scheduler = scheduler
+    return scheduler
 
 
 def _push(gateway: Gateway, user_id: str, insight: dict[str, Any]) -> None:

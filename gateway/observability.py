@@ -217,6 +217,7 @@ class Observability:
             m.breaker_values(self.breakers()),
         )
         yield from self._assess_gauges()
+        yield from self._scheduler_metrics()
 
     def _assess_gauges(self) -> Iterator[Metric]:
         depth = self.assess_queue_depth()
@@ -231,6 +232,29 @@ class Observability:
                 "outcome",
                 {k: v for k, v in values.items() if v is not None},
             )
+
+    def _scheduler_metrics(self) -> Iterator[Metric]:
+        scheduler = self.gateway.scheduler
+        if scheduler is None:
+            return
+        stats = scheduler.stats
+        yield m.labelled_counter(
+            "coach_scheduler_ticks",
+            "Insight schedule ticks seen here: run here, held (by another process, or done), late.",
+            "outcome",
+            {k: float(v) for k, v in stats.ticks.items()},
+        )
+        yield m.labelled_counter(
+            "coach_scheduled_insights",
+            "Scheduled insights made here, by source (or skipped, failed).",
+            "outcome",
+            {k: float(v) for k, v in stats.insights.items()},
+        )
+        yield m.gauge(
+            "coach_scheduler_last_tick_seconds",
+            "How long the last tick run here took.",
+            stats.last_tick_seconds,
+        )
 
 
 class GcPauses:

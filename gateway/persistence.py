@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from assess.assessor import Assessor
@@ -22,7 +22,7 @@ from db.focuses import list_focuses, set_active_focuses
 from db.interactions import recent_interactions
 from db.migrate import migrate
 from db.pool import Pool, open_pool
-from db.sessions import open_session
+from db.sessions import ClosedSession, open_session
 from gateway.settings import AssessSettings, Settings
 from gateway.spool import Spool
 from gateway.turn_store import TurnStore
@@ -45,12 +45,20 @@ log = logging.getLogger("coach.persistence")
 
 @dataclass(slots=True)
 class JobHints:
-    """Where new job ids go: the pipeline once it runs; until then they wait in the table."""
+    """Where new job ids go: the pipeline once it runs; until then they wait in the table. And
+    who hears of the sessions closed for idleness (`on_closed`, e.g. to recap them)."""
 
     pipeline: Pipeline | None = None
+    on_closed: Callable[[str, str], None] | None = None  # (user_id, session_id)
 
     def submit(self, job_id: int) -> bool:
         return self.pipeline is not None and self.pipeline.submit_nowait(job_id)
+
+    def closed(self, sessions: Sequence[ClosedSession]) -> None:
+        """Sessions this process closed for idleness: their summary jobs are queued already."""
+        if self.on_closed is not None:
+            for session in sessions:
+                self.on_closed(session.user_id, session.session_id)
 
 
 class DbSessionStore:
@@ -68,8 +76,9 @@ class DbSessionStore:
         """Resume `session_id` (the caller's, else `LookupError`), or the caller's session active
         within the idle window, or a new one; the caller's idle sessions are closed on the way."""
         opened = await open_session(self._pool, user_id, session_id, idle_s=self._idle_s)
-        for job_id in opened.summary_job_ids:
-            self._hints.submit(job_id)
+        for closed in opened.closed:
+            self._hints.submit(closed.job_id)
+        self._hints.closed(opened.closed)
         history: tuple[Message, ...] = ()
         if opened.resumed:
             history = await self._history(opened.session.id)
@@ -125,7 +134,11 @@ class Persistence:
         if self.hints.pipeline is not None or not self.settings.enabled:
             return
         pipeline = Pipeline(
-            self.pool, Assessor(router), pipeline_config(self.settings), notify=notify
+            self.pool,
+            Assessor(router),
+            pipeline_config(self.settings),
+            notify=notify,
+            on_closed=self.hints.closed,
         )
         await pipeline.start()
         self.hints.pipeline = pipeline

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # imported for the types only: these modules import this one,
 
     from gateway.observability import Observability
     from gateway.persistence import Persistence
+    from gateway.scheduler import InsightScheduler
     from providers.stt import SpeechToText
     from providers.tts import TextToSpeech
 
@@ -92,6 +93,7 @@ class Gateway:
     tts: TextToSpeech | None = None
     persistence: Persistence | None = None
     observability: Observability | None = None  # set by `open_observability`
+    scheduler: InsightScheduler | None = None  # set by `gateway.insight_jobs.schedule_insights`
     # The drill catalog (`drills_file`, else the shipped one): `create_app` reads it before start.
     drills: DrillCatalog = field(default_factory=load_catalog)
     connections: set[Stoppable] = field(default_factory=set)
@@ -272,10 +274,15 @@ class Gateway:
         else:
             self.registry.deliver(live.session_id, ended)
         if job_id is not None:  # closed here, not earlier
-            for hook in self.on_session_closed:
-                task = asyncio.create_task(_run_hook(hook, live.user_id, live.session_id))
-                self._hook_tasks.add(task)
-                task.add_done_callback(self._hook_tasks.discard)
+            self.session_closed(live.user_id, live.session_id)
+
+    def session_closed(self, user_id: str, session_id: str) -> None:
+        """Start the `on_session_closed` hooks of a session this process closed (ended, or
+        closed for idleness: `JobHints.on_closed`)."""
+        for hook in self.on_session_closed:
+            task = asyncio.create_task(_run_hook(hook, user_id, session_id))
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking turns, let running ones finish for `grace_s`, then close every socket

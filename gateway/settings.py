@@ -58,6 +58,7 @@ __all__ = [
     "ProviderConfig",
     "QuotaSettings",
     "RetrySettings",
+    "SchedulerSettings",
     "Settings",
     "SkillSettings",
     "SkillsSettings",
@@ -229,6 +230,25 @@ class SkillsSettings(_Section):
 
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     practice: PracticeSettings = Field(default_factory=PracticeSettings)
+
+
+class SchedulerSettings(_Section):
+    """`[scheduler]`: how the insight types with a `schedule` are made (`gateway.scheduler`).
+    Each tick runs once across every process; a tick is at most `max_users_per_tick` users, in
+    batches of `batch` with at most `concurrency` insights made at once."""
+
+    enabled: bool = True
+    poll_s: float = Field(default=30.0, gt=0)
+    batch: int = Field(default=50, ge=1, le=1000)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    max_users_per_tick: int = Field(default=10_000, ge=1)
+    # The claim on a tick, renewed with each batch: a claimer that dies is taken over this long
+    # after its last batch, where it stopped.
+    lease_s: float = Field(default=120.0, gt=0)
+    # A tick first seen this long after its time is skipped (no yesterday's summaries after an
+    # outage).
+    late_minutes: float = Field(default=60.0, gt=0)
+    active_days: int = Field(default=7, ge=1)
 
 
 # The names a `[insights.TYPE]` fallback may hold as `{name}` (see `gateway.insight_jobs`).
@@ -434,6 +454,7 @@ class Settings(BaseSettings):
     insights: Annotated[dict[str, InsightSettings], BeforeValidator(_merge_insights)] = Field(
         default_factory=lambda: _merge_insights({})
     )
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     # A TOML drill catalog in place of the shipped one (gateway/data/drills.toml), read at start.
     drills_file: Path | None = None
 

@@ -45,6 +45,9 @@ def make_settings(sim_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         "persistence": False,
         "allowed_origins": ["http://allowed.example"],
         "shutdown_grace_s": 2.0,
+        # Off unless a test is about it: a scheduled tick (e.g. the 20:00 daily summary) must
+        # not push insights into tests that run at that hour.
+        "scheduler": {"enabled": False},
     }
     base.update(overrides)
     return Settings(**base)

@@ -3,8 +3,9 @@
 
 import { getJson } from "./api.js";
 import { ChatView, Turn } from "./chatview.js";
-import { FocusNames, FocusPicker, InsightsCard, PracticeCard } from "./coaching.js";
+import { FeedbackCard, FocusNames, FocusPicker, InsightsCard, PracticeCard } from "./coaching.js";
 import { byId, formatMs, randomId } from "./dom.js";
+import { DrillCatalog } from "./drills.js";
 import { Notices } from "./notices.js";
 import { ProgressPanel } from "./panel.js";
 import { AudioPlayer } from "./player.js";
@@ -45,6 +46,7 @@ const panel = new ProgressPanel({
   assessmentNote: byId("assessment-note"),
 });
 const focusNames = new FocusNames();
+const drills = new DrillCatalog();
 const practice = new PracticeCard(
   {
     focusLine: byId("practice-focus"),
@@ -54,6 +56,22 @@ const practice = new PracticeCard(
     note: byId("practice-note"),
   },
   focusNames,
+  drills,
+);
+const feedback = new FeedbackCard(
+  {
+    button: byId("feedback-ask"),
+    body: byId("feedback-body"),
+    strengths: byId("feedback-strengths"),
+    weaknesses: byId("feedback-weaknesses"),
+    tips: byId("feedback-tips"),
+    drills: byId("feedback-drills"),
+    source: byId("feedback-source"),
+    note: byId("feedback-note"),
+  },
+  drills,
+  // What the page observed of this session: the assessments shown beside it, by focus.
+  () => ({ session_id: state.sessionId, assessed: Object.fromEntries(panel.assessed) }),
 );
 const insights = new InsightsCard({
   card: byId("insights-card"),
@@ -229,6 +247,7 @@ function onSessionOpen(session) {
   }
   if (state.sessionId !== session.session_id) {
     panel.reset();
+    feedback.reset(state.token);
     panel.loadAssessments(state.token, session.session_id);
     if (resumed) loadHistory(session.session_id);
   }

@@ -1,8 +1,9 @@
 // The coaching cards of the side panel: the focus picker (`GET /v1/focuses`, `PUT
-// /v1/progress/focuses`), today's practice (`GET /v1/recommendations/practice` with titles from
-// `GET /v1/drills`) and insights (`GET /v1/insights`, `POST /v1/insights/{type}`, live
-// `insight.created`). Each card stands alone: one that fails says so in words and the others
-// carry on; the insights card hides itself where the gateway has no insights (404).
+// /v1/progress/focuses`), today's practice (`GET /v1/recommendations/practice`), feedback on the
+// session (`POST /v1/feedback`), both with drills from `GET /v1/drills`, and insights (`GET
+// /v1/insights`, `POST /v1/insights/{type}`, live `insight.created`). Each card stands alone: one
+// that fails says so in words and the others carry on; the insights card hides itself where the
+// gateway has no insights (404).
 
 import { ApiFailure, getJson, sendJson } from "./api.js";
 import { el } from "./dom.js";
@@ -14,6 +15,7 @@ const MAX_INSIGHTS = 8;
 // How each answer's origin reads to the user: quiet, and never like a failure.
 const PRACTICE_SOURCE = { model: "Suggested for you", cache: "Suggested for you today", fallback: "Default plan" };
 const INSIGHT_SOURCE = { model: "", cache: "", fallback: "General tip" };
+const FEEDBACK_SOURCE = { model: "", cache: "Given earlier", fallback: "General advice" };
 
 function failureText(err, what) {
   if (err instanceof ApiFailure) {
@@ -128,32 +130,26 @@ export class FocusPicker {
 }
 
 export class PracticeCard {
-  constructor({ focusLine, reason, drills, source, note }, names) {
+  constructor({ focusLine, reason, drills, source, note }, names, catalog) {
     this.focusLine = focusLine;
     this.reason = reason;
     this.drills = drills;
     this.source = source;
     this.note = note;
     this.names = names;
-    this.catalog = null; // id -> drill, loaded once
+    this.catalog = catalog; // a DrillCatalog, shared with the feedback card
   }
 
   async load(token) {
     this.note.hidden = false;
     this.note.textContent = "Loading…";
     try {
-      const [body] = await Promise.all([getJson("/v1/recommendations/practice", token), this.loadCatalog(token)]);
+      const [body] = await Promise.all([getJson("/v1/recommendations/practice", token), this.catalog.load(token)]);
       this.render(body?.recommendation);
     } catch (err) {
       this.clear();
       this.note.textContent = failureText(err, "Today's practice");
     }
-  }
-
-  async loadCatalog(token) {
-    if (this.catalog) return;
-    const body = await getJson("/v1/drills", token);
-    this.catalog = new Map((Array.isArray(body?.drills) ? body.drills : []).map((d) => [String(d.id), d]));
   }
 
   clear() {
@@ -174,24 +170,66 @@ export class PracticeCard {
     this.focusLine.textContent = `${this.names.get(rec.focus_id)}${minutes}`;
     this.reason.textContent = rec.reason || "";
     const ids = Array.isArray(rec.drill_ids) ? rec.drill_ids : [];
-    this.drills.replaceChildren(...ids.map((id) => this.drillItem(id)));
+    this.drills.replaceChildren(...ids.map((id) => this.catalog.item(id)));
     this.source.textContent = PRACTICE_SOURCE[rec.source] ?? "";
     this.source.dataset.source = rec.source || "";
   }
+}
 
-  drillItem(id) {
-    const drill = this.catalog?.get(String(id));
-    if (!drill) return el("li", { class: "drill", dataset: { drillId: id } }, el("span", { class: "drill-title", text: humanize(id) }));
-    return el(
-      "li",
-      { class: "drill", dataset: { drillId: id } },
-      el(
-        "details",
-        {},
-        el("summary", {}, el("span", { class: "drill-title", text: drill.title }), el("span", { class: "muted small drill-minutes", text: `${drill.minutes} min` })),
-        el("p", { class: "small drill-desc", text: drill.description }),
-      ),
-    );
+/** Feedback on the current session (`POST /v1/feedback`): strengths, what to work on, tips, and
+ * the drills for it, from what the assessments beside it observed. */
+export class FeedbackCard {
+  /** observe() returns the session's observations: `{session_id, assessed: {focus: {...}}}`. */
+  constructor({ button, body, strengths, weaknesses, tips, drills, source, note }, catalog, observe) {
+    Object.assign(this, { button, body, strengths, weaknesses, tips, drills, source, note, catalog, observe });
+    this.token = null;
+    button.addEventListener("click", () => this.ask());
+  }
+
+  reset(token) {
+    this.token = token;
+    this.body.hidden = true;
+    this.source.textContent = "";
+    this.say("Practise a few turns, then ask for feedback on this session.");
+  }
+
+  async ask() {
+    const observations = this.observe();
+    if (!this.token || !observations?.session_id) return;
+    this.button.disabled = true;
+    this.say("Asking your coach…");
+    try {
+      const request = { subject: { kind: "session", id: String(observations.session_id) }, observations };
+      const [answer] = await Promise.all([sendJson("POST", "/v1/feedback", this.token, request), this.catalog.load(this.token)]);
+      this.render(answer?.feedback);
+    } catch (err) {
+      this.say(failureText(err, "Feedback"), "error");
+    } finally {
+      this.button.disabled = false;
+    }
+  }
+
+  render(feedback) {
+    if (!feedback || typeof feedback !== "object") {
+      this.say("No feedback came back; try again in a moment.", "error");
+      return;
+    }
+    const lines = (list) => (Array.isArray(list) ? list : []).map((text) => el("li", { text: String(text) }));
+    this.strengths.replaceChildren(...lines(feedback.strengths));
+    this.weaknesses.replaceChildren(...lines(feedback.weaknesses));
+    this.tips.replaceChildren(...lines(feedback.tips));
+    const ids = Array.isArray(feedback.drill_ids) ? feedback.drill_ids : [];
+    this.drills.replaceChildren(...ids.map((id) => this.catalog.item(id)));
+    this.source.textContent = FEEDBACK_SOURCE[feedback.source] ?? "";
+    this.source.dataset.source = feedback.source || "";
+    this.body.hidden = false;
+    this.say("");
+  }
+
+  say(text, tone = "") {
+    this.note.hidden = !text;
+    this.note.textContent = text;
+    this.note.dataset.tone = tone;
   }
 }
 

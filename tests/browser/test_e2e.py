@@ -188,6 +188,21 @@ async def test_coaching_panels(
     assessed = await page.locator("#assessment-list .assessment-focus").all_inner_texts()
     levels = await page.locator("#progress-list .progress-name").all_inner_texts()
     assert set(assessed) <= set(levels), (assessed, levels)
+
+    # Feedback on the session: strengths, what to work on and tips, with catalog drills, as
+    # stored by the gateway for this session.
+    await page.click("#feedback-ask")
+    await expect(page.locator("#feedback-body")).to_be_visible(timeout=15_000)
+    for part in ("strengths", "weaknesses", "tips"):
+        await expect(page.locator(f"#feedback-{part} > li").first).to_be_visible()
+    given = await page.locator("#feedback-drills > li").evaluate_all(
+        "items => items.map(i => i.dataset.drillId)"
+    )
+    assert given and set(given) <= set(catalog)
+    feedback_titles = await page.locator("#feedback-drills .drill-title").all_inner_texts()
+    assert feedback_titles == [catalog[i]["title"] for i in given]
+    assert all(tip.strip() for tip in await page.locator("#feedback-tips > li").all_inner_texts())
+    await expect(page.locator("#feedback-source")).to_have_text(re.compile(r"^(|General advice)$"))
     await page.wait_for_timeout(500)  # let the panel's REST calls settle
     await page.set_viewport_size({"width": DESKTOP["width"], "height": 1500})  # the whole panel
     await page.screenshot(path=str(screenshots / "coaching.png"))

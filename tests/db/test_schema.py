@@ -156,7 +156,7 @@ async def test_idle_session_is_closed_and_summarised(migrated_pool: Pool) -> Non
     )
     new = await sessions.open_session(migrated_pool, "u-idle", None, idle_s=600)
     assert new.session.id != old.session.id and not new.resumed
-    assert len(new.summary_job_ids) == 1
+    assert [(c.session_id, c.user_id) for c in new.closed] == [(old.session.id, "u-idle")]
     closed = await sessions.get_session(migrated_pool, "u-idle", old.session.id)
     assert closed is not None and closed.closed_at is not None
     assert closed.summary_status == "pending"
@@ -167,10 +167,14 @@ async def test_idle_session_is_closed_and_summarised(migrated_pool: Pool) -> Non
     )
     swept = await sessions.close_idle_sessions(migrated_pool, 600)
     job_sessions = await migrated_pool.fetch(
-        "SELECT session_id FROM assessment_jobs WHERE id = ANY($1::bigint[])", swept
+        "SELECT id, session_id FROM assessment_jobs WHERE id = ANY($1::bigint[])",
+        [c.job_id for c in swept],
     )
-    assert new.session.id in {r["session_id"] for r in job_sessions}
-    assert old.session.id not in {r["session_id"] for r in job_sessions}
+    assert {(r["id"], r["session_id"]) for r in job_sessions} >= {
+        (c.job_id, c.session_id) for c in swept
+    }
+    assert new.session.id in {c.session_id for c in swept}
+    assert old.session.id not in {c.session_id for c in swept}
 
 
 async def test_claim_is_exclusive_and_fenced(migrated_pool: Pool) -> None:

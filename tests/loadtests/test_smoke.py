@@ -287,6 +287,7 @@ async def test_added_ttft_runs_turns_through_gateway_processes(tmp_path: Path) -
         ["loadtests.micro.adapters", "--turns", "3", "--warmup", "1", "--tokens-per-s", "2000"],
         ["loadtests.micro.quota_sweep", "--users", "300"],
         ["loadtests.micro.skills", "--users", "2"],
+        ["loadtests.micro.scheduler", "--users", "20"],
     ],
 )
 async def test_microbenchmarks_print_and_write_figures(argv: list[str], tmp_path: Path) -> None:
