@@ -19,6 +19,7 @@ __all__ = [
     "list_assessments",
     "progress_scores",
     "store_job_result",
+    "user_assessments",
 ]
 
 _COLUMNS = (
@@ -145,6 +146,28 @@ async def list_assessments(
         " AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
         session_id,
         before,
+        limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def user_assessments(
+    db: Executor,
+    user_id: str,
+    *,
+    limit: int,
+    session_id: str | None = None,
+    focus_id: str | None = None,
+) -> list[AssessmentRow]:
+    """The user's assessments, newest first, optionally of one session or focus: keyed by the
+    user, so another user's session id finds nothing."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM assessments WHERE user_id = $1"
+        " AND ($2::text IS NULL OR session_id = $2) AND ($3::text IS NULL OR focus_id = $3)"
+        " ORDER BY created_at DESC, id DESC LIMIT $4",
+        user_id,
+        session_id,
+        focus_id,
         limit,
     )
     return [_row(r) for r in rows]

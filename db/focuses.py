@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 from db.pool import Executor, Pool
 
-__all__ = ["MAX_ACTIVE", "Focus", "active_focuses", "list_focuses", "set_active_focuses"]
+__all__ = [
+    "MAX_ACTIVE",
+    "Focus",
+    "active_focuses",
+    "list_focuses",
+    "set_active_focuses",
+    "write_active_focuses",
+]
 
 MAX_ACTIVE = 3
 
@@ -40,18 +47,23 @@ async def set_active_focuses(pool: Pool, user_id: str, focus_ids: Sequence[str])
     if len(focus_ids) > MAX_ACTIVE or len(set(focus_ids)) != len(focus_ids):
         raise ValueError(f"at most {MAX_ACTIVE} distinct focuses, got {list(focus_ids)}")
     async with pool.acquire() as conn, conn.transaction():
+        await write_active_focuses(conn, user_id, focus_ids)
+
+
+async def write_active_focuses(conn: Executor, user_id: str, focus_ids: Sequence[str]) -> None:
+    """`set_active_focuses` inside the caller's transaction (an accepted change applies it)."""
+    if len(focus_ids) > MAX_ACTIVE or len(set(focus_ids)) != len(focus_ids):
+        raise ValueError(f"at most {MAX_ACTIVE} distinct focuses, got {list(focus_ids)}")
+    await conn.execute("INSERT INTO users (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", user_id)
+    await conn.execute(
+        "UPDATE user_focuses SET active = false, position = NULL WHERE user_id = $1", user_id
+    )
+    for position, focus_id in enumerate(focus_ids, start=1):
         await conn.execute(
-            "INSERT INTO users (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", user_id
+            "INSERT INTO user_focuses (user_id, focus_id, position, active)"
+            " VALUES ($1, $2, $3, true) ON CONFLICT (user_id, focus_id)"
+            " DO UPDATE SET position = EXCLUDED.position, active = true",
+            user_id,
+            focus_id,
+            position,
         )
-        await conn.execute(
-            "UPDATE user_focuses SET active = false, position = NULL WHERE user_id = $1", user_id
-        )
-        for position, focus_id in enumerate(focus_ids, start=1):
-            await conn.execute(
-                "INSERT INTO user_focuses (user_id, focus_id, position, active)"
-                " VALUES ($1, $2, $3, true) ON CONFLICT (user_id, focus_id)"
-                " DO UPDATE SET position = EXCLUDED.position, active = true",
-                user_id,
-                focus_id,
-                position,
-            )

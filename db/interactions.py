@@ -56,6 +56,8 @@ class NewInteraction:
     model: str | None = None
     fallbacks: list[dict[str, Any]] = field(default_factory=list)
     focus_ids: tuple[str, ...] = ()
+    # Why the guardrails answered this turn with the safety text ("injury" | "self_harm").
+    safety_flag: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,7 +119,7 @@ async def _record(
         turn.session_id,
     )
     job_id = None
-    if enqueue:
+    if enqueue and turn.safety_flag is None:  # a safety answer is no coaching to assess
         job_id = await conn.fetchval(
             "INSERT INTO assessment_jobs (kind, user_id, session_id, interaction_id)"
             " VALUES ('turn', $1, $2, $3) RETURNING id",

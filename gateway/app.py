@@ -16,6 +16,8 @@ from starlette.routing import BaseRoute
 
 from assess.pipeline import Notify
 from db.pool import DATABASE_AWAY
+from gateway.agent import GatewayAgent
+from gateway.agent_routes import agent_routes
 from gateway.audio_api import audio_routes
 from gateway.auth import Authenticator, load_secret
 from gateway.chat_sse import chat_routes
@@ -32,6 +34,8 @@ from gateway.focus_routes import focus_routes
 from gateway.health import health_routes
 from gateway.insight_jobs import recap_sessions, schedule_insights
 from gateway.insight_routes import insight_routes
+from gateway.knowledge import load_catalog_knowledge
+from gateway.mcp_server import mcp_routes, open_mcp
 from gateway.observability import (
     Observability,
     middleware,
@@ -71,6 +75,8 @@ def _routes() -> list[BaseRoute]:
         *focus_routes(),
         *skills_routes(),
         *insight_routes(),
+        *agent_routes(),
+        *mcp_routes(),
         *observability_routes(),
         *page_routes(),
         *openapi_routes(),
@@ -145,6 +151,7 @@ async def _open_gateway(
         observers,
         max_reply_tokens=settings.max_reply_tokens,
         turn_timeout_s=settings.deadlines.turn_s,
+        max_tool_rounds=settings.agent.max_tool_rounds,
     )
     gateway = Gateway(
         settings=settings,
@@ -160,7 +167,11 @@ async def _open_gateway(
         drills=drills,
     )
     engine.keeper = gateway  # stores and charges each finished turn before its final event
+    gateway.agent = engine.agent = GatewayAgent(gateway)  # guardrails, memories, tools
     recap_sessions(gateway)
+    if persistence is not None:
+        await load_catalog_knowledge(persistence.pool, drills)  # what search_drills searches
+    await open_mcp(gateway, stack)
     if persistence is not None:
         persistence.hints.on_closed = gateway.session_closed  # idle sessions are recapped too
     observability = await open_observability(gateway, stack)

@@ -133,7 +133,7 @@ async def run_insight(
     )
     insight = insight_json(outcome)
     if outcome.source != "cache":
-        _push(gateway, user_id, insight)
+        gateway.push_to_user(user_id, InsightCreated(insight))
     return insight
 
 
@@ -180,16 +180,6 @@ async def schedule_insights(
     stack.push_async_callback(scheduler.aclose)
     gateway.scheduler = scheduler
     return scheduler
-
-
-def _push(gateway: Gateway, user_id: str, insight: dict[str, Any]) -> None:
-    """`insight.created` to every live session of the user in this process (and its feed)."""
-    event = InsightCreated(insight)
-    for session_id in gateway.registry.sessions_of(user_id):
-        if gateway.observability is not None:
-            gateway.observability.deliver(session_id, event)
-        else:
-            gateway.registry.deliver(session_id, event)
 
 
 def _engine(settings: InsightSettings) -> SkillSettings:

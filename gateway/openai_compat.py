@@ -2,7 +2,8 @@
 
 The official `openai` SDK works against it unchanged, with a gateway JWT as its API key. The
 caller's own messages are the context; the gateway's quotas, route fallbacks and assessment
-apply as on the other channels.
+apply as on the other channels. A client's `tools` and `tool_choice` go to the model and its
+calls come back as OpenAI's `tool_calls` (`gateway.openai_tools`); the client runs them.
 """
 
 from __future__ import annotations
@@ -19,20 +20,27 @@ from starlette.types import Receive, Scope, Send
 from gateway.auth import authenticate_request
 from gateway.errors import ApiError, error_body, json_response
 from gateway.ids import new_id
+from gateway.openai_tools import (
+    parse_tool_calls,
+    parse_tool_choice,
+    parse_tools,
+    split_turn,
+    tool_calls_json,
+)
 from gateway.outbound import Outbound
 from gateway.quotas import QuotaExceeded
 from gateway.requests import optional_field, read_json, wrong_type
 from gateway.runtime import Gateway, gateway_of
 from gateway.streaming import EventStream, sse_frame
-from providers.chat import Message
+from providers.chat import Message, ToolCall
 from streams.events import (
-    MAX_TEXT_CHARS,
     ErrorEvent,
     RateLimitedEvent,
     ResponseCompleted,
     ResponseDelta,
     ResponseFailed,
     ResponseStarted,
+    ResponseToolCall,
     ServerEvent,
 )
 from streams.turn import Emit, TurnControl, TurnInput
@@ -40,15 +48,20 @@ from streams.turn import Emit, TurnControl, TurnInput
 __all__ = ["openai_routes"]
 
 GATEWAY_MODEL = "coach"
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
 
 
-# Accepted by OpenAI, not built here yet: refused rather than silently ignored.
+# Accepted by OpenAI, not built here: refused rather than silently ignored (`tools` replaced
+# the legacy functions).
 _UNSUPPORTED = {
-    "tools": "tools are not supported yet on this route",
-    "tool_choice": "tool_choice is not supported yet on this route",
-    "functions": "functions are not supported yet on this route",
-    "function_call": "function_call is not supported yet on this route",
+    "functions": "functions are not supported on this route; use tools",
+    "function_call": "function_call is not supported on this route; use tool_choice",
 }
 
 
@@ -65,8 +78,8 @@ def _content_text(content: Any, name: str) -> str:
     raise wrong_type(name, "a string or an array of text parts", content)
 
 
-def parse_messages(raw: Any) -> tuple[tuple[Message, ...], str]:
-    """(context, last user text) from an OpenAI `messages` array."""
+def parse_messages(raw: Any) -> tuple[tuple[Message, ...], str, tuple[Message, ...]]:
+    """(context, last user text, what follows it) from an OpenAI `messages` array."""
     if raw is None:
         raise ApiError(400, "invalid_request", "messages is required")
     if not isinstance(raw, list):
@@ -81,16 +94,21 @@ def parse_messages(raw: Any) -> tuple[tuple[Message, ...], str]:
         if not isinstance(role, str) or role not in _ROLES:
             roles = ", ".join(_ROLES)
             raise ApiError(400, "invalid_request", f"messages[{i}].role must be one of {roles}")
-        text = _content_text(item.get("content"), f"messages[{i}].content")
-        messages.append(Message(_ROLES[role], text))  # type: ignore[arg-type]
-    last = messages[-1]
-    if last.role != "user" or not last.content.strip():
-        raise ApiError(400, "empty_text", "the last message must be a non-empty user message")
-    if len(last.content) > MAX_TEXT_CHARS:
-        raise ApiError(
-            400, "text_too_long", f"the user message is over {MAX_TEXT_CHARS} characters"
-        )
-    return tuple(messages[:-1]), last.content
+        messages.append(_message(item, _ROLES[role], f"messages[{i}]"))
+    return split_turn(messages)
+
+
+def _message(item: dict[str, Any], role: str, field: str) -> Message:
+    text = _content_text(item.get("content"), f"{field}.content")
+    if role == "tool":
+        call_id = item.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise wrong_type(f"{field}.tool_call_id", "a non-empty string", call_id)
+        return Message("tool", text, tool_call_id=call_id)
+    calls: tuple[ToolCall, ...] = ()
+    if role == "assistant":
+        calls = parse_tool_calls(item.get("tool_calls"), f"{field}.tool_calls")
+    return Message(role, text, tool_calls=calls)  # type: ignore[arg-type]
 
 
 def _route_model(gateway: Gateway, body: dict[str, Any]) -> str | None:
@@ -148,6 +166,7 @@ class _Chunks:
         self.created = int(time.time())
         self.model = GATEWAY_MODEL
         self.include_usage = include_usage
+        self.calls: list[ToolCall] = []  # the model's tool calls, in order
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
@@ -165,6 +184,8 @@ class _Chunks:
                 return sse_frame(orjson.dumps(self._chunk({"role": "assistant", "content": ""})))
             case ResponseDelta(text=text):
                 return sse_frame(orjson.dumps(self._chunk({"content": text})))
+            case ResponseToolCall():
+                return sse_frame(orjson.dumps(self._chunk({"tool_calls": self.add_call(event)})))
             case ResponseCompleted():
                 return self._final(event)
             case ResponseFailed(error=error):
@@ -180,6 +201,12 @@ class _Chunks:
                 return sse_frame(orjson.dumps(error_body(500, code, message, retryable)))
             case _:
                 return None
+
+    def add_call(self, event: ResponseToolCall) -> list[dict[str, Any]]:
+        """Keep a call; its `delta.tool_calls` (the whole call in one piece, at its index)."""
+        self.calls.append(ToolCall(event.call_id, event.name, event.arguments))
+        (call,) = tool_calls_json(self.calls, indexed=True)[-1:]
+        return [call]
 
     def _final(self, event: ResponseCompleted) -> bytes:
         finish = "stop" if event.finish_reason in ("stop", "cancelled") else event.finish_reason
@@ -210,7 +237,10 @@ class CompletionsEndpoint:
         principal = await authenticate_request(request)
         body = await read_json(request)
         _refuse_unsupported(body)
-        context, text = parse_messages(body.get("messages"))
+        context, text, tail = parse_messages(body.get("messages"))
+        tools = parse_tools(body.get("tools"))
+        tool_choice = parse_tool_choice(body.get("tool_choice"), tools)
+        optional_field(body, "parallel_tool_calls", bool, "true or false")  # a hint, not kept
         model = _route_model(gateway, body)
         max_tokens = _max_tokens(body)
         stream, include_usage = _stream_options(body)
@@ -224,6 +254,9 @@ class CompletionsEndpoint:
             context=context,
             max_tokens=max_tokens,
             model=model,
+            tools=tools,
+            tool_choice=tool_choice,
+            tail=tail,
         )
         outbound = Outbound(gateway.settings.send_queue_size, gateway.settings.send_timeout_s)
         control = TurnControl()
@@ -279,6 +312,8 @@ def _collector(outbound: Outbound, chunks: _Chunks) -> Any:
             while event is not None and not isinstance(
                 event, ResponseCompleted | ResponseFailed | RateLimitedEvent
             ):
+                if isinstance(event, ResponseToolCall):
+                    chunks.add_call(event)
                 item = await outbound.get()
                 event = item[1] if item else None
             response = _completion_response(event, chunks)
@@ -297,11 +332,7 @@ def _completion_response(event: ServerEvent | None, chunks: _Chunks) -> Response
                 "created": chunks.created,
                 "model": event.model,
                 "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": event.text},
-                        "finish_reason": finish,
-                    }
+                    {"index": 0, "message": _reply_message(event, chunks), "finish_reason": finish}
                 ],
                 "usage": _usage(event),
             }
@@ -313,6 +344,17 @@ def _completion_response(event: ServerEvent | None, chunks: _Chunks) -> Response
     return json_response(
         error_body(500, "internal_error", "the turn ended without a reply", True), 500
     )
+
+
+def _reply_message(event: ResponseCompleted, chunks: _Chunks) -> dict[str, Any]:
+    """The assistant message; with tool calls, OpenAI's `content` is null when it has no text."""
+    if not chunks.calls:
+        return {"role": "assistant", "content": event.text}
+    return {
+        "role": "assistant",
+        "content": event.text or None,
+        "tool_calls": tool_calls_json(chunks.calls, indexed=False),
+    }
 
 
 async def models_endpoint(request: Request) -> Response:

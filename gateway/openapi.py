@@ -43,6 +43,8 @@ OpenAI-compatible surface, speech, quotas, failover and assessments.
 - The WebSocket `GET /v1/realtime` (text and voice turns, session updates, metrics) is not an
   HTTP operation and is not listed here: docs/protocol.md describes it, with every WebSocket and
   SSE event, close code and error code.
+- `/mcp` (the agent's tools for MCP clients, over MCP streamable HTTP, with the same bearer
+  token) is a protocol endpoint, not listed here either: see docs/protocol.md.
 """
 
 
@@ -69,6 +71,7 @@ def openapi_document() -> Json:
             **_focus_paths(),
             **_skill_paths(),
             **_insight_paths(),
+            **_agent_paths(),
             **_feed_paths(),
             **_public_paths(),
         },
@@ -94,6 +97,7 @@ _PHRASES = {
     401: "Unauthenticated",
     403: "Forbidden",
     404: "Not found",
+    409: "Conflict",
     413: "Body too large",
     429: "Quota exceeded",
     500: "Internal error",
@@ -210,7 +214,9 @@ def _openai_paths() -> Json:
         "summary": "OpenAI-compatible chat completion",
         "description": (
             "The official `openai` SDK works unchanged, with a gateway JWT as its API key. The "
-            "last message must be the user's; the earlier ones are its context. `stream: true` "
+            "last message must be the user's, or the results of the tool calls that followed "
+            "it; the earlier ones are its context. A client's `tools` go to the model, whose "
+            "calls come back as `tool_calls` (`finish_reason: tool_calls`). `stream: true` "
             "answers `chat.completion.chunk` events ending with `data: [DONE]`; an error after "
             "the first chunk is an `error` object in a chunk. A turn that fails before its "
             "first token answers 502, or 503 when retrying may help."
@@ -432,6 +438,46 @@ def _insight_paths() -> Json:
         }
     )
     return {"/v1/insights": {"get": listed}, "/v1/insights/{type}": {"post": made}}
+
+
+def _agent_paths() -> Json:
+    """The agent's proposed changes (confirm-before-write) and the memories it keeps."""
+    statuses = {"enum": ["pending", "applied", "rejected", "expired"], "default": "pending"}
+    listed = _read("The caller's changes in one status, newest first", "ChangeList")
+    listed["parameters"] = [_query("status", statuses, "Which changes")]
+    listed["responses"] |= _errors({400: ("invalid_request",), 503: _REST_503})
+    change_id = {
+        "name": "change_id",
+        "in": "path",
+        "required": True,
+        "schema": STR,
+        "description": "A change id; another user's change answers 404 like a missing one",
+    }
+    decided = ("change_already_decided",)
+    accept = _read("Apply a pending change, once", "ChangeAnswer", {404: ("change_not_found",)})
+    accept["description"] = (
+        "Writes what the change says (new active focuses, or a memory) in the same transaction "
+        "that marks it applied. A change decided already is a 409 and nothing is applied again; "
+        "an expired change is a 404."
+    )
+    accept["responses"] |= _errors({409: (*decided, "change_invalid"), 503: _REST_503})
+    reject = _read("Reject a pending change", "ChangeAnswer", {404: ("change_not_found",)})
+    reject["responses"] |= _errors({409: decided, 503: _REST_503})
+    memory_id = {**change_id, "name": "memory_id", "description": "A memory id"}
+    forget = {
+        "summary": "Forget one of the caller's memories",
+        "responses": {
+            "204": {"description": "Forgotten"},
+            **_errors({401: _AUTH_401, 404: ("memory_not_found",), 503: _REST_503}),
+        },
+    }
+    return {
+        "/v1/changes": {"get": listed},
+        "/v1/changes/{change_id}/accept": {"parameters": [change_id], "post": accept},
+        "/v1/changes/{change_id}/reject": {"parameters": [change_id], "post": reject},
+        "/v1/memories": {"get": _read("What the coach remembers of the caller", "MemoryList")},
+        "/v1/memories/{memory_id}": {"parameters": [memory_id], "delete": forget},
+    }
 
 
 def _feed_paths() -> Json:

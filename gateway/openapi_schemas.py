@@ -55,6 +55,7 @@ def components() -> Json:
             **_focus_schemas(),
             **_skill_schemas(),
             **_insight_schemas(),
+            **_agent_schemas(),
             **_other_schemas(),
         },
         "responses": {
@@ -143,6 +144,7 @@ _CHAT_EVENTS = {
     "session.created": "SessionCreatedEvent",
     "response.started": "ResponseStartedEvent",
     "response.delta": "ResponseDeltaEvent",
+    "response.tool_call": "ResponseToolCallEvent",
     "response.audio": "ResponseAudioEvent",
     "response.completed": "ResponseCompletedEvent",
     "response.failed": "ResponseFailedEvent",
@@ -179,6 +181,9 @@ def _turn_events() -> Json:
         ),
         "ResponseStartedEvent": _typed("response.started", {**turn, "provider": STR, "model": STR}),
         "ResponseDeltaEvent": _typed("response.delta", {**turn, "text": STR}),
+        "ResponseToolCallEvent": _typed(
+            "response.tool_call", {**turn, "call_id": STR, "name": STR, "arguments": STR}
+        ),
         "ResponseAudioEvent": _typed(
             "response.audio",
             {
@@ -243,8 +248,15 @@ def _openai_schemas() -> Json:
 def _completion_request() -> Json:
     part = _obj({"type": STR}, {"text": STR})
     content = {"anyOf": [STR, _array(part), {"type": "null"}]}
-    roles = {"enum": ["system", "developer", "user", "assistant"]}
-    message = _obj({"role": roles}, {"content": content})
+    roles = {"enum": ["system", "developer", "user", "assistant", "tool"]}
+    message = _obj(
+        {"role": roles},
+        {
+            "content": content,
+            "tool_calls": {"anyOf": [_array(_tool_call()), {"type": "null"}]},
+            "tool_call_id": {**STR, "description": "`role: tool`: the call it answers"},
+        },
+    )
     positive = {"type": ["integer", "null"], "minimum": 1}
     request = _obj(
         {"messages": {**_array(message), "minItems": 1}},
@@ -257,10 +269,37 @@ def _completion_request() -> Json:
             "max_tokens": positive,
             "max_completion_tokens": positive,
             "n": {"enum": [1, None]},
+            **_tool_fields(),
         },
     )
-    request["description"] = "`tools`, `tool_choice`, `functions` and `function_call` are refused"
+    request["description"] = "`functions` and `function_call` (legacy) are refused: use `tools`"
     return request
+
+
+def _tool_call(*, indexed: bool = False) -> Json:
+    """A call the model made, as OpenAI writes it (in a stream's delta, with its `index`)."""
+    function = _obj({"name": STR, "arguments": {**STR, "description": "JSON text, unchecked"}})
+    call = {"id": STR, "type": {"const": "function"}, "function": function}
+    return _obj({"index": INT, **call} if indexed else call)
+
+
+def _tool_fields() -> Json:
+    """A client's own tools, passed to the model; the gateway runs none of them."""
+    name = {**STR, "pattern": "^[a-zA-Z0-9_-]{1,64}$"}
+    function = _obj(
+        {"name": name},
+        {"description": STR, "parameters": {**OBJ, "description": "JSON schema of an object"}},
+    )
+    tool = _obj({"type": {"const": "function"}, "function": function})
+    named = _obj({"type": {"const": "function"}, "function": _obj({"name": name})})
+    return {
+        "tools": {"anyOf": [{**_array(tool), "maxItems": 128}, {"type": "null"}]},
+        "tool_choice": {
+            "anyOf": [{"enum": ["auto", "none", "required"]}, named, {"type": "null"}],
+            "description": "Only with `tools`; a named function must be one of them",
+        },
+        "parallel_tool_calls": {**_null("boolean"), "description": "Accepted; not passed on"},
+    }
 
 
 def _completions() -> Json:
@@ -268,9 +307,12 @@ def _completions() -> Json:
     usage = _obj({"prompt_tokens": INT, "completion_tokens": INT, "total_tokens": INT})
     finish = _null("string")
     head = {"id": STR, "created": INT, "model": STR}
-    reply = _obj({"role": {"const": "assistant"}, "content": STR})
+    reply = _obj(
+        {"role": {"const": "assistant"}, "content": _null("string")},
+        {"tool_calls": _array(_tool_call())},
+    )
     choice = _obj({"index": INT, "message": reply, "finish_reason": finish})
-    delta = _obj({}, {"role": STR, "content": STR})
+    delta = _obj({}, {"role": STR, "content": STR, "tool_calls": _array(_tool_call(indexed=True))})
     chunk_choice = _obj({"index": INT, "delta": delta, "finish_reason": finish})
     return {
         "ChatCompletion": _obj(
@@ -517,6 +559,28 @@ def _insight_schemas() -> Json:
         "Insight": insight,
         "InsightList": _obj({"insights": _array(listed)}),
         "InsightAnswer": _obj({"insight": ref("Insight")}),
+    }
+
+
+def _agent_schemas() -> Json:
+    statuses = ["pending", "applied", "rejected", "expired"]
+    change = _obj(
+        {
+            "id": STR,
+            "kind": {"enum": ["focus_change", "memory"]},
+            "payload": OBJ,
+            "status": {"enum": statuses},
+            "expires_at": STR,
+            "created_at": STR,
+        }
+    )
+    memory = _obj({"id": STR, "text": STR, "created_at": STR})
+    return {
+        "Change": change,
+        "ChangeList": _obj({"changes": _array(ref("Change"))}),
+        "ChangeAnswer": _obj({"change": ref("Change")}),
+        "Memory": memory,
+        "MemoryList": _obj({"memories": _array(ref("Memory"))}),
     }
 
 

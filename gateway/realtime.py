@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -32,6 +33,7 @@ from gateway.telemetry import session_span
 from providers.errors import ProviderError
 from streams.events import (
     AssessmentRequest,
+    ChangeAnswer,
     ClientEvent,
     ErrorEvent,
     InputAudioCommit,
@@ -260,6 +262,8 @@ class Connection:
                 self.gateway.on_metrics(self.live, metrics)
             case AssessmentRequest(scope=scope, turn_id=turn_id):
                 await self._request_assessment(scope, turn_id)
+            case ChangeAnswer(change_id=change_id, accept=accept):
+                await self._answer_change(change_id, accept=accept)
             case SessionEnd():
                 await self._end_session()
             case _:
@@ -270,6 +274,19 @@ class Connection:
             await self.gateway.request_assessment(self.live, scope, turn_id)
         except ApiError as exc:
             self.send(ErrorEvent(exc.code, exc.message, retryable=exc.retryable))
+
+    async def _answer_change(self, change_id: str, *, accept: bool) -> None:
+        """`change.accept` / `change.reject`: `change.applied` / `change.rejected` follow on
+        every live session of the user; an accepted focus change also becomes this
+        connection's focuses (its next turn's prompt)."""
+        try:
+            row = await self.gateway.answer_change(self.principal.user_id, change_id, accept=accept)
+        except ApiError as exc:
+            self.send(ErrorEvent(exc.code, exc.message, retryable=exc.retryable))
+            return
+        if accept and row.kind == "focus_change":
+            focus_ids = tuple(str(f) for f in row.payload.get("focus_ids", []))
+            self.live.config = dataclasses.replace(self.live.config, focus_ids=focus_ids)
 
     async def _end_session(self) -> None:
         """Close the session (`session.ended` follows). A reply still streaming is not cut

@@ -8,24 +8,28 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from db.changes import ChangeRow
 from db.jobs import request_turn_job
 from db.pool import DATABASE_UNAVAILABLE
 from db.sessions import end_session, queue_summary
 from gateway.auth import Authenticator, Principal
+from gateway.changes import answer_change
 from gateway.drills import DrillCatalog, load_catalog
 from gateway.errors import ApiError
 from gateway.quotas import QuotaExceeded, Quotas, TurnTicket
 from gateway.settings import Settings
 from providers.routing import Router
-from streams.events import ServerEvent, SessionEnded
+from streams.events import ChangeApplied, ChangeRejected, ServerEvent, SessionEnded
 from streams.records import SessionInfo, SessionStore, Stored, TurnRecord
 from streams.session import LiveSession, SessionRegistry
 from streams.turn import TurnControl, TurnEngine, TurnInput
 from streams.voice import SpeechOut
 
 if TYPE_CHECKING:  # imported for the types only: these modules import this one, or are heavy
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from starlette.requests import HTTPConnection
 
+    from gateway.agent import GatewayAgent
     from gateway.observability import Observability
     from gateway.persistence import Persistence
     from gateway.scheduler import InsightScheduler
@@ -93,7 +97,9 @@ class Gateway:
     tts: TextToSpeech | None = None
     persistence: Persistence | None = None
     observability: Observability | None = None  # set by `open_observability`
+    mcp: StreamableHTTPSessionManager | None = None  # set by `gateway.mcp_server.open_mcp`
     scheduler: InsightScheduler | None = None  # set by `gateway.insight_jobs.schedule_insights`
+    agent: GatewayAgent | None = None  # guardrails, memories, tools (also `engine.agent`)
     # The drill catalog (`drills_file`, else the shipped one): `create_app` reads it before start.
     drills: DrillCatalog = field(default_factory=load_catalog)
     connections: set[Stoppable] = field(default_factory=set)
@@ -283,6 +289,26 @@ class Gateway:
             task = asyncio.create_task(_run_hook(hook, user_id, session_id))
             self._hook_tasks.add(task)
             task.add_done_callback(self._hook_tasks.discard)
+
+    def push_to_user(self, user_id: str, event: ServerEvent) -> None:
+        """Send `event` to every live session of the user in this process (and their feeds)."""
+        for session_id in self.registry.sessions_of(user_id):
+            if self.observability is not None:
+                self.observability.deliver(session_id, event)
+            else:
+                self.registry.deliver(session_id, event)
+
+    async def answer_change(self, user_id: str, change_id: str, *, accept: bool) -> ChangeRow:
+        """Accept (apply once) or reject the user's pending change, then tell their live
+        sessions (`change.applied` / `change.rejected`). `ApiError` says why not."""
+        if self.persistence is None:
+            raise ApiError(503, "persistence_unavailable", "this gateway runs without a database")
+        row = await answer_change(self.persistence.pool, user_id, change_id, accept=accept)
+        if accept and row.kind == "memory" and self.agent is not None:
+            self.agent.memories_changed(user_id)
+        event = ChangeApplied(row.to_json()) if accept else ChangeRejected(row.to_json())
+        self.push_to_user(user_id, event)
+        return row
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking turns, let running ones finish for `grace_s`, then close every socket

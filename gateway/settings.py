@@ -49,6 +49,7 @@ __all__ = [
     "CONFIG_ENV",
     "INSIGHT_FACTS",
     "ROUTES",
+    "AgentSettings",
     "AssessSettings",
     "BreakerSettings",
     "ConfigError",
@@ -196,6 +197,37 @@ class AssessSettings(_Section):
     session_idle_minutes: float = 20.0
     buffer_min_turns: int = 3
     buffer_max_turns: int = 6
+
+
+_SAFETY_TEXT = (
+    "That sounds like pain or an injury, and that is not something practice should push "
+    "through. Please stop the exercise that causes it and rest, and see a doctor or a "
+    "physiotherapist (for your voice, a voice doctor) before you go on; if the pain is severe or "
+    "came on suddenly, get medical help now. We can pick the practice up again once you have "
+    "been checked."
+)
+_CRISIS_TEXT = (
+    "I'm really sorry you're feeling this way, and I'm glad you said it. I'm a practice coach and "
+    "can't give you the help you deserve here, but you don't have to face this alone. If you "
+    "might act on these thoughts, call your local emergency number now (911 in the US, 112 in "
+    "Europe), or reach a crisis line: 988 in the US, Samaritans on 116 123 in the UK and "
+    "Ireland, or findahelpline.com elsewhere. Talking to someone you trust can help too."
+)
+
+
+class AgentSettings(_Section):
+    """`[agent]`: the agent's tools, proposed changes, memory, and the guardrails' answers."""
+
+    tool_timeout_s: float = Field(default=10.0, gt=0)  # one tool call, database reads included
+    # Model calls of one turn that may end in tool calls; the next one is offered no tools.
+    max_tool_rounds: int = Field(default=4, ge=0, le=16)
+    tool_output_bytes: int = Field(default=8192, ge=512)  # a tool result the model is given
+    change_ttl_h: float = Field(default=24.0, gt=0)  # a proposed change expires unanswered
+    memory_budget_tokens: int = Field(default=300, ge=0)  # memories in one turn's context
+    # The answer to a message about pain or injury, and to one about self-harm: sent in place
+    # of the model's, so the turn never goes to a coaching prompt as if it were routine.
+    safety_text: str = Field(default=_SAFETY_TEXT, min_length=1)
+    crisis_text: str = Field(default=_CRISIS_TEXT, min_length=1)
 
 
 class SkillSettings(_Section):
@@ -449,6 +481,7 @@ class Settings(BaseSettings):
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     assess: AssessSettings = Field(default_factory=AssessSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     skills: SkillsSettings = Field(default_factory=SkillsSettings)
     # `[insights.TYPE]`: the shipped types (`DEFAULT_INSIGHTS`) and any the configuration adds.
     insights: Annotated[dict[str, InsightSettings], BeforeValidator(_merge_insights)] = Field(

@@ -151,7 +151,7 @@ class NativeChat(ChatProvider):
         try:
             if response.status >= 400:
                 await self._raise_status_error(response)
-            tally = wire.StreamTally(model=request.model)
+            tally = wire.StreamTally.for_request(request)
             # One loop, no inner generator: this runs once per streamed chunk.
             decoder = SseDecoder()
             read_event = self._dialect.read_event
@@ -184,7 +184,11 @@ class NativeChat(ChatProvider):
                 status=200,
                 provider=self.name,
             )
-        yield tally.final_chunk()
+        try:
+            final = tally.final_chunk()
+        except MalformedResponse as exc:  # a tool call left unfinished
+            raise MalformedResponse(f"{self.name}: {exc}", provider=self.name) from exc
+        yield final
 
     async def _first_read(self, response: Response) -> bytes:
         """The body's first bytes, within `timeout_s` as the head was (one timer per request):

@@ -84,7 +84,7 @@ class SdkChat(ChatProvider):
             raise self._map_error(exc, streaming=False) from exc
         except TimeoutError as exc:
             raise self._timed_out() from exc
-        tally = wire.StreamTally(model=request.model)
+        tally = wire.StreamTally.for_request(request)
         async with response:
             events = aiter(response)
             next_event: Awaitable[object] = self._first_event(events)
@@ -106,7 +106,11 @@ class SdkChat(ChatProvider):
             raise StreamInterrupted(
                 f"the stream ended without {self._end_marker}", status=200, provider=self.name
             )
-        yield tally.final_chunk()
+        try:
+            final = tally.final_chunk()
+        except MalformedResponse as exc:  # a tool call left unfinished
+            raise MalformedResponse(f"{self.name}: {exc}", provider=self.name) from exc
+        yield final
 
     async def _first_event(self, events: AsyncIterator[object]) -> object:
         """The stream's first event, within `timeout_s` as the head was (one timer per call)."""

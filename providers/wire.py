@@ -7,6 +7,11 @@ one tool named `ChatRequest.schema_name` whose `input_schema` is the schema (its
 an object), forced with `tool_choice: {"type": "tool", "name": ...}`; the tool input, streamed as
 `input_json_delta` events, is the JSON text of the answer.
 
+Tools (`ChatRequest.tools`) and the calls a model makes are converted in `providers.wire_tools`;
+the feeds here hand the vendor's call fragments to the tally, whose final chunk carries the
+assembled calls with finish reason "tool_calls". On Anthropic a `tool_use` block is a call only
+when real tools were offered and it is not the JSON-schema tool (whose input stays the answer).
+
 Streamed answers arrive as decoded JSON (dicts, as the vendors send them), not as SDK models.
 The feeds read them defensively: a missing key or a `null` means "not said", while a chunk
 that is not an object, or a field of the wrong type, raises `MalformedResponse`.
@@ -17,10 +22,11 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from providers.chat import ChatChunk, ChatRequest, Message, Usage
+from providers import wire_tools
+from providers.chat import ChatChunk, ChatRequest, Usage
 from providers.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -87,10 +93,20 @@ def openai_params(request: ChatRequest) -> dict[str, Any]:
     """The JSON body of a streamed `POST /chat/completions`, usage included."""
     params: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [
+            # the common case inline: one call less per message
+            {"role": m.role, "content": m.content}
+            if m.role != "tool" and not m.tool_calls
+            else wire_tools.openai_message(m)
+            for m in request.messages
+        ],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if request.tools:
+        params["tools"] = wire_tools.openai_tools(request.tools)
+    if request.tools and request.tool_choice is not None:  # OpenAI refuses it without tools
+        params["tool_choice"] = wire_tools.openai_tool_choice(request.tool_choice)
     if request.max_tokens is not None:
         params["max_tokens"] = request.max_tokens
     if request.temperature is not None:
@@ -109,35 +125,29 @@ def anthropic_params(request: ChatRequest) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens or ANTHROPIC_DEFAULT_MAX_TOKENS,
-        "messages": _alternating([m for m in request.messages if m.role != "system"]),
+        "messages": wire_tools.anthropic_messages(
+            [m for m in request.messages if m.role != "system"]
+        ),
         "stream": True,
     }
     if system:
         params["system"] = system
     if request.temperature is not None:
         params["temperature"] = request.temperature
+    if request.tools:
+        params["tools"] = wire_tools.anthropic_tools(request.tools)
+        if request.tool_choice is not None:
+            params["tool_choice"] = wire_tools.anthropic_tool_choice(request.tool_choice)
     if request.json_schema is not None:
         name = request.schema_name
-        params["tools"] = [
-            {
-                "name": name,
-                "description": "Answer with JSON that fits this schema.",
-                "input_schema": request.json_schema,
-            }
-        ]
+        schema_tool = {
+            "name": name,
+            "description": "Answer with JSON that fits this schema.",
+            "input_schema": request.json_schema,
+        }
+        params["tools"] = [*params.get("tools", []), schema_tool]
         params["tool_choice"] = {"type": "tool", "name": name}
     return params
-
-
-def _alternating(messages: list[Message]) -> list[dict[str, str]]:
-    """Merge runs of one role: the Messages API wants user and assistant turns to alternate."""
-    merged: list[dict[str, str]] = []
-    for message in messages:
-        if merged and merged[-1]["role"] == message.role:
-            merged[-1]["content"] += "\n\n" + message.content
-        else:
-            merged.append({"role": message.role, "content": message.content})
-    return merged
 
 
 # -- streamed answers -----------------------------------------------------------------------
@@ -153,16 +163,35 @@ class StreamTally:
     output_tokens: int | None = None
     deltas: int = 0
     finished: bool = False  # the vendor's finish marker arrived
+    # Anthropic: real tools were offered, and the name of the JSON-schema tool (not a call).
+    offers_tools: bool = False
+    answer_tool: str | None = None
+    tool_parts: wire_tools.ToolCallParts = field(default_factory=wire_tools.ToolCallParts)
+
+    @classmethod
+    def for_request(cls, request: ChatRequest) -> StreamTally:
+        """A tally for the stream that answers `request`."""
+        return cls(
+            model=request.model,
+            offers_tools=bool(request.tools),
+            answer_tool=request.schema_name if request.json_schema is not None else None,
+        )
 
     def final_chunk(self) -> ChatChunk:
-        """The closing chunk; without reported usage, output counts the text deltas."""
+        """The closing chunk; without reported usage, output counts the text deltas. Tool calls
+        come with a finish that would otherwise be "stop" (a call cut by the token limit is no
+        call: the finish stays "length"); a call left unfinished raises `MalformedResponse`."""
         usage = Usage(
             input_tokens=self.input_tokens or 0,
             output_tokens=self.deltas if self.output_tokens is None else self.output_tokens,
         )
-        return ChatChunk(
-            usage=usage, finish_reason=normalize_finish(self.finish_reason), model=self.model
-        )
+        finish = normalize_finish(self.finish_reason)
+        if finish == "stop" and self.tool_parts:
+            calls = self.tool_parts.calls()
+            return ChatChunk(
+                usage=usage, finish_reason="tool_calls", model=self.model, tool_calls=calls
+            )
+        return ChatChunk(usage=usage, finish_reason=finish, model=self.model)
 
 
 def openai_feed(tally: StreamTally, chunk: object) -> str:
@@ -183,7 +212,10 @@ def openai_feed(tally: StreamTally, chunk: object) -> str:
         if choice.get("index", 0) != 0:
             continue
         if (delta := choice.get("delta")) is not None:
-            text = _string(_object(delta, "delta"), "content") or text
+            delta = _object(delta, "delta")
+            text = _string(delta, "content") or text
+            if (fragments := delta.get("tool_calls")) is not None:
+                tally.deltas += tally.tool_parts.openai_fragments(fragments)
         if (finish := _string(choice, "finish_reason")) is not None:
             tally.finish_reason = finish
             tally.finished = True
@@ -201,8 +233,16 @@ def anthropic_feed(tally: StreamTally, event: object) -> str:
             tally.model = _string(message, "model") or tally.model
             if (usage := message.get("usage")) is not None:
                 tally.input_tokens = _count(_object(usage, "usage"), "input_tokens")
+        case "content_block_start":
+            block = _object(event.get("content_block"), "content_block")
+            index = event.get("index")
+            if _is_call(tally, block) and isinstance(index, int):
+                tally.tool_parts.anthropic_start(index, block)
         case "content_block_delta":
-            return _anthropic_delta(tally, _object(event.get("delta"), "delta"))
+            delta = _object(event.get("delta"), "delta")
+            return _anthropic_delta(tally, event.get("index"), delta)
+        case "content_block_stop":
+            tally.tool_parts.anthropic_stop(event.get("index"))
         case "message_delta":
             delta = _object(event.get("delta") or {}, "delta")
             tally.finish_reason = _string(delta, "stop_reason") or tally.finish_reason
@@ -216,12 +256,24 @@ def anthropic_feed(tally: StreamTally, event: object) -> str:
     return ""
 
 
-def _anthropic_delta(tally: StreamTally, delta: dict[str, Any]) -> str:
+def _is_call(tally: StreamTally, block: dict[str, Any]) -> bool:
+    """A `tool_use` block of a real tool (the JSON-schema tool's input is the answer's text)."""
+    return (
+        tally.offers_tools
+        and block.get("type") == "tool_use"
+        and block.get("name") != tally.answer_tool
+    )
+
+
+def _anthropic_delta(tally: StreamTally, index: object, delta: dict[str, Any]) -> str:
     match delta.get("type"):
         case "text_delta":
             text = _string(delta, "text")
         case "input_json_delta":
             text = _string(delta, "partial_json")
+            if text is not None and tally.tool_parts.anthropic_delta(index, text):
+                tally.deltas += 1
+                return ""
         case _:  # thinking, signatures, citations: not part of the answer
             text = None
     if text:

@@ -20,6 +20,10 @@ import orjson
 __all__ = [
     "AssessmentCreated",
     "AssessmentRequest",
+    "ChangeAnswer",
+    "ChangeApplied",
+    "ChangeProposed",
+    "ChangeRejected",
     "ClientEvent",
     "CoachingFeedback",
     "ErrorEvent",
@@ -37,6 +41,8 @@ __all__ = [
     "ResponseDelta",
     "ResponseFailed",
     "ResponseStarted",
+    "ResponseToolCall",
+    "ResponseToolResult",
     "ServerEvent",
     "SessionCreated",
     "SessionEnd",
@@ -106,6 +112,17 @@ class ResponseDelta:
 
 
 @dataclass(frozen=True)
+class ResponseToolCall:
+    """The model called a tool: `arguments` is its JSON text as the model wrote it (unchecked)."""
+
+    type: ClassVar[str] = "response.tool_call"
+    turn_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ResponseAudio:
     type: ClassVar[str] = "response.audio"
     turn_id: str
@@ -137,6 +154,38 @@ class ResponseFailed:
     turn_id: str
     error: dict[str, Any]
     partial_text: str
+
+
+@dataclass(frozen=True)
+class ResponseToolResult:
+    """A server tool the model called has run: `summary` is a short line for the user."""
+
+    type: ClassVar[str] = "response.tool_result"
+    turn_id: str
+    call_id: str
+    ok: bool
+    summary: str
+
+
+@dataclass(frozen=True)
+class ChangeProposed:
+    """A change the agent proposed (`change`: `{id, kind, payload, status, expires_at,
+    created_at}`): nothing is written until the user accepts it."""
+
+    type: ClassVar[str] = "change.proposed"
+    change: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChangeApplied:
+    type: ClassVar[str] = "change.applied"
+    change: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChangeRejected:
+    type: ClassVar[str] = "change.rejected"
+    change: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -193,6 +242,11 @@ ServerEvent = (
     | Transcript
     | ResponseStarted
     | ResponseDelta
+    | ResponseToolCall
+    | ResponseToolResult
+    | ChangeProposed
+    | ChangeApplied
+    | ChangeRejected
     | ResponseAudio
     | ResponseCompleted
     | ResponseFailed
@@ -283,6 +337,15 @@ class AssessmentRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeAnswer:
+    """`change.accept` / `change.reject`: the user's answer to a proposed change."""
+
+    type: ClassVar[str] = "change.answer"
+    change_id: str
+    accept: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     type: ClassVar[str] = "ping"
 
@@ -295,10 +358,11 @@ ClientEvent = (
     | MetricsPush
     | SessionEnd
     | AssessmentRequest
+    | ChangeAnswer
     | Ping
 )
 
-SESSION_KEYS = frozenset({"coach", "focus_ids", "voice", "input_audio_format", "model"})
+SESSION_KEYS = frozenset({"coach", "focus_ids", "voice", "input_audio_format", "model", "tools"})
 
 
 def kind_of(value: Any) -> str:
@@ -379,6 +443,8 @@ def _parse_session(obj: dict[str, Any]) -> SessionUpdate:
     ):
         message = "session.focus_ids must be a list of at most 3 distinct strings"
         raise ProtocolError("invalid_session", message)
+    if "tools" in session and not isinstance(session["tools"], bool):
+        raise _wrong_type("invalid_session", "session.tools", "true or false", session["tools"])
     if "coach" in session and not isinstance(session["coach"], str):
         raise _wrong_type("invalid_session", "session.coach", "a string", session["coach"])
     if session.get("model") is not None and not isinstance(session["model"], str):
@@ -449,6 +515,13 @@ def _parse_assessment_request(obj: dict[str, Any]) -> AssessmentRequest:
             raise _wrong_type("invalid_scope", "scope", "a string", other)
 
 
+def _parse_change_answer(obj: dict[str, Any], *, accept: bool) -> ChangeAnswer:
+    change_id = obj.get("change_id")
+    if not _short_str(change_id):
+        raise _wrong_type("invalid_event", "change_id", "a string of 1-64 characters", change_id)
+    return ChangeAnswer(str(change_id), accept)
+
+
 def parse_client_event(raw: str | bytes) -> ClientEvent:
     """Parse one text frame; raises `ProtocolError` with a code the client can act on."""
     try:
@@ -475,6 +548,8 @@ def parse_client_event(raw: str | bytes) -> ClientEvent:
             return SessionEnd()
         case "assessment.request":
             return _parse_assessment_request(obj)
+        case "change.accept" | "change.reject" as kind:
+            return _parse_change_answer(obj, accept=kind == "change.accept")
         case "ping":
             return Ping()
         case None:

@@ -46,6 +46,8 @@ class TurnRecord:
     audio_in_ms: int = 0
     first_audio_ms: float | None = None
     started_at: datetime | None = None
+    # Set when the guardrails answered the turn with the safety text: "injury" | "self_harm".
+    safety_flag: str | None = None
 
 
 class TurnObserver(Protocol):

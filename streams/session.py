@@ -80,6 +80,7 @@ class SessionConfig:
     voice: str | None = None
     input_audio_format: str = "pcm16"
     model: str | None = None
+    tools: bool = False  # the agent's server tools on this channel's turns (DESIGN.md, "Agent")
 
     def updated(self, patch: dict[str, Any], choices: SessionChoices) -> SessionConfig:
         """A copy with `patch` (parsed by `parse_client_event`) applied, once every value in it
@@ -98,6 +99,8 @@ class SessionConfig:
             changes["voice"] = voice.get("voice")
         if "input_audio_format" in patch:
             changes["input_audio_format"] = patch["input_audio_format"]
+        if "tools" in patch:
+            changes["tools"] = bool(patch["tools"])  # checked by `parse_client_event`
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,6 +110,7 @@ class SessionConfig:
             "voice": {"output": self.voice_output, "voice": self.voice},
             "input_audio_format": self.input_audio_format,
             "model": self.model,
+            "tools": self.tools,
         }
 
 

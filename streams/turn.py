@@ -21,19 +21,22 @@ from typing import Any, Protocol
 
 from opentelemetry import trace
 
-from providers.chat import ChatRequest, Message, Usage
+from providers.chat import ChatChunk, ChatRequest, Message, ToolCall, ToolSpec, Usage
 from providers.errors import ProviderError, UpstreamTimeout
 from providers.routing import Fallback, RoutedStream, Router
+from streams.agent import Screened, TurnAgent
 from streams.events import (
-    ResponseCompleted,
+    ChangeProposed,
     ResponseDelta,
-    ResponseFailed,
     ResponseStarted,
+    ResponseToolCall,
+    ResponseToolResult,
     ServerEvent,
 )
 from streams.prompts import system_prompt
 from streams.records import Channel, Stored, TurnKeeper, TurnObserver, TurnRecord, TurnStatus
 from streams.session import LiveSession
+from streams.turn_end import annotate_span, emit_end, failure_body
 
 __all__ = ["SpeechSink", "TurnControl", "TurnEngine", "TurnInput"]
 
@@ -50,6 +53,10 @@ _NOT_STORED_BODY = {
 }
 
 Emit = Callable[[ServerEvent], Awaitable[None]]
+
+# Who answered a turn the guardrails answered (`response.started`, the stored interaction).
+SAFETY_PROVIDER = "guardrail"
+SAFETY_MODEL = "safety"
 
 
 class SpeechSink(Protocol):
@@ -74,6 +81,12 @@ class TurnInput:
     context: tuple[Message, ...] | None = None
     max_tokens: int | None = None
     model: str | None = None  # overrides the session's model choice for this turn
+    # Tools offered to the model (ChatRequest.tools, .tool_choice). The engine runs no tool: a
+    # call ends the turn with finish_reason "tool_calls" after one `response.tool_call` each.
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
+    # What follows the user's text in this round: the assistant's tool calls and their results.
+    tail: tuple[Message, ...] = ()
 
 
 @dataclass(slots=True)
@@ -99,15 +112,31 @@ class TurnControl:
 @dataclass(slots=True)
 class _Progress:
     text: list[str] = field(default_factory=list)
-    ttft_ms: float | None = None
-    usage: Usage | None = None
+    ttft_ms: float | None = None  # to the first text delta
+    first_event_ms: float | None = None  # to the first delta or tool call
+    usage: Usage | None = None  # of every model call of the turn
     finish_reason: str = "stop"
-    routed: RoutedStream | None = None
+    routed: RoutedStream | None = None  # the latest model call
+    upstream_ttft_ms: float | None = None  # of the first model call
+    cost_usd: float = 0.0  # of the model calls finished before `routed`
     fallbacks: list[Fallback] = field(default_factory=list)
+    upstream_text: str | None = None  # the user's text as sent upstream (guardrails)
+    safety_flag: str | None = None  # the guardrails answered: "injury" | "self_harm"
 
     @property
     def reply(self) -> str:
         return "".join(self.text)
+
+    def since(self, turn: TurnInput) -> float:
+        return (time.perf_counter() - turn.received_at) * 1000
+
+    def add_usage(self, usage: Usage | None) -> None:
+        if usage is None:
+            return
+        before = self.usage or Usage()
+        self.usage = Usage(
+            before.input_tokens + usage.input_tokens, before.output_tokens + usage.output_tokens
+        )
 
 
 class TurnEngine:
@@ -123,6 +152,8 @@ class TurnEngine:
         max_reply_tokens: int = 512,
         turn_timeout_s: float = 180.0,
         route: str = "chat",
+        agent: TurnAgent | None = None,
+        max_tool_rounds: int = 4,
     ) -> None:
         self._router = router
         self.observers = list(observers)
@@ -130,17 +161,38 @@ class TurnEngine:
         self._max_reply_tokens = max_reply_tokens
         self._turn_timeout_s = turn_timeout_s
         self._route = route
+        # Guardrails, memories and server tools (`streams.agent`); None: none of them.
+        self.agent = agent
+        self._max_tool_rounds = max_tool_rounds
 
-    def request_for(self, live: LiveSession, turn: TurnInput) -> ChatRequest:
+    def request_for(
+        self,
+        live: LiveSession,
+        turn: TurnInput,
+        *,
+        upstream_text: str | None = None,
+        extra: Sequence[Message] = (),
+        tail: Sequence[Message] = (),
+        tools: tuple[ToolSpec, ...] | None = None,
+    ) -> ChatRequest:
+        """The model call of a turn: the conversation, the user's text (`upstream_text`: as the
+        guardrails left it), then this turn's tool calls and results so far (`tail`); `extra`
+        joins a session's context after the coach's system prompt (memories)."""
+        user = Message("user", turn.text if upstream_text is None else upstream_text)
         if turn.context is not None:
-            messages = (*turn.context, Message("user", turn.text))
+            messages = (*turn.context, user, *turn.tail, *tail)
         else:
             config = live.config
             system = Message("system", system_prompt(config.coach, config.focus_ids))
-            messages = (system, *live.history, Message("user", turn.text))
+            messages = (system, *extra, *live.history, user, *turn.tail, *tail)
         max_tokens = min(turn.max_tokens or self._max_reply_tokens, self._max_reply_tokens)
         return ChatRequest(
-            model="", messages=messages, max_tokens=max_tokens, request_id=turn.request_id
+            model="",
+            messages=messages,
+            max_tokens=max_tokens,
+            request_id=turn.request_id,
+            tools=turn.tools if tools is None else tools,
+            tool_choice=turn.tool_choice if tools is None or turn.tools else None,
         )
 
     async def reply(
@@ -182,13 +234,20 @@ class TurnEngine:
             span.set_attribute("coach.status", status)
             record = self._record(live, turn, progress, status, error, first_audio_ms)
             stored, record = await self._keep(record, control)
-            failure = _failure_body(error)
+            failure = failure_body(error)
             if stored is None:
                 failure = failure or _NOT_STORED_BODY
-            _annotate_span(span, record)  # observability: the turn's outcome on its span
-            if record.status != "failed" and (progress.reply or status == "completed"):
-                live.add_exchange(turn.text, progress.reply)
-            await self._emit_end(emit, turn, progress, record, failure, stored or "none")
+            annotate_span(span, record)  # observability: the turn's outcome on its span
+            # A round that ended in tool calls is not an exchange yet: its answer comes after.
+            ended_in_calls = progress.finish_reason == "tool_calls"
+            if (
+                record.status != "failed"
+                and not ended_in_calls
+                and (progress.reply or status == "completed")
+            ):
+                live.add_exchange(progress.upstream_text or turn.text, progress.reply)
+            first_event_ms = progress.first_event_ms
+            await emit_end(emit, record, failure, stored or "none", first_event_ms=first_event_ms)
             control.replied = True
         return record
 
@@ -232,24 +291,111 @@ class TurnEngine:
         progress: _Progress,
         speech: SpeechSink | None,
     ) -> None:
-        request = self.request_for(live, turn)
+        """The guardrails, then the model/tool loop: each round is one model call through the
+        router; a round that ends in calls of the agent's server tools runs them and goes on,
+        and the last round is offered no tools, so the turn ends with an answer."""
+        agent = self.agent if turn.context is None else None
+        extra: tuple[Message, ...] = ()
+        server_tools: tuple[ToolSpec, ...] = ()
+        if agent is not None:
+            screened = agent.screen(turn.text)
+            progress.upstream_text = screened.upstream_text
+            if screened.answer is not None:
+                await self._answer_safely(turn, screened, emit, progress, speech)
+                return
+            extra = await agent.context(live, screened.upstream_text)
+            server_tools = () if turn.tools else agent.tools(live)
+        tail: list[Message] = []
+        for round_no in range(self._max_tool_rounds + 1):
+            last = round_no == self._max_tool_rounds
+            request = self.request_for(
+                live,
+                turn,
+                upstream_text=progress.upstream_text,
+                extra=extra,
+                tail=tail,
+                tools=None if not server_tools else () if last else server_tools,
+            )
+            said, calls = await self._round(live, turn, request, emit, progress, speech)
+            if agent is None or not server_tools or not calls:
+                return
+            tail.append(Message("assistant", said, tool_calls=calls))
+            for call in calls:
+                tail.append(await self._run_tool(agent, live, turn, call, emit))
+
+    async def _round(
+        self,
+        live: LiveSession,
+        turn: TurnInput,
+        request: ChatRequest,
+        emit: Emit,
+        progress: _Progress,
+        speech: SpeechSink | None,
+    ) -> tuple[str, tuple[ToolCall, ...]]:
+        """One model call, streamed to the client; its text and the tool calls it ended with."""
+        if progress.routed is not None:  # an earlier round's call: settle it, keep its cost
+            await progress.routed.aclose()
+            progress.cost_usd += progress.routed.cost_usd
         model = turn.model or live.config.model
         routed = await self._router.open_stream(self._route, request, model=model)
+        first_round = progress.upstream_ttft_ms is None
         progress.routed = routed
-        progress.fallbacks = routed.fallbacks
-        await emit(ResponseStarted(turn.turn_id, routed.target.provider, routed.target.model))
+        progress.fallbacks += routed.fallbacks
+        if first_round:
+            progress.upstream_ttft_ms = routed.upstream_ttft_ms
+            await emit(ResponseStarted(turn.turn_id, routed.target.provider, routed.target.model))
+        said: list[str] = []
+        calls: tuple[ToolCall, ...] = ()
         async for chunk in routed:
             if chunk.text:
                 if progress.ttft_ms is None:
-                    progress.ttft_ms = (time.perf_counter() - turn.received_at) * 1000
+                    progress.ttft_ms = progress.since(turn)
+                    if progress.first_event_ms is None:
+                        progress.first_event_ms = progress.ttft_ms
                 progress.text.append(chunk.text)
+                said.append(chunk.text)
                 await emit(ResponseDelta(turn.turn_id, chunk.text))
                 if speech is not None:
                     speech.feed(chunk.text)
-            if chunk.usage is not None:
-                progress.usage = chunk.usage
             if chunk.finish_reason is not None:
                 progress.finish_reason = chunk.finish_reason
+            if chunk.tool_calls:
+                if progress.first_event_ms is None:
+                    progress.first_event_ms = progress.since(turn)
+                calls = chunk.tool_calls
+                await _emit_tool_calls(emit, turn, chunk)
+        progress.add_usage(routed.usage)
+        return "".join(said), calls
+
+    async def _run_tool(
+        self, agent: TurnAgent, live: LiveSession, turn: TurnInput, call: ToolCall, emit: Emit
+    ) -> Message:
+        """Run one server tool call; its result for the model as a `tool` message."""
+        result = await agent.run_tool(live, call)
+        await emit(ResponseToolResult(turn.turn_id, call.id, result.ok, result.summary))
+        if result.change is not None:
+            await emit(ChangeProposed(result.change))
+        return Message("tool", result.content, tool_call_id=call.id)
+
+    @staticmethod
+    async def _answer_safely(
+        turn: TurnInput,
+        screened: Screened,
+        emit: Emit,
+        progress: _Progress,
+        speech: SpeechSink | None,
+    ) -> None:
+        """A message about pain, injury or self-harm: the configured safety text, never a model
+        call with a coaching prompt."""
+        assert screened.answer is not None
+        progress.safety_flag = screened.flag
+        progress.finish_reason = "safety"
+        await emit(ResponseStarted(turn.turn_id, SAFETY_PROVIDER, SAFETY_MODEL))
+        progress.ttft_ms = progress.first_event_ms = progress.since(turn)
+        progress.text.append(screened.answer)
+        await emit(ResponseDelta(turn.turn_id, screened.answer))
+        if speech is not None:
+            speech.feed(screened.answer)
 
     @staticmethod
     async def _end_speech(speech: SpeechSink | None, status: TurnStatus) -> float | None:
@@ -270,10 +416,16 @@ class TurnEngine:
         first_audio_ms: float | None,
     ) -> TurnRecord:
         routed = progress.routed
-        usage = progress.usage or Usage(
-            input_tokens=sum(len(m.content.split()) for m in self.request_for(live, turn).messages),
-            output_tokens=len(progress.text),
-        )
+        usage = progress.usage
+        if usage is None and routed is not None:  # the vendor said nothing: an estimate
+            usage = Usage(
+                input_tokens=sum(
+                    len(m.content.split()) for m in self.request_for(live, turn).messages
+                ),
+                output_tokens=len(progress.text),
+            )
+        usage = usage or Usage()
+        safety = progress.safety_flag is not None
         return TurnRecord(
             turn_id=turn.turn_id,
             request_id=turn.request_id,
@@ -284,85 +436,25 @@ class TurnEngine:
             reply_text=progress.reply,
             status=status,
             finish_reason=progress.finish_reason if status != "failed" else "error",
-            provider=routed.target.provider if routed else None,
-            model=routed.target.model if routed else None,
+            provider=routed.target.provider if routed else SAFETY_PROVIDER if safety else None,
+            model=routed.target.model if routed else SAFETY_MODEL if safety else None,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             ttft_ms=progress.ttft_ms,
-            upstream_ttft_ms=routed.upstream_ttft_ms if routed else None,
+            upstream_ttft_ms=progress.upstream_ttft_ms,
             total_ms=(time.perf_counter() - turn.received_at) * 1000,
-            cost_usd=routed.cost_usd if routed else 0.0,
+            cost_usd=progress.cost_usd + (routed.cost_usd if routed else 0.0),
             fallbacks=[f.to_dict() for f in progress.fallbacks],
             error_code=error.code if error else None,
             focus_ids=live.config.focus_ids,
             audio_in_ms=turn.audio_ms,
             first_audio_ms=first_audio_ms,
             started_at=datetime.now(UTC),
-        )
-
-    @staticmethod
-    async def _emit_end(
-        emit: Emit,
-        turn: TurnInput,
-        progress: _Progress,
-        record: TurnRecord,
-        failure: dict[str, Any] | None,
-        stored: Stored,
-    ) -> None:
-        if failure is not None:
-            await emit(ResponseFailed(turn.turn_id, failure, progress.reply))
-            return
-        await emit(
-            ResponseCompleted(
-                turn_id=turn.turn_id,
-                text=progress.reply,
-                finish_reason=record.finish_reason,
-                usage={"input_tokens": record.input_tokens, "output_tokens": record.output_tokens},
-                timings={
-                    "ttft_ms": _round(record.ttft_ms),
-                    "upstream_ttft_ms": _round(record.upstream_ttft_ms),
-                    "total_ms": _round(record.total_ms),
-                    "first_audio_ms": _round(record.first_audio_ms),
-                },
-                provider=record.provider or "",
-                model=record.model or "",
-                fallbacks=record.fallbacks,
-                stored=stored,
-            )
+            safety_flag=progress.safety_flag,
         )
 
 
-def _failure_body(error: ProviderError | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {"code": error.code, "message": error.message, "retryable": error.transient}
-
-
-def _annotate_span(span: trace.Span, record: TurnRecord) -> None:
-    """Observability (gateway/observability.py): timings, target and tokens on the turn span."""
-    if not span.is_recording():
-        return
-    attributes: dict[str, str | int | float] = {
-        "coach.total_ms": round(record.total_ms, 3),
-        "coach.fallbacks": len(record.fallbacks),
-        "gen_ai.usage.input_tokens": record.input_tokens,
-        "gen_ai.usage.output_tokens": record.output_tokens,
-    }
-    for key, value in (
-        ("coach.ttft_ms", record.ttft_ms),
-        ("coach.upstream_ttft_ms", record.upstream_ttft_ms),
-        ("coach.first_audio_ms", record.first_audio_ms),
-    ):
-        if value is not None:
-            attributes[key] = round(value, 3)
-    if record.provider and record.model:
-        attributes["coach.provider"] = record.provider
-        attributes["gen_ai.request.model"] = record.model
-    span.set_attributes(attributes)
-    if record.error_code is not None:
-        span.set_attribute("error.type", record.error_code)
-        span.set_status(trace.Status(trace.StatusCode.ERROR, record.error_code))
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+async def _emit_tool_calls(emit: Emit, turn: TurnInput, chunk: ChatChunk) -> None:
+    """The calls of the model's final chunk, one `response.tool_call` each (none is run here)."""
+    for call in chunk.tool_calls:
+        await emit(ResponseToolCall(turn.turn_id, call.id, call.name, call.arguments))

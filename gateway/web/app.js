@@ -1,6 +1,7 @@
 // The chat page: wires the realtime client, the conversation view, voice in and out, and the
 // progress panel. Protocol: DESIGN.md, "Realtime WebSocket".
 
+import { ChangeCards, showToolCall, showToolResult } from "./agent.js";
 import { getJson } from "./api.js";
 import { ChatView, Turn } from "./chatview.js";
 import { FeedbackCard, FocusNames, FocusPicker, InsightsCard, PracticeCard } from "./coaching.js";
@@ -88,6 +89,12 @@ const picker = new FocusPicker(
     practice.load(state.token);
   },
 );
+// The change last answered from this page: a refusal (`error` change_*) is shown on its card.
+let answeredChange = null;
+const changes = new ChangeCards(byId("messages"), focusNames, (changeId, accept) => {
+  answeredChange = changeId;
+  return client.send({ type: accept ? "change.accept" : "change.reject", change_id: changeId });
+});
 const player = new AudioPlayer();
 const recorder = new MicRecorder();
 const client = new RealtimeClient({ url: "/v1/realtime", token: () => state.token });
@@ -133,6 +140,7 @@ function signIn(token) {
   client.connect();
   panel.loadProgress(token);
   loadCoaching(token);
+  changes.loadPending(token);
   ui.input.focus();
 }
 
@@ -254,7 +262,7 @@ function onSessionOpen(session) {
   state.sessionId = session.session_id;
   ui.sessionLine.textContent = `Session ${String(session.session_id).slice(0, 12)}${resumed ? " · resumed" : ""}`;
   setStatus("open", "Connected");
-  client.send({ type: "session.update", session: { voice: { output: ui.voiceToggle.checked } } });
+  client.send({ type: "session.update", session: { voice: { output: ui.voiceToggle.checked }, tools: true } });
   flushQueued();
 }
 
@@ -312,6 +320,21 @@ function onServerEvent(msg) {
     case "insight.created":
       insights.add(msg.insight, { live: true });
       return undefined;
+    case "response.tool_call":
+      return showToolCall(turnFor(msg.turn_id), msg);
+    case "response.tool_result":
+      return showToolResult(turnFor(msg.turn_id), msg);
+    case "change.proposed":
+      return changes.propose(msg.change);
+    case "change.applied":
+      changes.settle(msg.change);
+      if (msg.change?.kind === "focus_change") {
+        picker.load(state.token); // the new focuses, ticked
+        panel.loadProgress(state.token);
+      }
+      return undefined;
+    case "change.rejected":
+      return changes.settle(msg.change);
     case "coaching.feedback":
       view.addFeedback(msg.text, msg.weakest_metric);
       return undefined;
@@ -424,6 +447,10 @@ function onRateLimited(msg) {
 function onError(msg) {
   const code = msg.code || "error";
   if (code === "no_active_turn") return;
+  if (code.startsWith("change_") && answeredChange) {
+    changes.failed(answeredChange, msg.message || code);
+    return;
+  }
   if (code === "audio_unavailable" || code.startsWith("stt_") || code.startsWith("audio_")) {
     onVoiceError(msg);
     return;

@@ -14,6 +14,12 @@ A prompt line `ALLOWED_IDS: a,b,c` fills arrays named `interaction_ids` with tho
 `ALLOWED_DRILL_IDS: a,b` (any `ALLOWED_<NAME>_IDS`) fills `drill_ids` / `drill_id` from those.
 Replies and answers keep to the domain the last user message names (music practice, voice and
 public speaking, strength training; general coaching otherwise).
+
+Tools: offered `tools` (unless `tool_choice` is "none") are called when the last user message
+asks for the user's own data (progress, sessions, assessments, drills, a practice plan,
+"remember ...", "change my focus ..."), streamed as each vendor streams a call, with arguments
+that fit the tool's schema (`providers.sim.tool_answer`); `invalid_json_rate` cuts them short.
+A request that ends with a tool's result is answered in text that quotes it.
 """
 
 from providers.sim.knobs import KnobError, SimKnobs

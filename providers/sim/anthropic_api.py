@@ -3,6 +3,9 @@
 A JSON-schema request is one tool whose `input_schema` is the schema, forced with
 `tool_choice: {"type": "tool", "name": <that tool>}`; the answer is a `tool_use` block whose
 input fits the schema (streamed as `input_json_delta` events), with stop reason `tool_use`.
+Tools offered with `tool_choice` auto or any are called the same way when the message asks for
+them (`providers.sim.tool_answer`); a last user turn of `tool_result` blocks gets text that
+uses the result.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from providers.sim.state import (
     json_response,
     wait_for_disconnect,
 )
+from providers.sim.tool_answer import SimTool
 
 __all__ = ["anthropic_error", "messages", "parse_anthropic"]
 
@@ -80,6 +84,47 @@ def _forced_tool(body: dict[str, Any]) -> tuple[str | None, dict[str, Any] | Non
     raise ValueError(f"tool_choice names an unknown tool {choice.get('name')!r}")
 
 
+def _tools(body: dict[str, Any]) -> tuple[SimTool, ...]:
+    raw = body.get("tools") or []
+    if not isinstance(raw, list):
+        raise ValueError("tools: Input should be a valid list")
+    tools = []
+    for i, tool in enumerate(raw):
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            raise ValueError(f"tools.{i}.name: Field required")
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict):
+            raise ValueError(f"tools.{i}.input_schema: Field required")
+        tools.append(SimTool(tool["name"], str(tool.get("description") or ""), schema))
+    return tuple(tools)
+
+
+def _tool_choice(body: dict[str, Any]) -> str:
+    choice = body.get("tool_choice") or {"type": "auto"}
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind not in ("auto", "any", "none", "tool"):
+        raise ValueError("tool_choice.type: must be auto, any, none or tool")
+    return "required" if kind == "any" else str(kind)
+
+
+def _tool_result(messages: list[Any]) -> str | None:
+    """The results of the last user turn's `tool_result` blocks, or None when it has none."""
+    last = messages[-1]
+    content = last.get("content") if isinstance(last, dict) else None
+    if last.get("role") != "user" or not isinstance(content, list):
+        return None
+    results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+    if not results:
+        return None
+    return "\n".join(_result_text(b.get("content")) for b in results)
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, list):
+        return _text(content)
+    return "" if content is None else str(content)
+
+
 def parse_anthropic(body: Any) -> SimRequest:
     """The sim's view of a messages request; raises ValueError when it is unusable."""
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
@@ -93,7 +138,9 @@ def parse_anthropic(body: Any) -> SimRequest:
     texts = [_text(body.get("system"))]
     texts += [_text(m.get("content")) for m in messages if isinstance(m, dict)]
     users = [
-        _text(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user"
+        text
+        for m in messages
+        if isinstance(m, dict) and m.get("role") == "user" and (text := _text(m.get("content")))
     ]
     tool_name, schema = _forced_tool(body)
     return SimRequest(
@@ -105,6 +152,9 @@ def parse_anthropic(body: Any) -> SimRequest:
         max_tokens=max_tokens,
         schema=schema,
         tool_name=tool_name,
+        tools=_tools(body),
+        tool_choice=_tool_choice(body),
+        tool_result=_tool_result(messages),
     )
 
 
@@ -151,8 +201,8 @@ async def _half_then_drop(body: bytes) -> AsyncIterator[bytes]:
     raise SimulatedDrop
 
 
-def _block(sim: SimRequest, plan: Plan, *, complete: bool) -> dict[str, Any]:
-    if sim.tool_name is None:
+def _block(plan: Plan, *, complete: bool) -> dict[str, Any]:
+    if plan.tool is None:
         return {"type": "text", "text": plan.text if complete else ""}
     tool_input: Any = {}
     if complete:
@@ -162,14 +212,14 @@ def _block(sim: SimRequest, plan: Plan, *, complete: bool) -> dict[str, Any]:
             tool_input = {}
     return {
         "type": "tool_use",
-        "id": f"toolu_{secrets.token_hex(8)}",
-        "name": sim.tool_name,
+        "id": f"toolu_{plan.call_id}",
+        "name": plan.tool,
         "input": tool_input,
     }
 
 
-def _stop_reason(sim: SimRequest, plan: Plan) -> str:
-    if sim.tool_name is not None and plan.finish == "stop":
+def _stop_reason(plan: Plan) -> str:
+    if plan.tool is not None and plan.finish == "stop":
         return "tool_use"
     return _STOP_REASONS[plan.finish]
 
@@ -180,8 +230,8 @@ def _message(sim: SimRequest, plan: Plan, *, complete: bool) -> dict[str, Any]:
         "type": "message",
         "role": "assistant",
         "model": sim.model,
-        "content": [_block(sim, plan, complete=True)] if complete else [],
-        "stop_reason": _stop_reason(sim, plan) if complete else None,
+        "content": [_block(plan, complete=True)] if complete else [],
+        "stop_reason": _stop_reason(plan) if complete else None,
         "stop_sequence": None,
         "usage": {
             "input_tokens": sim.input_tokens,
@@ -201,7 +251,7 @@ async def _events(sim: SimRequest, plan: Plan) -> AsyncIterator[bytes]:
     yield _event(
         "message_start", {"type": "message_start", "message": _message(sim, plan, complete=False)}
     )
-    block = _block(sim, plan, complete=False)
+    block = _block(plan, complete=False)
     yield _event(
         "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
     )
@@ -209,7 +259,7 @@ async def _events(sim: SimRequest, plan: Plan) -> AsyncIterator[bytes]:
         yield _MALFORMED
         return
     kind, field = (
-        ("text_delta", "text") if sim.tool_name is None else ("input_json_delta", "partial_json")
+        ("text_delta", "text") if plan.tool is None else ("input_json_delta", "partial_json")
     )
     prefix = (
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
@@ -228,7 +278,7 @@ async def _events(sim: SimRequest, plan: Plan) -> AsyncIterator[bytes]:
         "message_delta",
         {
             "type": "message_delta",
-            "delta": {"stop_reason": _stop_reason(sim, plan), "stop_sequence": None},
+            "delta": {"stop_reason": _stop_reason(plan), "stop_sequence": None},
             "usage": {"output_tokens": sent},
         },
     )

@@ -29,6 +29,7 @@ from providers.sim.state import (
     json_response,
     wait_for_disconnect,
 )
+from providers.sim.tool_answer import SimTool
 
 __all__ = ["chat_completions", "openai_error", "parse_openai"]
 
@@ -56,6 +57,42 @@ def _text(content: Any) -> str:
     if isinstance(content, list):
         return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
     return "" if content is None else str(content)
+
+
+def _tools(body: dict[str, Any]) -> tuple[SimTool, ...]:
+    raw = body.get("tools") or []
+    if not isinstance(raw, list):
+        raise ValueError("'tools' must be an array")
+    tools = []
+    for i, tool in enumerate(raw):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise ValueError(f"'tools[{i}].function.name' is required")
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise ValueError(f"'tools[{i}].function.parameters' must be an object")
+        description = function.get("description")
+        tools.append(SimTool(function["name"], str(description or ""), parameters))
+    return tuple(tools)
+
+
+def _tool_choice(body: dict[str, Any]) -> str:
+    choice = body.get("tool_choice")
+    if choice is None:
+        return "auto"
+    if choice in ("auto", "none", "required"):
+        return str(choice)
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if isinstance(function, dict) and isinstance(function.get("name"), str):
+        return str(function["name"])
+    raise ValueError("'tool_choice' must be auto, none, required or a function")
+
+
+def _tool_result(messages: list[Any]) -> str | None:
+    last = messages[-1]
+    if isinstance(last, dict) and last.get("role") == "tool":
+        return _text(last.get("content"))
+    return None
 
 
 def parse_openai(body: Any) -> SimRequest:
@@ -86,6 +123,9 @@ def parse_openai(body: Any) -> SimRequest:
         max_tokens=int(max_tokens) if max_tokens is not None else None,
         schema=schema,
         json_object=response_format.get("type") == "json_object",
+        tools=_tools(body),
+        tool_choice=_tool_choice(body),
+        tool_result=_tool_result(messages),
     )
 
 
@@ -141,13 +181,34 @@ def _completion(sim: SimRequest, plan: Plan) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": plan.text, "refusal": None},
+                "message": _reply_message(plan),
                 "logprobs": None,
-                "finish_reason": plan.finish,
+                "finish_reason": _finish(plan),
             }
         ],
         "usage": _usage(sim, len(plan.tokens)),
     }
+
+
+def _reply_message(plan: Plan) -> dict[str, Any]:
+    if plan.tool is None:
+        return {"role": "assistant", "content": plan.text, "refusal": None}
+    return {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+        "tool_calls": [
+            {
+                "id": f"call_{plan.call_id}",
+                "type": "function",
+                "function": {"name": plan.tool, "arguments": plan.text},
+            }
+        ],
+    }
+
+
+def _finish(plan: Plan) -> str:
+    return "tool_calls" if plan.tool is not None and plan.finish == "stop" else plan.finish
 
 
 def _usage(sim: SimRequest, output_tokens: int) -> dict[str, int]:
@@ -182,6 +243,19 @@ class _Encoder:
     def token(self, text: str) -> bytes:
         return self.prefix + orjson.dumps(text) + self.suffix
 
+    def call_start(self, plan: Plan) -> bytes:
+        """The first chunk of a tool call, as OpenAI streams one: its id, type and name."""
+        call = {
+            "index": 0,
+            "id": f"call_{plan.call_id}",
+            "type": "function",
+            "function": {"name": plan.tool, "arguments": ""},
+        }
+        return self.chunk({"role": "assistant", "content": None, "tool_calls": [call]}, None)
+
+    def call_piece(self, text: str) -> bytes:
+        return self.chunk({"tool_calls": [{"index": 0, "function": {"arguments": text}}]}, None)
+
     def usage(self, output_tokens: int) -> bytes:
         return self.event({**self.head, "choices": [], "usage": _usage(self.sim, output_tokens)})
 
@@ -195,19 +269,23 @@ async def _chunks(sim: SimRequest, plan: Plan) -> AsyncIterator[bytes]:
         await hang_forever()
     encoder = _Encoder(sim)
     await first_token_delay(plan.knobs)
-    yield encoder.chunk({"role": "assistant", "content": "", "refusal": None}, None)
+    if plan.tool is None:
+        yield encoder.chunk({"role": "assistant", "content": "", "refusal": None}, None)
+    else:
+        yield encoder.call_start(plan)
     if plan.malformed:
         yield _MALFORMED
         return
+    piece = encoder.token if plan.tool is None else encoder.call_piece
     sent = 0
     async for token in paced(plan.tokens, plan.knobs):
         if sent == plan.drop_after:
             raise SimulatedDrop
-        yield encoder.token(token)
+        yield piece(token)
         sent += 1
     if plan.drop_after is not None:
         raise SimulatedDrop
-    yield encoder.chunk({}, plan.finish)
+    yield encoder.chunk({}, _finish(plan))
     if sim.include_usage:
         yield encoder.usage(sent)
     yield _DONE

@@ -13,6 +13,7 @@ from typing import Any
 from providers.sim.corpus import domain_of, reply_rng, reply_text, tokenize
 from providers.sim.knobs import SimKnobs
 from providers.sim.schema_answer import answer_for_schema, broken_answer
+from providers.sim.tool_answer import SimTool, choose_tool, tool_arguments, tool_result_reply
 
 __all__ = [
     "Fate",
@@ -46,6 +47,9 @@ class SimRequest:
     schema: dict[str, Any] | None = None
     json_object: bool = False  # OpenAI `response_format: {"type": "json_object"}`
     tool_name: str | None = None  # Anthropic: the forced tool that carries the schema
+    tools: tuple[SimTool, ...] = ()  # tools offered
+    tool_choice: str = "auto"  # "auto" | "none" | "required" | the name of the tool forced
+    tool_result: str | None = None  # the last message is a tool's result: this one
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,9 @@ class Plan:
     outcome: str = "ok"  # the outcome when everything is sent: "ok" | "invalid_json"
     drop_after: int | None = None
     malformed: bool = False
+    # The answer calls this tool, `tokens` being pieces of its arguments' JSON text.
+    tool: str | None = None
+    call_id: str = ""
 
     @property
     def text(self) -> str:
@@ -83,9 +90,15 @@ def plan_reply(request: SimRequest, base: SimKnobs, fate_rng: random.Random) -> 
         return Plan(Fate.HANG, knobs)
     malformed = _chance(fate_rng, knobs.malformed_rate)
     drop = knobs.drop_after > 0 and _chance(fate_rng, knobs.drop_rate)
-    invalid = request.schema is not None and _chance(fate_rng, knobs.invalid_json_rate)
     rng = reply_rng(knobs.seed, request.model, request.prompt)
-    tokens = tokenize(_reply(request, knobs, rng, invalid=invalid))
+    called = _called_tool(request)
+    structured = request.schema is not None or called is not None
+    invalid = structured and _chance(fate_rng, knobs.invalid_json_rate)
+    if called is not None:
+        arguments = tool_arguments(called, request.topic, rng=rng, context=request.prompt)
+        tokens = tokenize(arguments[:-1] if invalid else arguments)  # invalid: cut short
+    else:
+        tokens = tokenize(_reply(request, knobs, rng, invalid=invalid))
     finish = "stop"
     if request.max_tokens is not None and len(tokens) > request.max_tokens:
         tokens, finish = tokens[: request.max_tokens], "length"
@@ -97,7 +110,19 @@ def plan_reply(request: SimRequest, base: SimKnobs, fate_rng: random.Random) -> 
         outcome="invalid_json" if invalid else "ok",
         drop_after=knobs.drop_after if drop else None,
         malformed=malformed,
+        tool=called.name if called is not None else request.tool_name,
+        call_id=f"{rng.getrandbits(64):016x}",
     )
+
+
+def _called_tool(request: SimRequest) -> SimTool | None:
+    """The offered tool the answer calls: after a tool's result only a forced one (the model
+    has what it asked for)."""
+    if request.tool_name is not None or not request.tools:
+        return None  # Anthropic's forced tool is answered like a JSON schema
+    if request.tool_result is not None and request.tool_choice == "auto":
+        return None
+    return choose_tool(request.tools, request.topic, request.tool_choice)
 
 
 def _reply(request: SimRequest, knobs: SimKnobs, rng: random.Random, *, invalid: bool) -> str:
@@ -105,6 +130,14 @@ def _reply(request: SimRequest, knobs: SimKnobs, rng: random.Random, *, invalid:
         make = broken_answer if invalid else answer_for_schema
         answer = make(request.schema, rng=rng, context=request.prompt, topic=request.topic)
         return json.dumps(answer)
+    if request.tool_result is not None:
+        return tool_result_reply(
+            request.tool_result,
+            request.topic,
+            rng=rng,
+            approx_tokens=knobs.reply_tokens,
+            context=request.prompt,
+        )
     text = reply_text(rng, knobs.reply_tokens, domain_of(request.topic, request.prompt))
     return json.dumps({"answer": text}) if request.json_object else text
 

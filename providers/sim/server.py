@@ -46,6 +46,7 @@ def create_sim_app(knobs: SimKnobs | None = None) -> Starlette:
             Route("/_sim/config", set_config, methods=["POST"]),
             Route("/_sim/stats", get_stats, methods=["GET"]),
             Route("/_sim/reset", reset_stats, methods=["POST"]),
+            Route("/_sim/requests", get_requests, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
@@ -104,6 +105,11 @@ def _bad_config(problems: list[str]) -> Response:
 
 async def get_stats(request: Request) -> Response:
     return json_response(_state(request).stats.snapshot())
+
+
+async def get_requests(request: Request) -> Response:
+    """The latest requests' model, offered tools and text, oldest first (`SimState.received`)."""
+    return json_response({"requests": list(_state(request).received)})
 
 
 async def reset_stats(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -16,6 +17,8 @@ from starlette.types import Receive
 from providers.sim.knobs import SimKnobs
 from providers.sim.reply import Fate, Plan, SimRequest, plan_reply
 from providers.sim.stats import SimStats
+
+RECEIVED_MAX = 64
 
 __all__ = [
     "DropFilter",
@@ -48,6 +51,9 @@ class SimState:
         self.knobs = knobs
         self.stats = SimStats()
         self.fate_rng = random.Random(knobs.seed)
+        # What the latest requests asked (model, tools offered, every message's text): for
+        # tests of what a gateway sends upstream. Bounded: the oldest is forgotten first.
+        self.received: deque[dict[str, Any]] = deque(maxlen=RECEIVED_MAX)
 
     def update(self, patch: Mapping[str, Any]) -> SimKnobs:
         """Apply a partial knob update (raises `KnobError`); a new seed restarts the fates."""
@@ -57,6 +63,14 @@ class SimState:
         return self.knobs
 
     def plan(self, request: SimRequest) -> Plan:
+        self.received.append(
+            {
+                "model": request.model,
+                "prompt": request.prompt,
+                "tools": [tool.name for tool in request.tools],
+                "tool_result": request.tool_result,
+            }
+        )
         return plan_reply(request, self.knobs, self.fate_rng)
 
     def authorized(self, request: Request) -> bool:

@@ -289,13 +289,12 @@ async def test_refused_tokens_are_said_so_plainly(gateway: RunningGateway, token
     ("kwargs", "message"),
     [
         (
-            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-            "tools are not supported yet on this route",
-        ),
-        ({"tool_choice": "auto"}, "tool_choice is not supported yet on this route"),
-        (
             {"functions": [{"name": "f", "parameters": {}}]},
-            "functions are not supported yet on this route",
+            "functions are not supported on this route; use tools",
+        ),
+        (
+            {"function_call": "auto"},
+            "function_call is not supported on this route; use tool_choice",
         ),
         ({"n": 2}, "n other than 1 is not supported yet on this route"),
     ],
