@@ -54,6 +54,8 @@ _NOT_STORED_BODY = {
 
 Emit = Callable[[ServerEvent], Awaitable[None]]
 
+# The finish reason of a turn whose model still called tools when it had no round left.
+TOOL_LIMIT = "tool_limit"
 # Who answered a turn the guardrails answered (`response.started`, the stored interaction).
 SAFETY_PROVIDER = "guardrail"
 SAFETY_MODEL = "safety"
@@ -174,6 +176,7 @@ class TurnEngine:
         extra: Sequence[Message] = (),
         tail: Sequence[Message] = (),
         tools: tuple[ToolSpec, ...] | None = None,
+        tool_choice: str | None = None,
     ) -> ChatRequest:
         """The model call of a turn: the conversation, the user's text (`upstream_text`: as the
         guardrails left it), then this turn's tool calls and results so far (`tail`); `extra`
@@ -192,7 +195,7 @@ class TurnEngine:
             max_tokens=max_tokens,
             request_id=turn.request_id,
             tools=turn.tools if tools is None else tools,
-            tool_choice=turn.tool_choice if tools is None or turn.tools else None,
+            tool_choice=turn.tool_choice if tools is None else tool_choice,
         )
 
     async def reply(
@@ -292,8 +295,10 @@ class TurnEngine:
         speech: SpeechSink | None,
     ) -> None:
         """The guardrails, then the model/tool loop: each round is one model call through the
-        router; a round that ends in calls of the agent's server tools runs them and goes on,
-        and the last round is offered no tools, so the turn ends with an answer."""
+        router; a round that ends in calls of the agent's server tools runs them and goes on.
+        The last round may call none (`tool_choice: "none"`: the tools stay declared, as a
+        conversation holding tool calls needs them); calls it makes anyway are not run, and the
+        turn ends with finish_reason `tool_limit`."""
         agent = self.agent if turn.context is None else None
         extra: tuple[Message, ...] = ()
         server_tools: tuple[ToolSpec, ...] = ()
@@ -314,10 +319,14 @@ class TurnEngine:
                 upstream_text=progress.upstream_text,
                 extra=extra,
                 tail=tail,
-                tools=None if not server_tools else () if last else server_tools,
+                tools=server_tools or None,
+                tool_choice="none" if last else None,
             )
             said, calls = await self._round(live, turn, request, emit, progress, speech)
             if agent is None or not server_tools or not calls:
+                return
+            if last:
+                progress.finish_reason = TOOL_LIMIT
                 return
             tail.append(Message("assistant", said, tool_calls=calls))
             for call in calls:

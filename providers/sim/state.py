@@ -68,6 +68,7 @@ class SimState:
                 "model": request.model,
                 "prompt": request.prompt,
                 "tools": [tool.name for tool in request.tools],
+                "tool_choice": request.tool_choice,
                 "tool_result": request.tool_result,
             }
         )
