@@ -288,6 +288,7 @@ async def test_added_ttft_runs_turns_through_gateway_processes(tmp_path: Path) -
         ["loadtests.micro.quota_sweep", "--users", "300"],
         ["loadtests.micro.skills", "--users", "2"],
         ["loadtests.micro.scheduler", "--users", "20"],
+        ["loadtests.micro.agent", "--turns", "2"],
     ],
 )
 async def test_microbenchmarks_print_and_write_figures(argv: list[str], tmp_path: Path) -> None:
