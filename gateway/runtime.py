@@ -311,13 +311,15 @@ class Gateway:
         return row
 
     async def drain(self, grace_s: float) -> None:
-        """Stop taking turns, let running ones finish for `grace_s`, then close every socket
-        with 1012 (service restart)."""
+        """Stop taking turns, let running ones finish, close every socket with 1012 (service
+        restart), then let the session close hooks still running (a recap's model call) end;
+        all within `grace_s`."""
         self.draining = True
+        deadline = asyncio.get_running_loop().time() + grace_s
         if self.running_turns:
             log.info("draining", extra={"running_turns": self.running_turns})
             try:
-                async with asyncio.timeout(grace_s):
+                async with asyncio.timeout_at(deadline):
                     await self._idle.wait()
             except TimeoutError:
                 log.warning("drain timed out", extra={"running_turns": self.running_turns})
@@ -325,6 +327,11 @@ class Gateway:
             *(conn.stop(1012, "server restart") for conn in list(self.connections)),
             return_exceptions=True,
         )
+        if self._hook_tasks:
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            _, pending = await asyncio.wait(set(self._hook_tasks), timeout=left)
+            if pending:
+                log.warning("session close hooks cut short", extra={"hooks": len(pending)})
 
 
 async def _run_hook(hook: SessionClosed, user_id: str, session_id: str) -> None:

@@ -160,3 +160,24 @@ async def test_an_ended_session_gets_its_recap_insight(stack: RunningGateway, to
     insight = events[-1]["insight"]
     assert insight["type"] == "session_recap" and insight["text"]
     assert insight["source"] in ("model", "fallback")
+
+
+async def test_a_drain_lets_a_close_hook_finish(stack: RunningGateway, token: Token) -> None:
+    """A recap started by `session.end` just before a shutdown is not cut off by the drain."""
+    gateway = _gateway(stack)
+    finished: list[str] = []
+    started = asyncio.Event()
+
+    async def slow_hook(user_id: str, session_id: str) -> None:
+        started.set()
+        await asyncio.sleep(0.5)  # a model call
+        finished.append(session_id)
+
+    gateway.on_session_closed.append(slow_hook)
+    async with ws_client(stack.ws_url, token("jay")) as client:
+        session_id = (await client.recv())["session_id"]
+        await client.send(type="session.end")
+        await client.until("session.ended")
+        await started.wait()
+        await gateway.drain(grace_s=5.0)
+    assert finished == [session_id]
