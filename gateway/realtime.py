@@ -14,6 +14,8 @@ from typing import Any, assert_never
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from db.focuses import active_focuses
+from db.pool import DATABASE_ERRORS
 from gateway.auth import (
     SUBPROTOCOL,
     Principal,
@@ -589,6 +591,7 @@ async def _serve_session(ws: WebSocket, gateway: Gateway, principal: Principal) 
                 conn.on_session_ended()
 
     live = gateway.registry.attach(info, sink)
+    live.config = dataclasses.replace(live.config, focus_ids=await _saved_focuses(gateway, live))
     conn = Connection(ws, gateway, principal, live)
     conn.sink = sink
     gateway.connections.add(conn)
@@ -606,6 +609,24 @@ async def _serve_session(ws: WebSocket, gateway: Gateway, principal: Principal) 
     finally:
         gateway.connections.discard(conn)
         gateway.registry.detach(conn.live, sink)  # the session it is on now
+
+
+UNAVAILABLE: tuple[type[BaseException], ...] = (TimeoutError, *DATABASE_ERRORS)
+
+
+async def _saved_focuses(gateway: Gateway, live: LiveSession) -> tuple[str, ...]:
+    """The user's chosen focuses (`PUT /v1/progress/focuses`): a connection's coach plans
+    around them until the client sets its own with `session.update`. None without a database,
+    or while it is unreachable (the connection goes on without them)."""
+    if gateway.persistence is None:
+        return ()
+    try:
+        async with asyncio.timeout(2.0):
+            saved = await active_focuses(gateway.persistence.pool, live.user_id)
+    except UNAVAILABLE as exc:
+        log.warning("saved focuses unavailable: %s", type(exc).__name__)
+        return ()
+    return tuple(focus.id for focus in saved)
 
 
 def realtime_routes() -> list[WebSocketRoute]:
