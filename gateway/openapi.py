@@ -1,7 +1,8 @@
 """`GET /openapi.json`: the OpenAPI 3.1 document of every HTTP route of the gateway.
 
 The document is data written beside the handlers it describes (the schemas of its bodies are in
-`gateway.openapi_schemas`), built once with the app. It is kept true by
+`gateway.openapi_schemas`, its building blocks in `gateway.openapi_parts`, the coaching skills'
+and the agent's paths in `gateway.openapi_coaching`), built once with the app. It is kept true by
 tests/gateway/test_openapi.py: it lists exactly the app's HTTP routes, and schemathesis drives a
 running gateway from it (no 5xx; every status, content type, body and header as documented).
 Each error response names the codes the route answers with, so a new code fails that test until
@@ -11,20 +12,34 @@ to docs/protocol.md.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.openapi_schemas import BOOL, STR, components, ref
+from gateway.openapi_coaching import agent_paths, focus_paths, insight_paths, skill_paths
+from gateway.openapi_parts import (
+    AUTH_401,
+    BODY_400,
+    FEED_503,
+    TURN_503,
+    Json,
+    error_response,
+    errors,
+    json_content,
+    ok,
+    page_params,
+    public,
+    query_param,
+    read,
+    request_body,
+    session_id_param,
+    sse_content,
+)
+from gateway.openapi_schemas import STR, components, ref
 from gateway.pages import MEDIA_TYPES
 
 __all__ = ["openapi_document", "openapi_routes"]
-
-Json = dict[str, Any]
-Codes = tuple[str, ...] | None  # the codes an error response answers with; None: any
 
 _DESCRIPTION = """\
 Realtime gateway for AI coaching apps: streaming chat over server-sent events, an
@@ -68,111 +83,15 @@ def openapi_document() -> Json:
             **_openai_paths(),
             **_audio_paths(),
             **_rest_paths(),
-            **_focus_paths(),
-            **_skill_paths(),
-            **_insight_paths(),
-            **_agent_paths(),
+            **focus_paths(),
+            **skill_paths(),
+            **insight_paths(),
+            **agent_paths(),
             **_feed_paths(),
             **_public_paths(),
         },
         "components": components(),
     }
-
-
-# ------------------------------------------------------------------ building blocks
-
-_AUTH_401 = ("unauthenticated", "token_expired", "invalid_token")
-_BODY_400 = ("invalid_json", "invalid_request", "invalid_text")
-_TURN_503 = (
-    "auth_unavailable",
-    "server_busy",
-    "shutting_down",
-    "storage_unavailable",
-    "database_unavailable",
-)
-_REST_503 = ("auth_unavailable", "persistence_unavailable", "database_unavailable")
-_FEED_503 = ("unavailable", "shutting_down", "auth_unavailable")
-_PHRASES = {
-    400: "Bad request",
-    401: "Unauthenticated",
-    403: "Forbidden",
-    404: "Not found",
-    409: "Conflict",
-    413: "Body too large",
-    429: "Quota exceeded",
-    500: "Internal error",
-    502: "The upstream failed",
-    503: "Unavailable",
-}
-
-
-def _json(schema: Json) -> Json:
-    return {"application/json": {"schema": schema}}
-
-
-def _ok(description: str, content: Json) -> Json:
-    return {"description": description, "content": content}
-
-
-def _error(status: int, codes: Codes) -> Json:
-    """An error response whose `error.code` is one of `codes` (any code when None)."""
-    schema = ref("Error")
-    described = _PHRASES[status]
-    if codes is not None:
-        only = {"properties": {"error": {"properties": {"code": {"enum": list(codes)}}}}}
-        schema = {"allOf": [schema, only]}
-        described += ": " + ", ".join(f"`{c}`" for c in codes)
-    response: Json = {"description": described, "content": _json(schema)}
-    if status in (429, 503):
-        # Always sent with a 429; with a 503 where the gateway knows when to come back.
-        response["headers"] = {"Retry-After": _retry_after(required=status == 429)}
-    return response
-
-
-def _retry_after(*, required: bool) -> Json:
-    seconds = {"type": "string", "pattern": "^[0-9]+$"}
-    return {"description": "Seconds to wait", "required": required, "schema": seconds}
-
-
-def _errors(by_status: dict[int, Codes] | None = None) -> Json:
-    """The error responses, `{status: codes}`; every operation may answer a 500."""
-    responses = {str(status): _error(status, codes) for status, codes in (by_status or {}).items()}
-    return {**responses, "500": _error(500, None)}
-
-
-def _body(schema_name: str, example: Json | None = None) -> Json:
-    media: Json = {"schema": ref(schema_name)}
-    if example is not None:
-        media["example"] = example
-    return {"required": True, "content": {"application/json": media}}
-
-
-def _query(name: str, schema: Json, description: str) -> Json:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-def _session_id() -> Json:
-    return {
-        "name": "session_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"},
-        "description": "A session id; another user's session answers 404 like a missing one",
-    }
-
-
-def _sse(event_schema: str) -> Json:
-    return {"text/event-stream": {"schema": ref(event_schema)}}
-
-
-def _public(operation: Json) -> Json:
-    return {**operation, "security": []}
 
 
 # ------------------------------------------------------------------ paths
@@ -191,17 +110,19 @@ def _chat_paths() -> Json:
             "(`assessment.created`, `coaching.feedback`)."
         ),
         "operationId": "chat",
-        "requestBody": _body("ChatRequest", {"message": "How do I open a hard conversation?"}),
+        "requestBody": request_body(
+            "ChatRequest", {"message": "How do I open a hard conversation?"}
+        ),
         "responses": {
-            "200": _ok("The turn's events", _sse("ChatStreamEvent")),
-            **_errors(
+            "200": ok("The turn's events", sse_content("ChatStreamEvent")),
+            **errors(
                 {
-                    400: (*_BODY_400, "empty_text", "text_too_long"),
-                    401: _AUTH_401,
+                    400: (*BODY_400, "empty_text", "text_too_long"),
+                    401: AUTH_401,
                     404: ("session_not_found",),
                     413: ("body_too_large",),
                     429: ("rate_limited",),
-                    503: _TURN_503,
+                    503: TURN_503,
                 }
             ),
         },
@@ -222,19 +143,19 @@ def _openai_paths() -> Json:
             "first token answers 502, or 503 when retrying may help."
         ),
         "operationId": "createChatCompletion",
-        "requestBody": _body(
+        "requestBody": request_body(
             "ChatCompletionRequest",
             {"model": "coach", "messages": [{"role": "user", "content": "Help me pitch."}]},
         ),
         "responses": {
-            "200": _ok(
+            "200": ok(
                 "The completion, or its chunks with `stream: true`",
-                {**_json(ref("ChatCompletion")), **_sse("ChatCompletionStreamEvent")},
+                {**json_content(ref("ChatCompletion")), **sse_content("ChatCompletionStreamEvent")},
             ),
-            **_errors(
+            **errors(
                 {
-                    400: (*_BODY_400, "empty_text", "text_too_long", "unsupported_parameter"),
-                    401: _AUTH_401,
+                    400: (*BODY_400, "empty_text", "text_too_long", "unsupported_parameter"),
+                    401: AUTH_401,
                     404: ("model_not_found",),
                     413: ("body_too_large",),
                     429: ("rate_limited",),
@@ -248,8 +169,8 @@ def _openai_paths() -> Json:
         "summary": "Models a chat completion may name (`coach`: the gateway's own route)",
         "operationId": "listModels",
         "responses": {
-            "200": _ok("The models", _json(ref("ModelList"))),
-            **_errors({401: _AUTH_401, 503: ("auth_unavailable",)}),
+            "200": ok("The models", json_content(ref("ModelList"))),
+            **errors({401: AUTH_401, 503: ("auth_unavailable",)}),
         },
     }
     return {"/v1/chat/completions": {"post": completions}, "/v1/models": {"get": models}}
@@ -278,14 +199,14 @@ def _transcriptions() -> Json:
             "content": {"multipart/form-data": {"schema": ref("TranscriptionRequest")}},
         },
         "responses": {
-            "200": _ok(
+            "200": ok(
                 "The transcript: JSON, or plain text with `response_format=text`",
                 {
-                    **_json(ref("Transcription")),
+                    **json_content(ref("Transcription")),
                     "text/plain": {"schema": STR},
                 },
             ),
-            **_errors(
+            **errors(
                 {
                     400: (
                         "invalid_request",
@@ -293,7 +214,7 @@ def _transcriptions() -> Json:
                         "audio_decode_error",
                         "audio_too_long",
                     ),
-                    401: _AUTH_401,
+                    401: AUTH_401,
                     413: ("file_too_large",),
                     429: ("rate_limited",),
                     503: None,
@@ -308,13 +229,15 @@ def _speech() -> Json:
         "summary": "OpenAI-compatible text to speech",
         "description": "Streamed as it is synthesized; charged to the caller's audio seconds.",
         "operationId": "createSpeech",
-        "requestBody": _body("SpeechRequest", {"input": "Slow down.", "response_format": "wav"}),
+        "requestBody": request_body(
+            "SpeechRequest", {"input": "Slow down.", "response_format": "wav"}
+        ),
         "responses": {
-            "200": _ok("The audio, in `response_format`", _SPEECH_CONTENT),
-            **_errors(
+            "200": ok("The audio, in `response_format`", _SPEECH_CONTENT),
+            **errors(
                 {
-                    400: _BODY_400,
-                    401: _AUTH_401,
+                    400: BODY_400,
+                    401: AUTH_401,
                     413: ("body_too_large",),
                     429: ("rate_limited",),
                     503: None,
@@ -324,38 +247,19 @@ def _speech() -> Json:
     }
 
 
-def _page_params(cursor: Json) -> list[Json]:
-    limit = {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}
-    return [
-        _query("limit", limit, "Items per page, newest first"),
-        _query("before", cursor, "`next_before` of the previous page"),
-    ]
-
-
-def _read(summary: str, schema_name: str, errors: dict[int, Codes] | None = None) -> Json:
-    """A REST read of the caller's own data."""
-    return {
-        "summary": summary,
-        "responses": {
-            "200": _ok(summary, _json(ref(schema_name))),
-            **_errors({401: _AUTH_401, **(errors or {}), 503: _REST_503}),
-        },
-    }
-
-
 def _rest_paths() -> Json:
     id_cursor = {"type": "string", "pattern": "^[0-9]{1,18}$"}
     pages = ("invalid_limit", "invalid_cursor")
     missing = ("session_not_found",)
-    sessions = _read("The caller's sessions", "SessionPage", {400: pages})
-    session = _read("One of the caller's sessions", "Session", {404: missing})
-    interactions = _read("A session's turns", "InteractionPage", {400: pages, 404: missing})
-    assessments = _read("A session's assessments", "AssessmentPage", {400: pages, 404: missing})
-    progress = _read("The caller's level on each focus", "Progress")
-    sessions["parameters"] = _page_params({"type": "string", "maxLength": 256})
+    sessions = read("The caller's sessions", "SessionPage", {400: pages})
+    session = read("One of the caller's sessions", "Session", {404: missing})
+    interactions = read("A session's turns", "InteractionPage", {400: pages, 404: missing})
+    assessments = read("A session's assessments", "AssessmentPage", {400: pages, 404: missing})
+    progress = read("The caller's level on each focus", "Progress")
+    sessions["parameters"] = page_params({"type": "string", "maxLength": 256})
     for operation in (interactions, assessments):
-        operation["parameters"] = _page_params(id_cursor)
-    by_id = {"parameters": [_session_id()]}
+        operation["parameters"] = page_params(id_cursor)
+    by_id = {"parameters": [session_id_param()]}
     return {
         "/v1/sessions": {"get": sessions},
         "/v1/sessions/{session_id}": {**by_id, "get": session},
@@ -365,124 +269,9 @@ def _rest_paths() -> Json:
     }
 
 
-def _focus_paths() -> Json:
-    drills = _read("The drill catalog (no database needed)", "DrillList", {400: ("unknown_focus",)})
-    drills["parameters"] = [_query("focus_id", STR, "Only the drills of this focus")]
-    choose = _read("The caller's active focuses, as chosen", "ActiveFocuses")
-    choose["description"] = "At most 3 distinct known focus ids, in order; a 400 changes nothing."
-    choose["requestBody"] = _body("FocusChoice", {"focus_ids": ["pacing", "filler_words"]})
-    refused = (*_BODY_400, "unknown_focus")
-    choose["responses"] |= _errors({400: refused, 413: ("body_too_large",), 503: _REST_503})
-    return {
-        "/v1/drills": {"get": drills},
-        "/v1/focuses": {"get": _read("The focuses a user may choose", "FocusList")},
-        "/v1/progress/focuses": {"put": choose},
-    }
-
-
-def _skill_paths() -> Json:
-    """The coaching skills: never a 5xx when the model fails (`source: "fallback"`)."""
-    refresh = _query("refresh", BOOL, "Ask the model again instead of answering from the cache")
-    skill_503 = ("auth_unavailable", "database_unavailable")
-    feedback = _read("Feedback on a piece of practice", "FeedbackAnswer", {429: ("rate_limited",)})
-    feedback["description"] = (
-        "The same subject and observations within the cache window answer from the cache "
-        "(`source: cache`). `observations` is at most 16 KB of JSON."
-    )
-    feedback["parameters"] = [refresh]
-    feedback["requestBody"] = _body(
-        "FeedbackRequest",
-        {"subject": {"kind": "take", "id": "take-1"}, "observations": {"tempo_drift": 0.2}},
-    )
-    feedback["responses"] |= _errors(
-        {400: _BODY_400, 413: ("body_too_large",), 429: ("rate_limited",), 503: skill_503}
-    )
-    practice = _read("Today's practice recommendation", "PracticeAnswer")
-    practice["description"] = "Built from the caller's focus levels and recent assessments."
-    practice["parameters"] = [refresh]
-    practice["responses"] |= _errors(
-        {400: ("invalid_request",), 429: ("rate_limited",), 503: skill_503}
-    )
-    return {
-        "/v1/feedback": {"post": feedback},
-        "/v1/recommendations/practice": {"get": practice},
-    }
-
-
-def _insight_paths() -> Json:
-    """Insights of the `[insights.TYPE]` types: never a 5xx when the model fails."""
-    listed = _read("Every insight type with the caller's latest insight of it", "InsightList")
-    listed["description"] = "`latest` is null for a type the caller has no insight of yet."
-    kind = {
-        "name": "type",
-        "in": "path",
-        "required": True,
-        "schema": STR,
-        "example": "daily_summary",
-        "description": "An insight type of `[insights.TYPE]`",
-    }
-    refresh = _query("refresh", BOOL, "Make a new one instead of answering from the cache")
-    made = _read("An insight of one type, fresh or cached", "InsightAnswer")
-    made["description"] = (
-        "Made from the caller's facts (also returned); cached for the type's `ttl_h` while the "
-        "facts stay the same. A new one is pushed as `insight.created` to the caller's live "
-        "sessions. An unknown type is a 404 whose message lists the known ones."
-    )
-    made["parameters"] = [kind, refresh]
-    made["responses"] |= _errors(
-        {
-            400: ("invalid_request",),
-            404: ("unknown_insight_type",),
-            429: ("rate_limited",),
-            503: ("auth_unavailable", "database_unavailable"),
-        }
-    )
-    return {"/v1/insights": {"get": listed}, "/v1/insights/{type}": {"post": made}}
-
-
-def _agent_paths() -> Json:
-    """The agent's proposed changes (confirm-before-write) and the memories it keeps."""
-    statuses = {"enum": ["pending", "applied", "rejected", "expired"], "default": "pending"}
-    listed = _read("The caller's changes in one status, newest first", "ChangeList")
-    listed["parameters"] = [_query("status", statuses, "Which changes")]
-    listed["responses"] |= _errors({400: ("invalid_request",), 503: _REST_503})
-    change_id = {
-        "name": "change_id",
-        "in": "path",
-        "required": True,
-        "schema": STR,
-        "description": "A change id; another user's change answers 404 like a missing one",
-    }
-    decided = ("change_already_decided",)
-    accept = _read("Apply a pending change, once", "ChangeAnswer", {404: ("change_not_found",)})
-    accept["description"] = (
-        "Writes what the change says (new active focuses, or a memory) in the same transaction "
-        "that marks it applied. A change decided already is a 409 and nothing is applied again; "
-        "an expired change is a 404."
-    )
-    accept["responses"] |= _errors({409: (*decided, "change_invalid"), 503: _REST_503})
-    reject = _read("Reject a pending change", "ChangeAnswer", {404: ("change_not_found",)})
-    reject["responses"] |= _errors({409: decided, 503: _REST_503})
-    memory_id = {**change_id, "name": "memory_id", "description": "A memory id"}
-    forget = {
-        "summary": "Forget one of the caller's memories",
-        "responses": {
-            "204": {"description": "Forgotten"},
-            **_errors({401: _AUTH_401, 404: ("memory_not_found",), 503: _REST_503}),
-        },
-    }
-    return {
-        "/v1/changes": {"get": listed},
-        "/v1/changes/{change_id}/accept": {"parameters": [change_id], "post": accept},
-        "/v1/changes/{change_id}/reject": {"parameters": [change_id], "post": reject},
-        "/v1/memories": {"get": _read("What the coach remembers of the caller", "MemoryList")},
-        "/v1/memories/{memory_id}": {"parameters": [memory_id], "delete": forget},
-    }
-
-
 def _feed_paths() -> Json:
     resume = [
-        _query("last_event_id", {"type": "integer"}, "Resume after this event id"),
+        query_param("last_event_id", {"type": "integer"}, "Resume after this event id"),
         {"name": "Last-Event-ID", "in": "header", "required": False, "schema": STR},
     ]
     session_feed = {
@@ -490,22 +279,22 @@ def _feed_paths() -> Json:
         "description": "Runs until the client leaves; a reader that falls behind is dropped.",
         "parameters": resume,
         "responses": {
-            "200": _ok("The session's events as they happen", _sse("FeedEvent")),
-            **_errors({401: _AUTH_401, 404: ("session_not_found",), 503: _FEED_503}),
+            "200": ok("The session's events as they happen", sse_content("FeedEvent")),
+            **errors({401: AUTH_401, 404: ("session_not_found",), 503: FEED_503}),
         },
     }
     metrics = {
         "summary": "Practice metrics from a practice app (like `metrics.push` over WebSocket)",
-        "requestBody": _body("MetricsPush", {"metrics": {"words_per_minute": 182}}),
+        "requestBody": request_body("MetricsPush", {"metrics": {"words_per_minute": 182}}),
         "responses": {
-            "202": _ok("Accepted", _json(ref("MetricsAccepted"))),
-            **_errors(
+            "202": ok("Accepted", json_content(ref("MetricsAccepted"))),
+            **errors(
                 {
-                    400: (*_BODY_400, "invalid_metrics"),
-                    401: _AUTH_401,
+                    400: (*BODY_400, "invalid_metrics"),
+                    401: AUTH_401,
                     404: ("session_not_found",),
                     413: ("body_too_large",),
-                    503: _FEED_503,
+                    503: FEED_503,
                 }
             ),
         },
@@ -514,44 +303,47 @@ def _feed_paths() -> Json:
         "summary": "Operators' feed: `ops.snapshot` each interval, `breaker.changed` (`ops` role)",
         "parameters": resume,
         "responses": {
-            "200": _ok("Snapshots and breaker changes", _sse("FeedEvent")),
-            **_errors({401: _AUTH_401, 403: ("forbidden",), 503: _FEED_503}),
+            "200": ok("Snapshots and breaker changes", sse_content("FeedEvent")),
+            **errors({401: AUTH_401, 403: ("forbidden",), 503: FEED_503}),
         },
     }
     return {
-        "/v1/sessions/{session_id}/events": {"parameters": [_session_id()], "get": session_feed},
-        "/v1/sessions/{session_id}/metrics": {"parameters": [_session_id()], "post": metrics},
+        "/v1/sessions/{session_id}/events": {
+            "parameters": [session_id_param()],
+            "get": session_feed,
+        },
+        "/v1/sessions/{session_id}/metrics": {"parameters": [session_id_param()], "post": metrics},
         "/v1/ops/events": {"get": ops_feed},
     }
 
 
 def _public_paths() -> Json:
     return {
-        "/healthz": {"get": _public(_health())},
-        "/readyz": {"get": _public(_ready())},
-        "/metrics": {"get": _public(_prometheus())},
-        "/openapi.json": {"get": _public(_openapi())},
-        "/": {"get": _public(_page("The chat page"))},
-        "/ops": {"get": _public(_page("The operators' dashboard"))},
-        "/static/{version}/{name}": {"get": _public(_static())},
+        "/healthz": {"get": public(_health())},
+        "/readyz": {"get": public(_ready())},
+        "/metrics": {"get": public(_prometheus())},
+        "/openapi.json": {"get": public(_openapi())},
+        "/": {"get": public(_page("The chat page"))},
+        "/ops": {"get": public(_page("The operators' dashboard"))},
+        "/static/{version}/{name}": {"get": public(_static())},
     }
 
 
 def _health() -> Json:
     return {
         "summary": "Liveness",
-        "responses": {"200": _ok("Alive", _json(ref("Health"))), **_errors()},
+        "responses": {"200": ok("Alive", json_content(ref("Health"))), **errors()},
     }
 
 
 def _ready() -> Json:
-    readiness = _json(ref("Readiness"))
+    readiness = json_content(ref("Readiness"))
     return {
         "summary": "Readiness: not draining, database answers, spool not full, a chat target up",
         "responses": {
-            "200": _ok("Ready", readiness),
-            "503": _ok("Not ready; `checks` and `routes_out` say why", readiness),
-            "500": _error(500, None),
+            "200": ok("Ready", readiness),
+            "503": ok("Not ready; `checks` and `routes_out` say why", readiness),
+            "500": error_response(500, None),
         },
     }
 
@@ -560,14 +352,14 @@ def _prometheus() -> Json:
     text = {"text/plain": {"schema": STR}}
     return {
         "summary": "Prometheus metrics (no auth: keep it on an internal network)",
-        "responses": {"200": _ok("The exposition text format", text), **_errors()},
+        "responses": {"200": ok("The exposition text format", text), **errors()},
     }
 
 
 def _openapi() -> Json:
     return {
         "summary": "This document",
-        "responses": {"200": _ok("OpenAPI 3.1", _json(ref("OpenApiDocument"))), **_errors()},
+        "responses": {"200": ok("OpenAPI 3.1", json_content(ref("OpenApiDocument"))), **errors()},
     }
 
 
@@ -580,7 +372,7 @@ def _page(summary: str) -> Json:
     return {
         "summary": summary,
         "parameters": [_ETAG],
-        "responses": {"200": _ok(summary, html), "304": _NOT_MODIFIED, **_errors()},
+        "responses": {"200": ok(summary, html), "304": _NOT_MODIFIED, **errors()},
     }
 
 
@@ -595,8 +387,8 @@ def _static() -> Json:
             _ETAG,
         ],
         "responses": {
-            "200": _ok("The asset", content),
+            "200": ok("The asset", content),
             "304": _NOT_MODIFIED,
-            **_errors({404: ("not_found",)}),
+            **errors({404: ("not_found",)}),
         },
     }
