@@ -36,7 +36,8 @@ from gateway.openapi_parts import (
     session_id_param,
     sse_content,
 )
-from gateway.openapi_schemas import STR, components, ref
+from gateway.openapi_schemas import components
+from gateway.openapi_types import STR, ref
 from gateway.pages import MEDIA_TYPES
 
 __all__ = ["openapi_document", "openapi_routes"]

@@ -1,5 +1,6 @@
-"""The OpenAPI paths of the coaching skills and the agent (`gateway.openapi`): drills and
-focuses, feedback and practice, insights, proposed changes and memories."""
+"""The coaching skills and the agent in the OpenAPI document (`gateway.openapi`): the paths and
+schemas of drills and focuses, feedback and practice, insights, proposed changes and
+memories."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from gateway.openapi_parts import (
     read,
     request_body,
 )
-from gateway.openapi_schemas import BOOL, STR
+from gateway.openapi_types import BOOL, INT, NUM, OBJ, STR, array, nullable, obj, ref
 
-__all__ = ["agent_paths", "focus_paths", "insight_paths", "skill_paths"]
+__all__ = ["agent_paths", "coaching_schemas", "focus_paths", "insight_paths", "skill_paths"]
 
 
 def focus_paths() -> Json:
@@ -132,4 +133,137 @@ def agent_paths() -> Json:
         "/v1/changes/{change_id}/reject": {"parameters": [change_id], "post": reject},
         "/v1/memories": {"get": read("What the coach remembers of the caller", "MemoryList")},
         "/v1/memories/{memory_id}": {"parameters": [memory_id], "delete": forget},
+    }
+
+
+# ------------------------------------------------------------------ schemas
+
+
+def coaching_schemas() -> Json:
+    return {**focus_schemas(), **skill_schemas(), **insight_schemas(), **agent_schemas()}
+
+
+def focus_schemas() -> Json:
+    focus = obj({"id": STR, "name": STR, "description": STR})
+    drill = obj(
+        {
+            "id": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
+            "title": STR,
+            "focus_ids": {**array(STR), "minItems": 1},
+            "minutes": {"type": "integer", "minimum": 1},
+            "description": STR,
+        }
+    )
+    chosen = {**array(STR), "maxItems": 3, "uniqueItems": True}
+    return {
+        "Drill": drill,
+        "DrillList": obj({"drills": array(ref("Drill"))}),
+        "Focus": focus,
+        "FocusList": obj({"focuses": array(ref("Focus"))}),
+        "FocusChoice": obj({"focus_ids": chosen}),
+        "ActiveFocuses": obj({"focus_ids": chosen, "focuses": array(ref("Focus"))}),
+    }
+
+
+def skill_schemas() -> Json:
+    source = {"enum": ["model", "cache", "fallback"]}
+    texts = array(STR)
+    drills = {**array(STR), "maxItems": 3}
+    subject = obj(
+        {
+            "kind": {**STR, "minLength": 1, "maxLength": 64},
+            "id": {**STR, "minLength": 1, "maxLength": 200},
+        }
+    )
+    feedback = obj(
+        {
+            "id": STR,
+            "subject": obj({"kind": STR, "id": STR}),
+            "strengths": texts,
+            "weaknesses": texts,
+            "tips": {**texts, "minItems": 1},
+            "drill_ids": drills,
+            "source": source,
+            "model": nullable("string"),
+            "created_at": STR,
+        }
+    )
+    recommendation = obj(
+        {
+            "id": STR,
+            "focus_id": STR,
+            "drill_ids": drills,
+            "minutes": {"type": "integer", "minimum": 1},
+            "reason": {**STR, "minLength": 1},
+            "source": source,
+            "created_at": STR,
+        }
+    )
+    return {
+        "FeedbackRequest": obj(
+            {"subject": subject, "observations": OBJ},
+            {"focus_ids": {**array(STR), "maxItems": 3, "uniqueItems": True}},
+        ),
+        "FeedbackAnswer": obj({"feedback": feedback}),
+        "PracticeAnswer": obj({"recommendation": recommendation}),
+    }
+
+
+def insight_schemas() -> Json:
+    facts = obj(
+        {
+            "sessions_7d": INT,
+            "minutes_7d": NUM,
+            "streak_days": INT,
+            "top_errors": array(obj({"key": STR, "count": INT})),
+            "focus_levels": array(
+                obj(
+                    {
+                        "focus_id": STR,
+                        "level": nullable("integer"),
+                        "band": nullable("string"),
+                        "samples": INT,
+                    }
+                )
+            ),
+        }
+    )
+    insight = obj(
+        {
+            "id": STR,
+            "type": STR,
+            "text": {**STR, "minLength": 1, "maxLength": 600},
+            "facts": facts,
+            "source": {"enum": ["model", "cache", "fallback"]},
+            "created_at": STR,
+            "expires_at": STR,
+        }
+    )
+    listed = obj({"type": STR, "latest": {"oneOf": [ref("Insight"), {"type": "null"}]}})
+    return {
+        "Insight": insight,
+        "InsightList": obj({"insights": array(listed)}),
+        "InsightAnswer": obj({"insight": ref("Insight")}),
+    }
+
+
+def agent_schemas() -> Json:
+    statuses = ["pending", "applied", "rejected", "expired"]
+    change = obj(
+        {
+            "id": STR,
+            "kind": {"enum": ["focus_change", "memory"]},
+            "payload": OBJ,
+            "status": {"enum": statuses},
+            "expires_at": STR,
+            "created_at": STR,
+        }
+    )
+    memory = obj({"id": STR, "text": STR, "created_at": STR})
+    return {
+        "Change": change,
+        "ChangeList": obj({"changes": array(ref("Change"))}),
+        "ChangeAnswer": obj({"change": ref("Change")}),
+        "Memory": memory,
+        "MemoryList": obj({"memories": array(ref("Memory"))}),
     }

@@ -3,9 +3,7 @@ with the codes each answers with, parameters and bodies."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from gateway.openapi_schemas import ref
+from gateway.openapi_types import Json, ref
 
 __all__ = [
     "AUTH_401",
@@ -29,7 +27,6 @@ __all__ = [
     "sse_content",
 ]
 
-Json = dict[str, Any]
 Codes = tuple[str, ...] | None  # the codes an error response answers with; None: any
 
 AUTH_401 = ("unauthenticated", "token_expired", "invalid_token")

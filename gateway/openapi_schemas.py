@@ -7,40 +7,11 @@ OpenAI SDKs send more than the gateway reads); responses as the handlers write t
 
 from __future__ import annotations
 
-from typing import Any
-
+from gateway.openapi_coaching import coaching_schemas
+from gateway.openapi_types import BOOL, INT, NUM, OBJ, STR, Json, array, nullable, obj, ref
 from streams.events import MAX_TEXT_CHARS
 
-__all__ = ["BOOL", "STR", "components", "ref"]
-
-Json = dict[str, Any]
-
-STR: Json = {"type": "string"}
-INT: Json = {"type": "integer"}
-NUM: Json = {"type": "number"}
-BOOL: Json = {"type": "boolean"}
-OBJ: Json = {"type": "object"}
-
-
-def ref(name: str) -> Json:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _null(kind: str) -> Json:
-    return {"type": [kind, "null"]}
-
-
-def _obj(required: Json, optional: Json | None = None) -> Json:
-    """An object with the `required` properties, and the `optional` ones."""
-    return {
-        "type": "object",
-        "required": list(required),
-        "properties": {**required, **(optional or {})},
-    }
-
-
-def _array(items: Json) -> Json:
-    return {"type": "array", "items": items}
+__all__ = ["components"]
 
 
 def components() -> Json:
@@ -52,10 +23,7 @@ def components() -> Json:
             **_openai_schemas(),
             **_audio_schemas(),
             **_rest_schemas(),
-            **_focus_schemas(),
-            **_skill_schemas(),
-            **_insight_schemas(),
-            **_agent_schemas(),
+            **coaching_schemas(),
             **_other_schemas(),
         },
         "responses": {
@@ -93,7 +61,7 @@ def _error_schemas() -> Json:
         "service_unavailable",
         "api_error",
     ]
-    detail = _obj(
+    detail = obj(
         {
             "code": {**STR, "description": "What went wrong, for a program to act on"},
             "message": {**STR, "description": "The same in words, for a person"},
@@ -102,7 +70,7 @@ def _error_schemas() -> Json:
         }
     )
     detail["additionalProperties"] = False
-    error = {**_obj({"error": detail}), "additionalProperties": False}
+    error = {**obj({"error": detail}), "additionalProperties": False}
     return {"Error": error}
 
 
@@ -114,11 +82,11 @@ def _chat_schemas() -> Json:
         "pattern": "\\S",
         "description": "The user's message: some text besides white space",
     }
-    request = _obj(
+    request = obj(
         {"message": message},
         {
-            "session_id": {**_null("string"), "description": "Resume this session of yours"},
-            "voice": {**_null("boolean"), "description": "Also speak the reply"},
+            "session_id": {**nullable("string"), "description": "Resume this session of yours"},
+            "voice": {**nullable("boolean"), "description": "Also speak the reply"},
         },
     )
     return {"ChatRequest": request}
@@ -126,7 +94,7 @@ def _chat_schemas() -> Json:
 
 def _sse_event(types: list[str], data: Json) -> Json:
     """One server-sent event: its `event:` name, `id:` and JSON `data:`."""
-    return _obj(
+    return obj(
         {
             "event": {"enum": types},
             "data": {**STR, "contentMediaType": "application/json", "contentSchema": data},
@@ -137,7 +105,7 @@ def _sse_event(types: list[str], data: Json) -> Json:
 
 def _typed(name: str, required: Json, optional: Json | None = None) -> Json:
     """An event object: `type` is `name`, then its fields."""
-    return _obj({"type": {"const": name}, **required}, optional)
+    return obj({"type": {"const": name}, **required}, optional)
 
 
 _CHAT_EVENTS = {
@@ -173,8 +141,8 @@ def _event_schemas() -> Json:
 
 def _turn_events() -> Json:
     turn = {"turn_id": STR}
-    fault = _obj({"code": STR, "message": STR, "retryable": BOOL})
-    usage = _obj({"input_tokens": INT, "output_tokens": INT})
+    fault = obj({"code": STR, "message": STR, "retryable": BOOL})
+    usage = obj({"input_tokens": INT, "output_tokens": INT})
     return {
         "SessionCreatedEvent": _typed(
             "session.created", {"session_id": STR, "user_id": STR, "limits": OBJ, "resumed": BOOL}
@@ -201,10 +169,10 @@ def _turn_events() -> Json:
                 "text": STR,
                 "finish_reason": STR,
                 "usage": usage,
-                "timings": {"type": "object", "additionalProperties": _null("number")},
+                "timings": {"type": "object", "additionalProperties": nullable("number")},
                 "provider": STR,
                 "model": STR,
-                "fallbacks": _array(OBJ),
+                "fallbacks": array(OBJ),
                 "stored": {"enum": ["db", "spool", "none"]},
             },
         ),
@@ -233,38 +201,41 @@ def _sse_event_any(data: Json) -> Json:
 
 
 def _openai_schemas() -> Json:
-    model = _obj({"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR})
+    model = obj({"id": STR, "object": {"const": "model"}, "created": INT, "owned_by": STR})
     chunk_json = {"oneOf": [ref("ChatCompletionChunk"), ref("Error")]}
     chunk_data = {**STR, "contentMediaType": "application/json", "contentSchema": chunk_json}
     stream_data = {"anyOf": [{"const": "[DONE]"}, chunk_data]}
     return {
         "ChatCompletionRequest": _completion_request(),
         **_completions(),
-        "ChatCompletionStreamEvent": _obj({"data": stream_data}, {"event": {"const": "message"}}),
-        "ModelList": _obj({"object": {"const": "list"}, "data": _array(model)}),
+        "ChatCompletionStreamEvent": obj({"data": stream_data}, {"event": {"const": "message"}}),
+        "ModelList": obj({"object": {"const": "list"}, "data": array(model)}),
     }
 
 
 def _completion_request() -> Json:
-    part = _obj({"type": STR}, {"text": STR})
-    content = {"anyOf": [STR, _array(part), {"type": "null"}]}
+    part = obj({"type": STR}, {"text": STR})
+    content = {"anyOf": [STR, array(part), {"type": "null"}]}
     roles = {"enum": ["system", "developer", "user", "assistant", "tool"]}
-    message = _obj(
+    message = obj(
         {"role": roles},
         {
             "content": content,
-            "tool_calls": {"anyOf": [_array(_tool_call()), {"type": "null"}]},
+            "tool_calls": {"anyOf": [array(_tool_call()), {"type": "null"}]},
             "tool_call_id": {**STR, "description": "`role: tool`: the call it answers"},
         },
     )
     positive = {"type": ["integer", "null"], "minimum": 1}
-    request = _obj(
-        {"messages": {**_array(message), "minItems": 1}},
+    request = obj(
+        {"messages": {**array(message), "minItems": 1}},
         {
-            "model": {**_null("string"), "description": "`coach` (or none): the gateway's route"},
-            "stream": _null("boolean"),
+            "model": {
+                **nullable("string"),
+                "description": "`coach` (or none): the gateway's route",
+            },
+            "stream": nullable("boolean"),
             "stream_options": {
-                "anyOf": [_obj({}, {"include_usage": _null("boolean")}), {"type": "null"}]
+                "anyOf": [obj({}, {"include_usage": nullable("boolean")}), {"type": "null"}]
             },
             "max_tokens": positive,
             "max_completion_tokens": positive,
@@ -278,53 +249,53 @@ def _completion_request() -> Json:
 
 def _tool_call(*, indexed: bool = False) -> Json:
     """A call the model made, as OpenAI writes it (in a stream's delta, with its `index`)."""
-    function = _obj({"name": STR, "arguments": {**STR, "description": "JSON text, unchecked"}})
+    function = obj({"name": STR, "arguments": {**STR, "description": "JSON text, unchecked"}})
     call = {"id": STR, "type": {"const": "function"}, "function": function}
-    return _obj({"index": INT, **call} if indexed else call)
+    return obj({"index": INT, **call} if indexed else call)
 
 
 def _tool_fields() -> Json:
     """A client's own tools, passed to the model; the gateway runs none of them."""
     name = {**STR, "pattern": "^[a-zA-Z0-9_-]{1,64}$"}
-    function = _obj(
+    function = obj(
         {"name": name},
         {"description": STR, "parameters": {**OBJ, "description": "JSON schema of an object"}},
     )
-    tool = _obj({"type": {"const": "function"}, "function": function})
-    named = _obj({"type": {"const": "function"}, "function": _obj({"name": name})})
+    tool = obj({"type": {"const": "function"}, "function": function})
+    named = obj({"type": {"const": "function"}, "function": obj({"name": name})})
     return {
-        "tools": {"anyOf": [{**_array(tool), "maxItems": 128}, {"type": "null"}]},
+        "tools": {"anyOf": [{**array(tool), "maxItems": 128}, {"type": "null"}]},
         "tool_choice": {
             "anyOf": [{"enum": ["auto", "none", "required"]}, named, {"type": "null"}],
             "description": "Only with `tools`; a named function must be one of them",
         },
-        "parallel_tool_calls": {**_null("boolean"), "description": "Accepted; not passed on"},
+        "parallel_tool_calls": {**nullable("boolean"), "description": "Accepted; not passed on"},
     }
 
 
 def _completions() -> Json:
     """`chat.completion` and `chat.completion.chunk`."""
-    usage = _obj({"prompt_tokens": INT, "completion_tokens": INT, "total_tokens": INT})
-    finish = _null("string")
+    usage = obj({"prompt_tokens": INT, "completion_tokens": INT, "total_tokens": INT})
+    finish = nullable("string")
     head = {"id": STR, "created": INT, "model": STR}
-    reply = _obj(
-        {"role": {"const": "assistant"}, "content": _null("string")},
-        {"tool_calls": _array(_tool_call())},
+    reply = obj(
+        {"role": {"const": "assistant"}, "content": nullable("string")},
+        {"tool_calls": array(_tool_call())},
     )
-    choice = _obj({"index": INT, "message": reply, "finish_reason": finish})
-    delta = _obj({}, {"role": STR, "content": STR, "tool_calls": _array(_tool_call(indexed=True))})
-    chunk_choice = _obj({"index": INT, "delta": delta, "finish_reason": finish})
+    choice = obj({"index": INT, "message": reply, "finish_reason": finish})
+    delta = obj({}, {"role": STR, "content": STR, "tool_calls": array(_tool_call(indexed=True))})
+    chunk_choice = obj({"index": INT, "delta": delta, "finish_reason": finish})
     return {
-        "ChatCompletion": _obj(
+        "ChatCompletion": obj(
             {
                 **head,
                 "object": {"const": "chat.completion"},
-                "choices": _array(choice),
+                "choices": array(choice),
                 "usage": usage,
             }
         ),
-        "ChatCompletionChunk": _obj(
-            {**head, "object": {"const": "chat.completion.chunk"}, "choices": _array(chunk_choice)},
+        "ChatCompletionChunk": obj(
+            {**head, "object": {"const": "chat.completion.chunk"}, "choices": array(chunk_choice)},
             {"usage": usage},
         ),
     }
@@ -332,24 +303,24 @@ def _completions() -> Json:
 
 def _audio_schemas() -> Json:
     formats = ["json", "text", "verbose_json"]
-    transcription = _obj(
+    transcription = obj(
         {"file": {**STR, "format": "binary", "contentMediaType": "application/octet-stream"}},
         {
             "model": {**STR, "description": "Ignored: the gateway's speech model answers"},
             "response_format": {"enum": formats, "default": "json"},
         },
     )
-    segment = _obj({"id": INT, "start": NUM, "end": NUM, "text": STR})
-    verbose = _obj(
+    segment = obj({"id": INT, "start": NUM, "end": NUM, "text": STR})
+    verbose = obj(
         {
             "task": {"const": "transcribe"},
             "language": STR,
             "duration": NUM,
             "text": STR,
-            "segments": _array(segment),
+            "segments": array(segment),
         }
     )
-    speech = _obj(
+    speech = obj(
         {"input": {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": "\\S"}},
         {
             "model": {**STR, "description": "Ignored: the gateway's voice speaks"},
@@ -359,18 +330,18 @@ def _audio_schemas() -> Json:
     )
     return {
         "TranscriptionRequest": transcription,
-        "Transcription": {"anyOf": [_obj({"text": STR}), verbose]},
+        "Transcription": {"anyOf": [obj({"text": STR}), verbose]},
         "SpeechRequest": speech,
     }
 
 
 def _page(item: str) -> Json:
-    return _obj({"data": _array(ref(item)), "next_before": _null("string")})
+    return obj({"data": array(ref(item)), "next_before": nullable("string")})
 
 
 def _rest_schemas() -> Json:
     when = {"type": "string", "format": "date-time"}
-    session = _obj(
+    session = obj(
         {
             "id": STR,
             "user_id": STR,
@@ -379,7 +350,7 @@ def _rest_schemas() -> Json:
             "last_active_at": when,
             "closed_at": {"type": ["string", "null"], "format": "date-time"},
             "interaction_count": INT,
-            "summary_status": _null("string"),
+            "summary_status": nullable("string"),
         }
     )
     return {
@@ -389,13 +360,13 @@ def _rest_schemas() -> Json:
         "InteractionPage": _page("Interaction"),
         "Assessment": _assessment(when),
         "AssessmentPage": _page("Assessment"),
-        "Progress": _obj({"user_id": STR, "data": _array(_focus_progress())}),
+        "Progress": obj({"user_id": STR, "data": array(_focus_progress())}),
     }
 
 
 def _interaction(when: Json) -> Json:
-    ms = _null("number")
-    return _obj(
+    ms = nullable("number")
+    return obj(
         {
             "id": STR,
             "session_id": STR,
@@ -407,15 +378,15 @@ def _interaction(when: Json) -> Json:
             "reply_text": STR,
             "status": STR,
             "finish_reason": STR,
-            "error_code": _null("string"),
-            "usage": _obj({"input_tokens": INT, "output_tokens": INT}),
-            "timings": _obj(
+            "error_code": nullable("string"),
+            "usage": obj({"input_tokens": INT, "output_tokens": INT}),
+            "timings": obj(
                 {"ttft_ms": ms, "upstream_ttft_ms": ms, "total_ms": NUM, "first_audio_ms": ms}
             ),
-            "provider": _null("string"),
-            "model": _null("string"),
-            "fallbacks": _array(OBJ),
-            "focus_ids": _array(STR),
+            "provider": nullable("string"),
+            "model": nullable("string"),
+            "fallbacks": array(OBJ),
+            "focus_ids": array(STR),
             "assess_state": STR,
             "created_at": when,
         }
@@ -423,21 +394,21 @@ def _interaction(when: Json) -> Json:
 
 
 def _assessment(when: Json) -> Json:
-    return _obj(
+    return obj(
         {
             "id": STR,
             "job_id": STR,
             "user_id": STR,
             "session_id": STR,
-            "interaction_ids": _array(STR),
+            "interaction_ids": array(STR),
             "focus_id": STR,
             "kind": STR,
             "category": STR,
-            "score": _null("integer"),
+            "score": nullable("integer"),
             "explanation": STR,
-            "errors": _array(OBJ),
-            "tags": _array(STR),
-            "group_id": _null("string"),
+            "errors": array(OBJ),
+            "tags": array(STR),
+            "group_id": nullable("string"),
             "rubric_version": STR,
             "created_at": when,
         }
@@ -445,143 +416,17 @@ def _assessment(when: Json) -> Json:
 
 
 def _focus_progress() -> Json:
-    return _obj(
+    return obj(
         {
             "focus_id": STR,
             "name": STR,
             "active": BOOL,
             "samples": INT,
-            "ema": _null("number"),
+            "ema": nullable("number"),
             "level": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
             "band": {"enum": ["novice", "developing", "mastery", None]},
         }
     )
-
-
-def _focus_schemas() -> Json:
-    focus = _obj({"id": STR, "name": STR, "description": STR})
-    drill = _obj(
-        {
-            "id": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"},
-            "title": STR,
-            "focus_ids": {**_array(STR), "minItems": 1},
-            "minutes": {"type": "integer", "minimum": 1},
-            "description": STR,
-        }
-    )
-    chosen = {**_array(STR), "maxItems": 3, "uniqueItems": True}
-    return {
-        "Drill": drill,
-        "DrillList": _obj({"drills": _array(ref("Drill"))}),
-        "Focus": focus,
-        "FocusList": _obj({"focuses": _array(ref("Focus"))}),
-        "FocusChoice": _obj({"focus_ids": chosen}),
-        "ActiveFocuses": _obj({"focus_ids": chosen, "focuses": _array(ref("Focus"))}),
-    }
-
-
-def _skill_schemas() -> Json:
-    source = {"enum": ["model", "cache", "fallback"]}
-    texts = _array(STR)
-    drills = {**_array(STR), "maxItems": 3}
-    subject = _obj(
-        {
-            "kind": {**STR, "minLength": 1, "maxLength": 64},
-            "id": {**STR, "minLength": 1, "maxLength": 200},
-        }
-    )
-    feedback = _obj(
-        {
-            "id": STR,
-            "subject": _obj({"kind": STR, "id": STR}),
-            "strengths": texts,
-            "weaknesses": texts,
-            "tips": {**texts, "minItems": 1},
-            "drill_ids": drills,
-            "source": source,
-            "model": _null("string"),
-            "created_at": STR,
-        }
-    )
-    recommendation = _obj(
-        {
-            "id": STR,
-            "focus_id": STR,
-            "drill_ids": drills,
-            "minutes": {"type": "integer", "minimum": 1},
-            "reason": {**STR, "minLength": 1},
-            "source": source,
-            "created_at": STR,
-        }
-    )
-    return {
-        "FeedbackRequest": _obj(
-            {"subject": subject, "observations": OBJ},
-            {"focus_ids": {**_array(STR), "maxItems": 3, "uniqueItems": True}},
-        ),
-        "FeedbackAnswer": _obj({"feedback": feedback}),
-        "PracticeAnswer": _obj({"recommendation": recommendation}),
-    }
-
-
-def _insight_schemas() -> Json:
-    facts = _obj(
-        {
-            "sessions_7d": INT,
-            "minutes_7d": NUM,
-            "streak_days": INT,
-            "top_errors": _array(_obj({"key": STR, "count": INT})),
-            "focus_levels": _array(
-                _obj(
-                    {
-                        "focus_id": STR,
-                        "level": _null("integer"),
-                        "band": _null("string"),
-                        "samples": INT,
-                    }
-                )
-            ),
-        }
-    )
-    insight = _obj(
-        {
-            "id": STR,
-            "type": STR,
-            "text": {**STR, "minLength": 1, "maxLength": 600},
-            "facts": facts,
-            "source": {"enum": ["model", "cache", "fallback"]},
-            "created_at": STR,
-            "expires_at": STR,
-        }
-    )
-    listed = _obj({"type": STR, "latest": {"oneOf": [ref("Insight"), {"type": "null"}]}})
-    return {
-        "Insight": insight,
-        "InsightList": _obj({"insights": _array(listed)}),
-        "InsightAnswer": _obj({"insight": ref("Insight")}),
-    }
-
-
-def _agent_schemas() -> Json:
-    statuses = ["pending", "applied", "rejected", "expired"]
-    change = _obj(
-        {
-            "id": STR,
-            "kind": {"enum": ["focus_change", "memory"]},
-            "payload": OBJ,
-            "status": {"enum": statuses},
-            "expires_at": STR,
-            "created_at": STR,
-        }
-    )
-    memory = _obj({"id": STR, "text": STR, "created_at": STR})
-    return {
-        "Change": change,
-        "ChangeList": _obj({"changes": _array(ref("Change"))}),
-        "ChangeAnswer": _obj({"change": ref("Change")}),
-        "Memory": memory,
-        "MemoryList": _obj({"memories": _array(ref("Memory"))}),
-    }
 
 
 def _other_schemas() -> Json:
@@ -593,15 +438,15 @@ def _other_schemas() -> Json:
         "additionalProperties": NUM,
     }
     return {
-        "MetricsPush": _obj({"metrics": metrics}),
-        "MetricsAccepted": _obj({"accepted": {"const": True}, "feedback_scheduled": BOOL}),
-        "Health": _obj({"status": {"const": "ok"}}),
-        "Readiness": _obj(
+        "MetricsPush": obj({"metrics": metrics}),
+        "MetricsAccepted": obj({"accepted": {"const": True}, "feedback_scheduled": BOOL}),
+        "Health": obj({"status": {"const": "ok"}}),
+        "Readiness": obj(
             {
                 "ready": BOOL,
                 "checks": {"type": "object", "additionalProperties": STR},
-                "routes_out": _array(STR),
+                "routes_out": array(STR),
             }
         ),
-        "OpenApiDocument": _obj({"openapi": STR, "info": OBJ, "paths": OBJ}),
+        "OpenApiDocument": obj({"openapi": STR, "info": OBJ, "paths": OBJ}),
     }
