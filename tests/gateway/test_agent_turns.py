@@ -6,7 +6,7 @@ assessed), and sessions without tools unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +14,15 @@ import httpx
 import pytest
 
 from db.focuses import active_focuses
-from db.pool import Pool
 from gateway.server import RunningGateway, running_gateway
 from tests.conftest import make_settings
+from tests.gateway.conftest import pool_of
 from tests.gateway.wsclient import Client, ws_client
 from tests.pg import database_dsn, server_dsn
 
 __all__ = ["database_dsn", "server_dsn"]
 
 Token = Callable[..., str]
-
-
-@pytest.fixture
-async def stack(fast_sim: Any, database_dsn: str, tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    settings = make_settings(fast_sim.url, tmp_path, persistence=True, database_url=database_dsn)
-    async with running_gateway(settings) as running:
-        yield running
-
-
-def pool_of(stack: RunningGateway) -> Pool:
-    persistence = stack.app.state.gateway.persistence
-    assert persistence is not None
-    pool: Pool = persistence.pool
-    return pool
 
 
 async def agent_session(client: Client) -> None:

@@ -4,36 +4,20 @@ skips is assessed when the client asks, and each refusal is an `error` on a sock
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from db.pool import Pool
-from gateway.runtime import Gateway
-from gateway.server import RunningGateway, running_gateway
+from gateway.server import RunningGateway
 from streams.events import AssessmentRequest, ProtocolError, parse_client_event
-from tests.conftest import make_settings
+from tests.gateway.conftest import pool_of
 from tests.gateway.wsclient import Client, ws_client
 from tests.pg import database_dsn, server_dsn
 
 __all__ = ["database_dsn", "server_dsn"]
 
 Token = Callable[..., str]
-
-
-@pytest.fixture
-async def stack(fast_sim: Any, tmp_path: Path, database_dsn: str) -> AsyncIterator[RunningGateway]:
-    settings = make_settings(fast_sim.url, tmp_path, persistence=True, database_url=database_dsn)
-    async with running_gateway(settings) as running:
-        yield running
-
-
-def _pool(stack: RunningGateway) -> Pool:
-    gateway: Gateway = stack.app.state.gateway
-    assert gateway.persistence is not None
-    return gateway.persistence.pool
 
 
 async def _turn(client: Client, text: str, turn_id: str | None = None) -> None:
@@ -63,7 +47,7 @@ async def _still_open(client: Client) -> None:
 async def test_a_greeting_the_filter_skips_is_assessed_on_request(
     stack: RunningGateway, token: Token
 ) -> None:
-    pool = _pool(stack)
+    pool = pool_of(stack)
     async with ws_client(stack.ws_url, token("gina")) as client:
         session_id = (await client.recv())["session_id"]
         await _turn(client, "hi")
@@ -96,7 +80,7 @@ async def test_a_named_turn_is_assessed_and_an_unknown_one_refused(
         await client.send(type="assessment.request", turn_id="t-first")
         async with asyncio.timeout(15):
             pushed = (await client.until("assessment.created"))[-1]["assessment"]
-    first = await _pool(stack).fetchval(
+    first = await pool_of(stack).fetchval(
         "SELECT id FROM interactions WHERE session_id = $1 AND turn_id = 't-first'", session_id
     )
     assert pushed["interaction_ids"] == [str(first)]
@@ -122,7 +106,9 @@ async def test_a_session_summary_on_request_keeps_the_session_open(
         pushed = (await client.until("assessment.created"))[-1]["assessment"]
         assert pushed["kind"] == "session_summary"
         await _still_open(client)
-    closed = await _pool(stack).fetchval("SELECT closed_at FROM sessions WHERE id = $1", session_id)
+    closed = await pool_of(stack).fetchval(
+        "SELECT closed_at FROM sessions WHERE id = $1", session_id
+    )
     assert closed is None
 
 

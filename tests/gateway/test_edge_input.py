@@ -5,9 +5,7 @@ checked before a query sees them, and refused focus ids never reach the prompt."
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -15,22 +13,14 @@ from websockets.exceptions import ConnectionClosed
 
 from db.focuses import list_focuses
 from db.pool import open_pool
-from gateway.server import RunningGateway, running_gateway
+from gateway.server import RunningGateway
 from streams.prompts import FOCUS_IDS
-from tests.conftest import make_settings
 from tests.gateway.wsclient import ws_client
 from tests.pg import database_dsn, server_dsn
 
 __all__ = ["database_dsn", "server_dsn"]
 
 Token = Callable[..., str]
-
-
-@pytest.fixture
-async def stack(fast_sim: Any, tmp_path: Path, database_dsn: str) -> AsyncIterator[RunningGateway]:
-    settings = make_settings(fast_sim.url, tmp_path, persistence=True, database_url=database_dsn)
-    async with running_gateway(settings) as running:
-        yield running
 
 
 def _http(stack: RunningGateway, token: str) -> httpx.AsyncClient:

@@ -3,15 +3,11 @@ in-process pipeline through the simulated upstream, and pushed back as `assessme
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import httpx
-import pytest
 
-from gateway.server import RunningGateway, running_gateway
-from tests.conftest import make_settings
+from gateway.server import RunningGateway
 from tests.gateway.wsclient import ws_client
 from tests.pg import database_dsn, server_dsn
 
@@ -25,13 +21,6 @@ TURNS = (
     "I tried pausing before the key number, and it felt much calmer.",
     "Next I want to work on the filler words when I lose my place.",
 )
-
-
-@pytest.fixture
-async def stack(fast_sim: Any, tmp_path: Path, database_dsn: str) -> AsyncIterator[RunningGateway]:
-    settings = make_settings(fast_sim.url, tmp_path, persistence=True, database_url=database_dsn)
-    async with running_gateway(settings) as running:
-        yield running
 
 
 async def test_turns_are_stored_assessed_and_pushed(stack: RunningGateway, token: Token) -> None:

@@ -4,28 +4,18 @@ its own with `session.update`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
-from gateway.server import RunningGateway, running_gateway
-from tests.conftest import make_settings
+from gateway.server import RunningGateway
 from tests.gateway.wsclient import ws_client
 from tests.pg import database_dsn, server_dsn
 
 __all__ = ["database_dsn", "server_dsn"]
 
 WORKING_ON = "The learner is working on: "
-
-
-@pytest.fixture
-async def stack(fast_sim: Any, database_dsn: str, tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    settings = make_settings(fast_sim.url, tmp_path, persistence=True, database_url=database_dsn)
-    async with running_gateway(settings) as running:
-        yield running
 
 
 async def test_a_new_connection_takes_the_saved_focuses(

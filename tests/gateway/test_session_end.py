@@ -5,29 +5,20 @@ session."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from gateway.runtime import Gateway
-from gateway.server import RunningGateway, running_gateway
+from gateway.server import RunningGateway
 from streams.events import ProtocolError, SessionEnd, parse_client_event
-from tests.conftest import make_settings
 from tests.gateway.wsclient import Client, ws_client
 from tests.pg import database_dsn, server_dsn
 
 __all__ = ["database_dsn", "server_dsn"]
 
 Token = Callable[..., str]
-
-
-@pytest.fixture
-async def stack(fast_sim: Any, tmp_path: Path, database_dsn: str) -> AsyncIterator[RunningGateway]:
-    settings = make_settings(fast_sim.url, tmp_path, persistence=True, database_url=database_dsn)
-    async with running_gateway(settings) as running:
-        yield running
 
 
 def _gateway(stack: RunningGateway) -> Gateway:
