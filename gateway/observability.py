@@ -311,4 +311,7 @@ async def open_observability(gateway: Gateway, stack: contextlib.AsyncExitStack)
     gateway.engine.observers.append(obs)
     gateway.router.add_breaker_listener(obs.on_breaker_change)
     gateway.observability = obs
+    speech_meters = getattr(gateway.stt, "meters", None)  # `gateway.speech_telemetry`
+    if speech_meters is not None:
+        speech_meters.watch(metrics.observe_stt, metrics.observe_tts)
     return obs

@@ -24,6 +24,7 @@ from gateway.auth import (
     refuse_origin,
 )
 from gateway.errors import ApiError
+from gateway.hands_free import HandsFree
 from gateway.ids import new_id, valid_session_id
 from gateway.inbound import Exceeded, InboundBounds, inbound_hooks_of
 from gateway.openai_compat import GATEWAY_MODEL
@@ -57,6 +58,7 @@ from streams.events import (
     encode,
     parse_client_event,
 )
+from streams.listening import Utterance
 from streams.prompts import FOCUS_IDS
 from streams.session import LiveSession, SessionChoices
 from streams.turn import TurnControl, TurnInput
@@ -104,6 +106,13 @@ class Connection:
         self._reader: asyncio.Task[None] | None = None
         self._stopping: tuple[int, str] | None = None
         self.audio_in = AudioIn("pcm16", max_utterance_s=gateway.settings.voice.max_utterance_s)
+        self.hands_free = HandsFree(
+            gateway.stt,
+            settings.voice,
+            emit=self.send,
+            on_started=self._barge_in,
+            on_utterance=self._on_utterance,
+        )
         self._focuses: frozenset[str] | None = None  # the focus catalog, once read
         # Set by `_serve_session`: how this connection receives its session's events.
         self.sink: Callable[[ServerEvent], None] = self.send
@@ -127,6 +136,7 @@ class Connection:
             self._reader = tasks.create_task(self._read_loop())
             writer = tasks.create_task(self.writer.run())
             await asyncio.wait({self._reader})
+            self.hands_free.stop()
             await self._end_turn()
             if not self.outbound.overflowed:
                 # Flush what the turn said last (its final event) before closing.
@@ -347,6 +357,8 @@ class Connection:
         if config.input_audio_format != self.audio_in.format:
             self.audio_in.set_format(config.input_audio_format)  # type: ignore[arg-type]
         self.send(SessionUpdated(config.to_dict()))
+        assert self._tasks is not None
+        self.hands_free.configure(config, self._tasks)
         if "focus_ids" in patch and self.gateway.persistence is not None:
             assert self._tasks is not None
             self._tasks.create_task(self._save_focuses(config.focus_ids))
@@ -386,6 +398,9 @@ class Connection:
         if self.gateway.stt is None:
             self.send(ErrorEvent("audio_unavailable", "voice input is not enabled"))
             return
+        if self.hands_free.listening:
+            self.hands_free.feed(frame)
+            return
         if self.audio_in.nbytes == 0 and self.has_running_turn() and not self._turn_control.replied:
             # New speech while a reply plays is a barge-in: stop the reply at once.
             self._cancel_turn(None)
@@ -393,6 +408,22 @@ class Connection:
             self.audio_in.append(frame)
         except ProviderError as exc:
             self.send(ErrorEvent(exc.code, exc.message))
+
+    def _barge_in(self, turn_id: str) -> bool:
+        """Server VAD heard speech start: a reply still streaming stops at once (True)."""
+        if not self.has_running_turn() or self._turn_control.replied:
+            return False
+        self._cancel_turn(None)
+        return True
+
+    async def _on_utterance(self, utterance: Utterance) -> None:
+        """Server VAD ended an utterance: answer it, as `input_audio.commit` would."""
+        if self._session_ended and not await self._next_session():
+            return
+        if self.has_running_turn() and self._turn_control.cancel_requested:
+            assert self._turn is not None  # barged in on: it ends at its next await
+            await asyncio.wait({self._turn}, timeout=5.0)
+        self._start_turn(None, utterance.turn_id, audio=(utterance.audio, "pcm16"))
 
     def _commit_audio(self, turn_id: str | None) -> None:
         if self.gateway.stt is None:
@@ -444,9 +475,8 @@ class Connection:
         # pcm16's length is known before decoding; other formats are charged after.
         estimate = len(audio) / AudioIn.PCM16_BYTES_PER_S if fmt == "pcm16" else 0.0
         await self.gateway.quotas.check_audio(user_id, estimate)
-        stt = self.gateway.stt
-        assert stt is not None  # `_commit_audio` takes no audio without it
-        transcript = await stt.transcribe(audio, fmt)
+        assert self.gateway.stt is not None  # no audio is taken without it
+        transcript = await self.hands_free.transcribe(turn_id, audio, fmt)
         await self.gateway.quotas.record_audio(user_id, transcript.audio_ms / 1000)
         self.send(Transcript(turn_id, transcript.text, transcript.audio_ms, transcript.stt_ms))
         if not transcript.text.strip():

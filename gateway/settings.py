@@ -106,7 +106,7 @@ def _list_from_text(value: Any) -> Any:
 TextList = Annotated[list[str], NoDecode, BeforeValidator(_list_from_text)]
 TtsName = Literal["edge", "piper"]
 TtsList = Annotated[list[TtsName], NoDecode, BeforeValidator(_list_from_text)]
-DEFAULT_TTS: tuple[TtsName, ...] = ("edge", "piper")
+DEFAULT_TTS: tuple[TtsName, ...] = ("piper",)  # local: no reply text leaves the machine
 IntTriple = Annotated[tuple[int, int, int], NoDecode, BeforeValidator(_list_from_text)]
 
 
@@ -175,14 +175,24 @@ class DeadlineSettings(_Section):
 
 class VoiceSettings(_Section):
     stt_model: str | None = None  # a CTranslate2 model directory or a size name; None = bundled
-    stt_workers: int = 1
-    stt_queue: int = 8
-    max_utterance_s: float = 60.0
+    stt_workers: int = Field(default=1, ge=1)
+    stt_queue: int = Field(default=8, ge=0)
+    # Decoding: the default beam is chosen from the WER/latency table in loadtests/BENCHMARKS.md.
+    stt_beam_size: int = Field(default=5, ge=1, le=10)
+    stt_vad_filter: bool = True
+    stt_cpu_threads: int = Field(default=1, ge=1)  # CTranslate2 threads per worker
+    max_utterance_s: float = Field(default=60.0, gt=0)
     max_upload_bytes: int = 25 * 1024 * 1024
     tts: TtsList = Field(default_factory=lambda: list(DEFAULT_TTS))
     edge_voice: str = "en-US-AriaNeural"
     piper_model: str | None = None  # an .onnx path; None = the bundled joe voice
-    tts_workers: int = 1
+    tts_workers: int = Field(default=1, ge=1)
+    tts_cpu_threads: int = Field(default=1, ge=1)  # onnxruntime threads of the piper voice
+    # Server VAD (`turn_detection: server_vad`): the defaults a session's values replace.
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    vad_silence_ms: int = Field(default=500, ge=100, le=5000)
+    vad_workers: int = Field(default=1, ge=1)
+    partial_every_ms: int = Field(default=1000, ge=200)  # new audio between partial transcripts
 
 
 class AssessSettings(_Section):

@@ -1,4 +1,9 @@
-"""Opening the speech providers (an optional extra: `pip install -e '.[voice]'`)."""
+"""Opening the speech providers (an optional extra: `pip install -e '.[voice]'`), and the
+telemetry around them (`gateway.speech_telemetry`).
+
+Text-to-speech is the local piper voice unless `[voice] tts` names edge-tts (an online
+service: the reply text then goes to Microsoft); piper is always the last fallback.
+"""
 
 from __future__ import annotations
 
@@ -19,26 +24,34 @@ async def open_speech(voice: VoiceSettings, stack: AsyncExitStack) -> tuple[Any,
     Models load lazily on first use, off the event loop, so start-up stays fast.
     """
     try:
+        from gateway.speech_telemetry import ObservedSTT, ObservedTTS, SpeechMeters
         from providers.stt import WhisperSTT
         from providers.tts import EdgeTTS, FallbackTTS, PiperTTS, TextToSpeech
+        from providers.vad import SileroVAD
     except ImportError as exc:
         log.warning("voice disabled: %s (install the `voice` extra)", exc)
         return None, None
-    stt = WhisperSTT(
+    whisper = WhisperSTT(
         voice.stt_model,
         workers=voice.stt_workers,
         queue=voice.stt_queue,
         max_utterance_s=voice.max_utterance_s,
+        cpu_threads=voice.stt_cpu_threads,
+        vad_filter=voice.stt_vad_filter,
+        beam_size=voice.stt_beam_size,
     )
-    stack.push_async_callback(stt.aclose)
+    stack.push_async_callback(whisper.aclose)
+    vad = SileroVAD(workers=voice.vad_workers)
+    stack.push_async_callback(vad.aclose)
+    piper = PiperTTS(
+        voice.piper_model, workers=voice.tts_workers, cpu_threads=voice.tts_cpu_threads
+    )
     chain: list[TextToSpeech] = []
-    for name in voice.tts:
-        if name == "edge":
-            chain.append(EdgeTTS(voice.edge_voice))
-        elif name == "piper":
-            chain.append(PiperTTS(voice.piper_model, workers=voice.tts_workers))
-        else:
-            raise ValueError(f"unknown text-to-speech provider {name!r} (edge, piper)")
+    for name in dict.fromkeys(voice.tts):
+        chain.append(EdgeTTS(voice.edge_voice) if name == "edge" else piper)
+    if piper not in chain:
+        chain.append(piper)  # edge-tts alone still falls back to the local voice
     tts = FallbackTTS(chain)
     stack.push_async_callback(tts.aclose)
-    return stt, tts
+    meters = SpeechMeters()
+    return ObservedSTT(whisper, vad, meters), ObservedTTS(tts, meters)

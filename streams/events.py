@@ -28,6 +28,8 @@ __all__ = [
     "CoachingFeedback",
     "ErrorEvent",
     "InputAudioCommit",
+    "InputAudioSpeechStarted",
+    "InputAudioSpeechStopped",
     "InputText",
     "InsightCreated",
     "MetricsPush",
@@ -50,6 +52,7 @@ __all__ = [
     "SessionUpdate",
     "SessionUpdated",
     "Transcript",
+    "TranscriptDelta",
     "encode",
     "has_nul",
     "json_error_message",
@@ -94,6 +97,34 @@ class Transcript:
     text: str
     audio_ms: int
     stt_ms: int
+
+
+@dataclass(frozen=True)
+class TranscriptDelta:
+    """A partial transcript of the utterance still being spoken (server VAD); the `transcript`
+    event with the same `turn_id` replaces it."""
+
+    type: ClassVar[str] = "transcript.delta"
+    turn_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class InputAudioSpeechStarted:
+    """Server VAD heard speech start, `audio_ms` into the connection's audio stream."""
+
+    type: ClassVar[str] = "input_audio.speech_started"
+    audio_ms: int
+    turn_id: str
+
+
+@dataclass(frozen=True)
+class InputAudioSpeechStopped:
+    """Server VAD heard the speech end; the utterance is committed without a client commit."""
+
+    type: ClassVar[str] = "input_audio.speech_stopped"
+    audio_ms: int
+    turn_id: str
 
 
 @dataclass(frozen=True)
@@ -240,6 +271,9 @@ ServerEvent = (
     SessionCreated
     | SessionUpdated
     | Transcript
+    | TranscriptDelta
+    | InputAudioSpeechStarted
+    | InputAudioSpeechStopped
     | ResponseStarted
     | ResponseDelta
     | ResponseToolCall
@@ -362,7 +396,9 @@ ClientEvent = (
     | Ping
 )
 
-SESSION_KEYS = frozenset({"coach", "focus_ids", "voice", "input_audio_format", "model", "tools"})
+SESSION_KEYS = frozenset(
+    {"coach", "focus_ids", "voice", "input_audio_format", "model", "turn_detection", "tools"}
+)
 
 
 def kind_of(value: Any) -> str:
@@ -443,6 +479,8 @@ def _parse_session(obj: dict[str, Any]) -> SessionUpdate:
     ):
         message = "session.focus_ids must be a list of at most 3 distinct strings"
         raise ProtocolError("invalid_session", message)
+    if session.get("turn_detection") is not None:
+        _check_turn_detection(session["turn_detection"])
     if "tools" in session and not isinstance(session["tools"], bool):
         raise _wrong_type("invalid_session", "session.tools", "true or false", session["tools"])
     if "coach" in session and not isinstance(session["coach"], str):
@@ -450,6 +488,30 @@ def _parse_session(obj: dict[str, Any]) -> SessionUpdate:
     if session.get("model") is not None and not isinstance(session["model"], str):
         raise _wrong_type("invalid_session", "session.model", "a string or null", session["model"])
     return SessionUpdate(session)
+
+
+TURN_DETECTION_RANGES = {"silence_ms": (100, 5000), "threshold": (0.05, 0.95)}
+
+
+def _check_turn_detection(value: Any) -> None:
+    """`session.turn_detection`: `{type: "server_vad", silence_ms?, threshold?}` (or null, off);
+    `ProtocolError` naming the field otherwise."""
+    name = "session.turn_detection"
+    if not isinstance(value, dict):
+        raise _wrong_type("invalid_session", name, "an object or null", value)
+    unknown = set(value) - {"type", *TURN_DETECTION_RANGES}
+    if unknown:
+        raise ProtocolError("invalid_session", f"{name}: unknown keys {sorted(unknown)}")
+    if value.get("type") != "server_vad":
+        raise ProtocolError("invalid_session", f'{name}.type must be "server_vad"')
+    for key, (low, high) in TURN_DETECTION_RANGES.items():
+        number = value.get(key)
+        if number is None:
+            continue
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise _wrong_type("invalid_session", f"{name}.{key}", "a number", number)
+        if not low <= number <= high:
+            raise ProtocolError("invalid_session", f"{name}.{key} must be from {low:g} to {high:g}")
 
 
 def _short_str(value: Any) -> bool:

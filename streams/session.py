@@ -25,6 +25,7 @@ __all__ = [
     "SessionChoices",
     "SessionConfig",
     "SessionRegistry",
+    "TurnDetection",
 ]
 
 EventSink = Callable[[ServerEvent], None]
@@ -71,6 +72,18 @@ def _show(value: object, limit: int = 40) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnDetection:
+    """`turn_detection: {type: "server_vad", ...}`: the gateway finds the end of speech itself.
+    None values take the gateway's `[voice]` defaults."""
+
+    silence_ms: int | None = None
+    threshold: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "server_vad", "silence_ms": self.silence_ms, "threshold": self.threshold}
+
+
+@dataclass(frozen=True, slots=True)
 class SessionConfig:
     """What a client set with `session.update`: one channel's settings, nobody else's."""
 
@@ -80,6 +93,7 @@ class SessionConfig:
     voice: str | None = None
     input_audio_format: str = "pcm16"
     model: str | None = None
+    turn_detection: TurnDetection | None = None
     tools: bool = False  # the agent's server tools on this channel's turns (DESIGN.md, "Agent")
 
     def updated(self, patch: dict[str, Any], choices: SessionChoices) -> SessionConfig:
@@ -99,9 +113,19 @@ class SessionConfig:
             changes["voice"] = voice.get("voice")
         if "input_audio_format" in patch:
             changes["input_audio_format"] = patch["input_audio_format"]
+        if "turn_detection" in patch:
+            detection = patch["turn_detection"]  # checked by `parse_client_event`
+            changes["turn_detection"] = detection and TurnDetection(
+                None if detection.get("silence_ms") is None else int(detection["silence_ms"]),
+                detection.get("threshold"),
+            )
         if "tools" in patch:
             changes["tools"] = bool(patch["tools"])  # checked by `parse_client_event`
-        return replace(self, **changes)
+        config = replace(self, **changes)
+        if config.turn_detection is not None and config.input_audio_format != "pcm16":
+            message = "session.turn_detection: server_vad takes input_audio_format pcm16"
+            raise ProtocolError("invalid_session", message)
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +134,7 @@ class SessionConfig:
             "voice": {"output": self.voice_output, "voice": self.voice},
             "input_audio_format": self.input_audio_format,
             "model": self.model,
+            "turn_detection": self.turn_detection and self.turn_detection.to_dict(),
             "tools": self.tools,
         }
 

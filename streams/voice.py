@@ -22,11 +22,27 @@ from providers.tts import AudioChunk, TextToSpeech
 from streams.events import ErrorEvent, ResponseAudio, ServerEvent
 from streams.sentences import SentenceChunker
 
-__all__ = ["AudioIn", "Emit", "SpeechOut", "speakable"]
+__all__ = ["AudioIn", "Emit", "SpeechOut", "first_clause", "speakable"]
 
 Emit = Callable[[ServerEvent], Awaitable[None]]
 
 _MARKUP = re.compile(r"[*_#`~>|]+|\[([^\]]*)\]\([^)]*\)")
+_CLAUSE_END = re.compile(r"[,;:]\s+")
+FIRST_CLAUSE_CHARS = (20, 120)  # a first clause shorter or longer is not cut off
+
+
+def first_clause(sentence: str) -> tuple[str, str]:
+    """(the sentence's first clause, the rest) when a comma, semicolon or colon ends one of a
+    useful length; else (sentence, "")."""
+    low, high = FIRST_CLAUSE_CHARS
+    for mark in _CLAUSE_END.finditer(sentence):
+        if mark.start() < low:
+            continue
+        rest = sentence[mark.end() :]
+        if mark.start() > high or len(rest) < low // 2:
+            break
+        return sentence[: mark.start() + 1], rest
+    return sentence, ""
 
 
 def speakable(sentence: str) -> str:
@@ -148,6 +164,12 @@ class SpeechOut:
         text = speakable(sentence)
         if not text:
             return
+        if self.sentences == 0 and not self._pending:
+            # The reply's first audio waits for its first piece: a clause is quicker to speak.
+            head, tail = first_clause(text)
+            if tail:
+                self._pending.append(head)
+                text = tail
         if len(self._pending) >= self._queue_size:
             self._pending[-1] = f"{self._pending[-1]} {text}"
         else:

@@ -12,6 +12,7 @@ import { ProgressPanel } from "./panel.js";
 import { AudioPlayer } from "./player.js";
 import { RealtimeClient } from "./realtime.js";
 import { MicRecorder, recorderSupport } from "./recorder.js";
+import { HANDS_FREE_LABELS, HandsFree } from "./handsfree.js";
 import { claimsOf, clearToken, hasRole, msUntilExpiry, saveToken, takeToken } from "./token.js";
 
 const VOICE_PREF = "coach.voiceReplies";
@@ -33,6 +34,7 @@ const ui = {
   input: byId("composer-input"),
   send: byId("send-button"),
   mic: byId("mic-button"),
+  handsFree: byId("handsfree-button"),
   stop: byId("stop-button"),
   sessionLine: byId("session-line"),
   sidePanel: byId("side-panel"),
@@ -97,6 +99,8 @@ const changes = new ChangeCards(byId("messages"), focusNames, (changeId, accept)
 });
 const player = new AudioPlayer();
 const recorder = new MicRecorder();
+const handsFree = new HandsFree();
+const HANDS_FREE_SESSION = { input_audio_format: "pcm16", turn_detection: { type: "server_vad" } };
 const client = new RealtimeClient({ url: "/v1/realtime", token: () => state.token });
 
 const state = {
@@ -262,7 +266,8 @@ function onSessionOpen(session) {
   state.sessionId = session.session_id;
   ui.sessionLine.textContent = `Session ${String(session.session_id).slice(0, 12)}${resumed ? " · resumed" : ""}`;
   setStatus("open", "Connected");
-  client.send({ type: "session.update", session: { voice: { output: ui.voiceToggle.checked }, tools: true } });
+  const listen = handsFree.on ? HANDS_FREE_SESSION : {};
+  client.send({ type: "session.update", session: { voice: { output: ui.voiceToggle.checked }, tools: true, ...listen } });
   flushQueued();
 }
 
@@ -303,6 +308,12 @@ function onServerEvent(msg) {
   switch (msg.type) {
     case "transcript":
       return onTranscript(msg);
+    case "input_audio.speech_started":
+      return onSpeechStarted(msg);
+    case "transcript.delta":
+      return onTranscriptDelta(msg);
+    case "input_audio.speech_stopped":
+      return onSpeechStopped(msg);
     case "response.started":
       return onStarted(msg);
     case "response.delta":
@@ -365,6 +376,29 @@ function onTranscript(msg) {
   turn.userItem.classList.add("transcript");
 }
 
+function onSpeechStarted(msg) {
+  player.stop(); // talking over the coach silences it here at once; the gateway cancels the reply
+  const turn = turnFor(msg.turn_id, { voice: true });
+  view.setUserPending(turn, "Listening…");
+  handsFree.set("hearing");
+}
+
+function onTranscriptDelta(msg) {
+  const turn = state.turns.get(msg.turn_id);
+  if (turn && !turn.userText) view.setUserPending(turn, `${msg.text} …`);
+}
+
+function onSpeechStopped(msg) {
+  const turn = state.turns.get(msg.turn_id);
+  if (turn) {
+    view.setUserPending(turn, "Transcribing…");
+    turn.sentAt = performance.now();
+    state.current = turn;
+  }
+  handsFree.set("thinking");
+  updateControls();
+}
+
 function onStarted(msg) {
   const turn = turnFor(msg.turn_id);
   turn.provider = msg.provider;
@@ -395,6 +429,12 @@ function onCompleted(msg) {
   turn.model = msg.model || turn.model;
   turn.fallbacks = Array.isArray(msg.fallbacks) && msg.fallbacks.length > 0;
   const cancelled = msg.finish_reason === "cancelled";
+  if (cancelled && handsFree.on && turn.voice && !turn.userText) {
+    // A pause mid-sentence: the gateway heard the rest and answers it all as the next turn.
+    view.remove(turn);
+    state.turns.delete(turn.id);
+    return endTurn(turn);
+  }
   view.finish(turn, msg.text, cancelled ? "stopped" : "done");
   if (cancelled) view.note(turn, "Stopped.");
   else if (msg.finish_reason === "length") view.note(turn, "The reply reached its length limit.");
@@ -632,6 +672,39 @@ player.addEventListener("decodeerror", () => {
 });
 
 ui.mic.addEventListener("click", () => (state.recordingTurn ? finishRecording() : startRecording()));
+ui.handsFree.addEventListener("click", () => (handsFree.on ? stopHandsFree() : startHandsFree()));
+
+handsFree.addEventListener("state", (event) => {
+  const mode = event.detail;
+  document.body.dataset.handsFree = mode;
+  ui.handsFree.setAttribute("aria-pressed", String(mode !== "off"));
+  if (client.isOpen) setStatus("open", HANDS_FREE_LABELS[mode] || "Connected");
+});
+
+async function startHandsFree() {
+  if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
+    return notices.show("mic", "warn", "The microphone needs a secure page (https or localhost).", { timeoutMs: 8000 });
+  }
+  if (state.voiceInputOff) return notices.show("voice", "warn", "Voice input is not enabled on this server. You can still type.");
+  if (!client.isOpen) return notices.show("mic", "warn", "Not connected yet; try again in a moment.", { timeoutMs: 5000 });
+  player.unlock();
+  ui.voiceToggle.checked = true;
+  writePref(VOICE_PREF, "1");
+  client.send({ type: "session.update", session: { voice: { output: true }, ...HANDS_FREE_SESSION } });
+  try {
+    await handsFree.start((buffer) => client.isOpen && client.sendBinary(buffer));
+  } catch (err) {
+    stopHandsFree();
+    const denied = err?.name === "NotAllowedError" || err?.name === "SecurityError";
+    notices.show("mic", "error", denied ? "Microphone access was denied. Allow it in the browser's site settings to talk to your coach." : `The microphone could not be started: ${err?.message || err}`);
+  }
+  return undefined;
+}
+
+function stopHandsFree() {
+  handsFree.stop();
+  if (client.isOpen) client.send({ type: "session.update", session: { turn_detection: null } });
+}
 
 async function startRecording() {
   const support = recorderSupport();
@@ -691,6 +764,7 @@ function endRecordingUi() {
 
 function stopEverything() {
   recorder.discard();
+  handsFree.stop();
   state.recordingTurn = null;
   endRecordingUi();
   player.stop();
@@ -709,6 +783,9 @@ function updateControls() {
   ui.mic.disabled = state.voiceInputOff || (!client.isOpen && !state.recordingTurn);
   ui.mic.title = state.voiceInputOff ? "Voice input is not enabled on this server" : "Record a voice message";
   document.body.dataset.busy = busy ? "true" : "false";
+  if (handsFree.on && handsFree.state !== "hearing") {
+    handsFree.set(player.playing ? "speaking" : busy ? "thinking" : "listening");
+  }
 }
 
 ui.panelToggle.addEventListener("click", () => {

@@ -14,7 +14,7 @@ from providers.audio import AudioTooLong
 from providers.errors import UpstreamUnavailable
 from providers.tts import AudioChunk, EdgeTTS, FallbackTTS, TextToSpeech
 from streams.events import ErrorEvent, ResponseAudio, ServerEvent
-from streams.voice import AudioIn, SpeechOut, speakable
+from streams.voice import AudioIn, SpeechOut, first_clause, speakable
 from tests.speech import shared_piper
 
 REPLY = (
@@ -193,3 +193,43 @@ def test_audio_in_clear_and_format_switch() -> None:
     buffer.append(b"cd")
     buffer.clear()
     assert buffer.take() == b""
+
+
+class Said(TextToSpeech):
+    """Records what it was asked to speak; one short chunk each."""
+
+    name = "said"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def synthesize(self, text: str) -> AsyncGenerator[AudioChunk, None]:
+        self.texts.append(text)
+        yield AudioChunk(b"\x00\x00" * 160, "pcm16", 16_000)
+
+
+async def test_the_first_clause_of_a_long_first_sentence_is_spoken_on_its_own() -> None:
+    said = Said()
+    reply = "That sounds like a strain in the knee, so stop the squats today. Rest. Then ice it."
+    async with SpeechOut(said, "t", Recorder()) as out:
+        for delta in deltas(reply):
+            out.feed(delta)
+    assert said.texts == [
+        "That sounds like a strain in the knee,",
+        "so stop the squats today.",
+        "Rest.",
+        "Then ice it.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "head"),
+    [
+        ("When you reach the high note, relax.", "When you reach the high note, relax."),
+        ("Good, thanks for trying that one again.", "Good, thanks for trying that one again."),
+        ("Breathe low and slow; count four in and six out.", "Breathe low and slow;"),
+    ],
+)
+def test_first_clause_cuts_only_where_both_parts_are_worth_it(sentence: str, head: str) -> None:
+    assert first_clause(sentence)[0] == head
+    assert " ".join(p for p in first_clause(sentence) if p) == sentence
