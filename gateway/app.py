@@ -142,7 +142,10 @@ async def _open_gateway(
     if persistence is not None:
         stack.push_async_callback(persistence.aclose)
     quotas = await Quotas.open(
-        settings.quotas, settings.redis_url, log_sample_interval_s=settings.log_sample_interval_s
+        settings.quotas,
+        settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+        log_sample_interval_s=settings.log_sample_interval_s,
     )
     stack.push_async_callback(quotas.aclose)
     stt, tts = await open_speech(settings.voice, stack)

@@ -45,6 +45,7 @@ _SECRET_FILE = "jwt_secret"
 class Principal:
     user_id: str
     roles: frozenset[str]
+    tier: str | None = None  # the token's `tier` claim: which quota limits apply (`Quotas`)
 
     @property
     def is_ops(self) -> bool:
@@ -71,12 +72,19 @@ def load_secret(settings: Settings, *, create: bool = False) -> str | None:
 
 
 def mint_token(
-    secret: str, user_id: str, *, roles: list[str] | None = None, ttl_s: int = 3600
+    secret: str,
+    user_id: str,
+    *,
+    roles: list[str] | None = None,
+    ttl_s: int = 3600,
+    tier: str | None = None,
 ) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_s}
     if roles:
         claims["roles"] = roles
+    if tier:
+        claims["tier"] = tier
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -152,7 +160,11 @@ class Authenticator:
         roles = claims.get("roles") or []
         if isinstance(roles, str):
             roles = roles.split()
-        return Principal(sub, frozenset(str(r) for r in roles)), float(claims["exp"])
+        tier = claims.get("tier")
+        if tier is not None and not (isinstance(tier, str) and 0 < len(tier) <= 64):
+            raise ApiError(401, "invalid_token", "token `tier` is not a tier name")
+        principal = Principal(sub, frozenset(str(r) for r in roles), tier)
+        return principal, float(claims["exp"])
 
     async def _key_for(self, token: str) -> tuple[Any, str]:
         if self._jwks is not None and jwt.get_unverified_header(token).get("alg") == "RS256":
@@ -212,6 +224,7 @@ async def authenticate_request(conn: HTTPConnection) -> Principal:
     authenticator: Authenticator = conn.app.state.gateway.auth
     principal = await authenticator.verify(connection_token(conn))
     conn.state.principal = principal
+    conn.app.state.gateway.quotas.assign_tier(principal.user_id, principal.tier)
     return principal
 
 

@@ -10,6 +10,10 @@
   only), like `metrics.push` over the WebSocket.
 
 A reader that falls behind is dropped by the hub and its stream ends (see `streams.hub`).
+
+Several replicas (`gateway.replicas`): a session's feed on any replica carries what every replica
+publishes on it, so a session this replica has not seen yet is looked up in Postgres (its owner)
+rather than refused.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from db.pool import DATABASE_UNAVAILABLE
 from gateway.auth import Principal, authenticate_request
 from gateway.errors import ApiError, json_response
 from gateway.ids import valid_session_id
 from gateway.requests import read_json
-from gateway.runtime import gateway_of
+from gateway.runtime import Gateway, database_unavailable, gateway_of
 from gateway.streaming import SSE_HEADERS, sse_frame
 from streams.events import MetricsPush, ProtocolError, parse_client_event
 from streams.hub import FeedItem, Subscription
@@ -133,19 +138,36 @@ def _last_event_id(request: Request) -> int | None:
         return None
 
 
-def _session_owner(obs: Observability, principal: Principal, session_id: str, ops: bool) -> str:
+async def _session_owner(
+    obs: Observability, principal: Principal, session_id: str, ops: bool
+) -> str:
     """The session's owner if `principal` may see it; 404 otherwise (even if it exists)."""
-    owner = obs.owner_of(session_id) if valid_session_id(session_id) else None
+    owner = None
+    if valid_session_id(session_id):
+        owner = obs.owner_of(session_id) or await _stored_owner(obs.gateway, session_id)
     if owner is None or not (owner == principal.user_id or (ops and principal.is_ops)):
         raise ApiError(404, "session_not_found", "no such session")
     return owner
+
+
+async def _stored_owner(gateway: Gateway, session_id: str) -> str | None:
+    """The owner of a session opened on another replica (or before a restart)."""
+    if gateway.persistence is None:
+        return None
+    try:
+        owner = await gateway.persistence.pool.fetchval(
+            "SELECT user_id FROM sessions WHERE id = $1", session_id
+        )
+    except DATABASE_UNAVAILABLE as exc:
+        raise database_unavailable() from exc
+    return None if owner is None else str(owner)
 
 
 async def session_events(request: Request) -> Response:
     obs = _observability(request)
     principal = await authenticate_request(request)
     session_id = request.path_params["session_id"]
-    owner = _session_owner(obs, principal, session_id, ops=True)
+    owner = await _session_owner(obs, principal, session_id, ops=True)
     subscription = obs.hub.feed(session_id, owner).subscribe(_last_event_id(request))
     return FeedResponse(subscription, stopping=obs.stopping)
 
@@ -164,7 +186,7 @@ async def push_metrics(request: Request) -> Response:
     obs = _observability(request)
     principal = await authenticate_request(request)
     session_id = request.path_params["session_id"]
-    owner = _session_owner(obs, principal, session_id, ops=False)
+    owner = await _session_owner(obs, principal, session_id, ops=False)
     body: dict[str, Any] = await read_json(request)
     try:
         event = parse_client_event(orjson.dumps({**body, "type": "metrics.push"}))

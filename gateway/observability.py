@@ -7,6 +7,10 @@ feeds), `metrics` (`GatewayMetrics`: also `observe_stt`, `observe_tts`, `observe
 for the voice and assessment code), `coach` (live coaching) and `deliver(session_id, event)`
 (push to the session's connections *and* its feed; use it for `assessment.created`).
 
+With `redis_url` the hub's session feeds and the ops snapshots are shared with the other
+replicas (`gateway.replicas`; `replicas` holds the link): `snapshot()` is this replica's figures
+(`local_snapshot()`) plus every replica's rows and their totals (`gateway.ops_snapshots`).
+
 Read defensively from other components at scrape/snapshot time: `gateway.router.breaker_states()`,
 `gateway.quotas.rejections()`, and from `gateway.persistence.pipeline` (when present)
 `queue_depth` (int or callable; else `_queue.qsize()`) and `stats.{done, failed, retried, lost}`.
@@ -35,6 +39,8 @@ from gateway import metrics as m
 from gateway.feeds import feed_routes
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import RequestContextMiddleware
+from gateway.ops_snapshots import cluster_view
+from gateway.replicas import Replicas, open_replicas, replica_name
 from gateway.runtime import Gateway, gateway_of
 from gateway.settings import Settings
 from gateway.telemetry import attach_exporter, otlp_exporter, session_span
@@ -83,6 +89,7 @@ class Observability:
     metrics: GatewayMetrics
     coach: Coach = field(init=False)
     loop_lag_s: float = 0.0  # the latest reading of `probe_loop_lag`
+    replicas: Replicas | None = None  # the link to other replicas (with `redis_url`)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- hooks into the gateway
@@ -121,6 +128,11 @@ class Observability:
     # -- ops snapshots
 
     def snapshot(self) -> dict[str, Any]:
+        """What the ops feed sends: this replica's figures, every replica's, and totals."""
+        others = self.replicas.board.others if self.replicas is not None else {}
+        return cluster_view(self.local_snapshot(), replica_name(self.gateway.settings), others)
+
+    def local_snapshot(self) -> dict[str, Any]:
         gateway = self.gateway
         window = self.metrics.window.stats()
         return {
@@ -310,6 +322,7 @@ async def open_observability(gateway: Gateway, stack: contextlib.AsyncExitStack)
     gateway.on_metrics = obs.on_metrics
     gateway.engine.observers.append(obs)
     gateway.router.add_breaker_listener(obs.on_breaker_change)
+    obs.replicas = await open_replicas(settings, hub, obs.local_snapshot, metrics, stack)
     gateway.observability = obs
     speech_meters = getattr(gateway.stt, "meters", None)  # `gateway.speech_telemetry`
     if speech_meters is not None:

@@ -11,6 +11,13 @@ scored by an expiry that the holder's process refreshes; a crashed process's slo
 If Redis fails while running, requests are let through (logged): quotas protect the upstreams,
 they must not take chat down with them.
 
+Tiers: `[quotas.tiers.NAME]` sets of the limits, chosen by the token's `tier` claim
+(`assign_tier`, called on every authentication; a user's latest token decides). A token without
+the claim gets the tier `default` (the top-level limits). A tier the configuration does not name
+also gets the default limits, with a log line (once per tier per `log_sample_interval_s`): a
+token minted ahead of a configuration change must not lock its user out. The counters are per
+user and limit (the same in every replica), so a tier is exact across replicas like the rest.
+
 A user's rejections of one scope are logged once per `log_sample_interval_s` with a count
 (`gateway.logs.LogSampler`): a client retrying in a loop must not flood the log.
 """
@@ -22,6 +29,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -60,6 +68,8 @@ SCOPES: tuple[Scope, ...] = (
     "connections",
 )
 SLOT_RETRY_AFTER_S = 1.0  # a slot frees when a stream or connection ends: try again soon
+DEFAULT_TIER = "default"
+MAX_TIERED_USERS = 65_536  # users remembered with a tier other than the default (LRU beyond)
 STORE_ERRORS = (RedisError, StorageError, OSError)
 
 
@@ -204,7 +214,11 @@ class Quotas:
         log_sample_interval_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._settings = settings
+        self._tiers = {name: settings.for_tier(name) for name in {DEFAULT_TIER, *settings.tiers}}
+        self._user_tiers: OrderedDict[str, str] = OrderedDict()
+        self._unknown_tiers: LogSampler[str, str] = LogSampler(
+            log_sample_interval_s, _log_folded_unknown_tiers
+        )
         self._clock = clock
         self._storage = storage
         self._slots = slots
@@ -262,13 +276,33 @@ class Quotas:
         turns = RedisTurnWindow(client, key_prefix)
         return cls(settings, storage, slots, turns, client=client, log_sample_interval_s=sampled)
 
+    def assign_tier(self, user_id: str, tier: str | None) -> None:
+        """The tier the user's token names (None: the default); see the module docstring."""
+        name = tier or DEFAULT_TIER
+        if name not in self._tiers:
+            if self._unknown_tiers.admit(name, name):
+                log.warning("token tier %r is not configured; default limits apply", name)
+            name = DEFAULT_TIER
+        if name == DEFAULT_TIER:
+            self._user_tiers.pop(user_id, None)
+            return
+        self._user_tiers[user_id] = name
+        self._user_tiers.move_to_end(user_id)
+        if len(self._user_tiers) > MAX_TIERED_USERS:
+            self._user_tiers.popitem(last=False)
+
+    def limits(self, user_id: str) -> QuotaSettings:
+        """The limits of the user's tier."""
+        return self._tiers[self._user_tiers.get(user_id, DEFAULT_TIER)]
+
     async def check_turn(self, user_id: str) -> TurnTicket:
         """Take one turn of the minute's allowance; refuse when today's tokens are spent."""
         user = hash_id(user_id)
-        tokens = self._item("tokens_per_day")
+        limits = self.limits(user_id)
+        tokens = self._item("tokens_per_day", limits)
         if tokens is not None and not await self._test(self._daily, tokens, user, 1):
-            await self._reject("tokens_per_day", self._daily, tokens, user)
-        limit = self._settings.turns_per_minute
+            await self._reject("tokens_per_day", self._daily, tokens, user, limits)
+        limit = limits.turns_per_minute
         if limit <= 0:
             return TurnTicket(user_id)
         try:
@@ -292,20 +326,21 @@ class Quotas:
             log.warning("quota store failed; the failed turn stays counted", exc_info=True)
 
     async def record_tokens(self, user_id: str, tokens: int) -> None:
-        item = self._item("tokens_per_day")
+        item = self._item("tokens_per_day", self.limits(user_id))
         if item is not None and tokens > 0:
             await self._consume(self._daily, item, hash_id(user_id), tokens)
 
     async def check_audio(self, user_id: str, seconds: float) -> None:
         """Refuse `seconds` more audio if they would pass today's allowance."""
         user = hash_id(user_id)
-        item = self._item("audio_seconds_per_day")
+        limits = self.limits(user_id)
+        item = self._item("audio_seconds_per_day", limits)
         cost = max(1, _ms(seconds))  # at least 1 ms: a zero-cost test always passes
         if item is not None and not await self._test(self._daily, item, user, cost):
-            await self._reject("audio_seconds_per_day", self._daily, item, user)
+            await self._reject("audio_seconds_per_day", self._daily, item, user, limits)
 
     async def record_audio(self, user_id: str, seconds: float) -> None:
-        item = self._item("audio_seconds_per_day")
+        item = self._item("audio_seconds_per_day", self.limits(user_id))
         if item is not None and seconds > 0:
             await self._consume(self._daily, item, hash_id(user_id), _ms(seconds))
 
@@ -323,6 +358,7 @@ class Quotas:
 
     async def aclose(self) -> None:
         self._rejection_log.close()
+        self._unknown_tiers.close()
         await self._slots.aclose()
         if self._client is not None:
             await self._client.aclose()
@@ -331,7 +367,7 @@ class Quotas:
 
     @contextlib.asynccontextmanager
     async def _slot(self, scope: Scope, user_id: str) -> AsyncIterator[None]:
-        limit = getattr(self._settings, scope)
+        limit = getattr(self.limits(user_id), scope)
         if limit <= 0:
             yield
             return
@@ -359,12 +395,12 @@ class Quotas:
             log.warning("quota slot release failed", exc_info=True)
 
     def _item(
-        self, scope: Literal["tokens_per_day", "audio_seconds_per_day"]
+        self, scope: Literal["tokens_per_day", "audio_seconds_per_day"], limits: QuotaSettings
     ) -> RateLimitItem | None:
         if scope == "tokens_per_day":
-            limit = self._settings.tokens_per_day
+            limit = limits.tokens_per_day
             return RateLimitItemPerDay(limit, namespace="coach-tokens") if limit > 0 else None
-        limit = _ms(self._settings.audio_seconds_per_day)
+        limit = _ms(limits.audio_seconds_per_day)
         return RateLimitItemPerDay(limit, namespace="coach-audio-ms") if limit > 0 else None
 
     async def _consume(
@@ -385,7 +421,12 @@ class Quotas:
             return True
 
     async def _reject(
-        self, scope: Scope, limiter: RateLimiter, item: RateLimitItem, user: str
+        self,
+        scope: Scope,
+        limiter: RateLimiter,
+        item: RateLimitItem,
+        user: str,
+        limits: QuotaSettings,
     ) -> None:
         try:
             stats = await limiter.get_window_stats(item, user)
@@ -393,7 +434,7 @@ class Quotas:
         except STORE_ERRORS:
             retry_after = float(item.get_expiry())
         self._count_rejection(scope, user, retry_after)
-        limit = self._settings.audio_seconds_per_day if scope.startswith("audio") else item.amount
+        limit = limits.audio_seconds_per_day if scope.startswith("audio") else item.amount
         raise QuotaExceeded(scope, retry_after, limit)
 
     def _count_rejection(self, scope: Scope, user: str, retry_after_s: float) -> None:
@@ -410,6 +451,15 @@ def _log_folded_rejections(extra: dict[str, object], count: int, seconds: float)
         f"{count:,}",
         seconds,
         extra={**extra, "suppressed": count},
+    )
+
+
+def _log_folded_unknown_tiers(tier: str, count: int, seconds: float) -> None:
+    log.warning(
+        "token tier %r is not configured (%s more tokens in the last %.0f s); default limits",
+        tier,
+        f"{count:,}",
+        seconds,
     )
 
 

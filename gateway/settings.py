@@ -58,6 +58,7 @@ __all__ = [
     "Price",
     "ProviderConfig",
     "QuotaSettings",
+    "QuotaTier",
     "RetrySettings",
     "SchedulerSettings",
     "Settings",
@@ -136,12 +137,32 @@ class Price(_Section):
     output_per_mtok: float = 0.0
 
 
+class QuotaTier(_Section):
+    """`[quotas.tiers.NAME]`: the limits of tokens whose `tier` claim is NAME; a limit left out
+    is the top-level one."""
+
+    turns_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    audio_seconds_per_day: int | None = None
+    concurrent_streams: int | None = None
+    connections: int | None = None
+
+
 class QuotaSettings(_Section):
     turns_per_minute: int = 20
     tokens_per_day: int = 200_000
     audio_seconds_per_day: int = 1800
     concurrent_streams: int = 2
     connections: int = 5
+    # Tokens without a `tier` claim get the tier `default`: the limits above (a
+    # `[quotas.tiers.default]` table changes them for those tokens only).
+    tiers: dict[str, QuotaTier] = Field(default_factory=dict)
+
+    def for_tier(self, name: str) -> QuotaSettings:
+        """The limits of tier `name` (the top-level ones where it sets none), without tiers."""
+        tier = self.tiers.get(name)
+        changed = tier.model_dump(exclude_none=True) if tier is not None else {}
+        return self.model_copy(update={**changed, "tiers": {}})
 
 
 # The resilience defaults are those of the plain configs `providers` runs with: written once.
@@ -491,8 +512,8 @@ class Settings(BaseSettings):
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     assess: AssessSettings = Field(default_factory=AssessSettings)
-    agent: AgentSettings = Field(default_factory=AgentSettings)
     skills: SkillsSettings = Field(default_factory=SkillsSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     # `[insights.TYPE]`: the shipped types (`DEFAULT_INSIGHTS`) and any the configuration adds.
     insights: Annotated[dict[str, InsightSettings], BeforeValidator(_merge_insights)] = Field(
         default_factory=lambda: _merge_insights({})
@@ -521,6 +542,13 @@ class Settings(BaseSettings):
     coaching_feedback_interval_s: float = 30.0
     ops_snapshot_interval_s: float = 1.0
     feed_replay_events: int = 512
+    # Several replicas (`gateway.replicas`, with `redis_url`): this process's name in the ops
+    # feed (default: host name and process id), the prefix of every Redis key and channel the
+    # gateway uses, and how many feed items may wait for Redis (past it new ones are dropped
+    # and counted: a slow Redis never holds a turn up).
+    replica_id: str | None = Field(default=None, min_length=1, max_length=64)
+    redis_key_prefix: str = Field(default="coach", min_length=1, max_length=64)
+    replica_outbox_events: int = Field(default=8192, ge=1)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -622,7 +650,7 @@ class Settings(BaseSettings):
     def public_limits(self) -> dict[str, Any]:
         """The limits a client is told in `session.created`."""
         return {
-            **self.quotas.model_dump(),
+            **self.quotas.model_dump(exclude={"tiers"}),
             "max_message_bytes": self.max_message_bytes,
             "max_utterance_s": self.voice.max_utterance_s,
         }

@@ -18,7 +18,16 @@ const TILES = {
   error_rate: (v) => `${(v <= 1 ? v * 100 : v).toFixed(v && v < 0.01 ? 2 : 1)} %`,
   assess_queue_depth: (v) => String(Math.round(v)),
 };
-const HIDDEN_KEYS = new Set(["type", "ts", "time", "timestamp", "breakers", "event"]);
+const HIDDEN_KEYS = new Set(["type", "ts", "time", "timestamp", "breakers", "event", "replica", "replicas", "totals"]);
+// One row per replica (`replicas` of the snapshot), then their `totals`.
+const REPLICA_COLUMNS = [
+  ["active_sessions", (v) => String(Math.round(v))],
+  ["running_turns", (v) => String(Math.round(v))],
+  ["turns_last_minute", (v) => String(Math.round(v))],
+  ["ttft_p50_ms", formatMs],
+  ["ttft_p95_ms", formatMs],
+  ["event_loop_lag_ms", formatMs],
+];
 
 const ui = {
   status: byId("feed-status"),
@@ -35,6 +44,7 @@ const ui = {
   log: byId("event-log"),
   logNote: byId("log-note"),
   updated: byId("updated"),
+  replicaRows: byId("replica-rows"),
   chartSummary: byId("chart-summary"),
 };
 
@@ -187,7 +197,10 @@ function isSnapshot(body) {
   return Object.keys(TILES).some((k) => k in body) || "breakers" in body;
 }
 
-function onSnapshot(snap) {
+function onSnapshot(local) {
+  // The tiles and the chart show the whole gateway: every replica's totals where sent.
+  const snap = local.totals && typeof local.totals === "object" ? { ...local, ...local.totals } : local;
+  renderReplicas(local);
   const now = Date.now();
   state.lastSnapshotAt = now;
   document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots || 0) + 1);
@@ -211,6 +224,23 @@ function onSnapshot(snap) {
   renderOther(snap);
   ui.updated.textContent = `Updated ${formatTime(new Date(now))}`;
   setStatus("open", "Live");
+}
+
+function renderReplicas(snap) {
+  const rows = Array.isArray(snap.replicas) ? snap.replicas : [];
+  const row = (name, figures, extra = {}) =>
+    el(
+      "tr",
+      extra,
+      el("th", { scope: "row", text: name }),
+      ...REPLICA_COLUMNS.map(([key, format]) => {
+        const v = figures[key];
+        return el("td", { text: typeof v === "number" && Number.isFinite(v) ? format(v) : "—" });
+      }),
+    );
+  const body = rows.map((r) => row(String(r.replica ?? "?"), r, { dataset: { replica: String(r.replica ?? "") } }));
+  if (snap.totals && rows.length > 1) body.push(row(`All ${rows.length}`, snap.totals, { class: "totals" }));
+  ui.replicaRows.replaceChildren(...body);
 }
 
 function tileTone(key, value, [warnAt, badAt]) {

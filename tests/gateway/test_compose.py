@@ -98,7 +98,11 @@ def test_wiring_between_services(compose: dict[str, Any]) -> None:
     for service in GATEWAYS:
         assert f"server {service}:8000" in nginx
     assert "proxy_set_header Upgrade $http_upgrade" in nginx
-    assert "hash $coach_affinity" in nginx
+    # No session pinning: the replicas share sessions, feeds and quotas through Postgres and Redis.
+    assert "hash " not in nginx and "ip_hash" not in nginx and "sticky" not in nginx
+    assert "least_conn;" in nginx
+    ids = {_env(compose, service)["COACH_REPLICA_ID"] for service in GATEWAYS}
+    assert ids == set(GATEWAYS)
     assert '"path":"$uri"' in nginx  # no query strings (access tokens) in the proxy's log
     collector = yaml.safe_load((ROOT / "gateway/deploy/otel-collector.yaml").read_text())
     assert collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
