@@ -57,9 +57,9 @@ async def run_job(pool: Pool, assessor: Assessor, job: JobRow, rules: JobRules) 
     assert job.interaction_id is not None
     if job.scope == "interaction":  # asked for (`assessment.request`): the filter is not asked
         return await _requested(pool, assessor, job, rules, job.interaction_id)
-    group = await turns_db.job_group(pool, job.id)  # a re-run reuses what it took before
+    # A re-run reuses the turns the job took before (`group`).
+    turn, group = await turns_db.job_turn(pool, job.id, job.interaction_id)
     if not group:
-        turn = await turns_db.get_interaction(pool, job.interaction_id)
         if turn is None:
             return await _unassessed(pool, job, "none", None, None)
         # Counting the session's buffer and adding to it (or taking from it) under the

@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from db.pool import Connection, Executor, Pool
-from db.prompt_runs import NewPromptRun, insert_prompt_run
+from db.prompt_runs import COLUMNS as RUN_COLUMNS
+from db.prompt_runs import NewPromptRun
 
 __all__ = [
     "InteractionRow",
@@ -21,7 +22,9 @@ __all__ = [
     "get_interaction",
     "interactions_by_ids",
     "job_group",
+    "job_turn",
     "list_interactions",
+    "recent_exchanges",
     "recent_interactions",
     "record_turn",
     "record_turns",
@@ -77,6 +80,24 @@ _INSERT = (
     " ON CONFLICT (request_id) WHERE request_id <> '' DO NOTHING RETURNING id"
 )
 _COLUMNS = ", ".join(f.name for f in fields(InteractionRow))
+_RUN_PARAMS = ", ".join(
+    f"${n}" for n in range(len(_WRITTEN) + 1, len(_WRITTEN) + len(RUN_COLUMNS) + 1)
+)
+_ENQUEUE = f"${len(_WRITTEN) + len(RUN_COLUMNS) + 1}"
+_SESSION, _USER = f"${_WRITTEN.index('session_id') + 1}", f"${_WRITTEN.index('user_id') + 1}"
+# A finished turn in ONE statement (one round trip, atomic by itself): the interaction, then,
+# only if it was new, its prompt run, the session's activity and its outbox job. Each of those
+# was a round trip of its own, with BEGIN and COMMIT two more: under load they were most of
+# what storage cost the gateway's loop.
+_RECORD = (
+    f"WITH i AS ({_INSERT}),"
+    f" r AS (INSERT INTO prompt_runs ({', '.join(RUN_COLUMNS)}) SELECT {_RUN_PARAMS} FROM i),"
+    " s AS (UPDATE sessions SET last_active_at = clock_timestamp()"
+    f"  WHERE id = {_SESSION} AND EXISTS (SELECT 1 FROM i)),"
+    " j AS (INSERT INTO assessment_jobs (kind, user_id, session_id, interaction_id)"
+    f"  SELECT 'turn', {_USER}, {_SESSION}, id FROM i WHERE {_ENQUEUE}::boolean RETURNING id)"
+    " SELECT (SELECT id FROM i) AS interaction_id, (SELECT id FROM j) AS job_id"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +111,12 @@ def _row(record: Any) -> InteractionRow:
 
 
 async def record_turn(
-    pool: Pool, turn: NewInteraction, run: NewPromptRun, *, enqueue: bool
+    db: Executor, turn: NewInteraction, run: NewPromptRun, *, enqueue: bool
 ) -> TurnWrite:
-    """In ONE transaction: the interaction, its prompt run, a `turn` assessment job (outbox) when
-    `enqueue`, and the session's activity. A request id seen before writes nothing."""
-    async with pool.acquire() as conn, conn.transaction():
-        return await _record(conn, turn, run, enqueue=enqueue)
+    """In ONE statement (so in one transaction, and one round trip): the interaction, its prompt
+    run, a `turn` assessment job (outbox) when `enqueue`, and the session's activity. A request
+    id seen before writes nothing."""
+    return await _record(db, turn, run, enqueue=enqueue)
 
 
 async def record_turns(
@@ -108,36 +129,42 @@ async def record_turns(
 
 
 async def _record(
-    conn: Connection, turn: NewInteraction, run: NewPromptRun, *, enqueue: bool
+    db: Executor, turn: NewInteraction, run: NewPromptRun, *, enqueue: bool
 ) -> TurnWrite:
-    interaction_id = await _insert(conn, turn)
+    assess = enqueue and turn.safety_flag is None  # a safety answer is no coaching to assess
+    row = await db.fetchrow(
+        _RECORD,
+        *(getattr(turn, column) for column in _WRITTEN),
+        *(getattr(run, column) for column in RUN_COLUMNS),
+        assess,
+    )
+    interaction_id, job_id = row["interaction_id"], row["job_id"]
     if interaction_id is None:
         return TurnWrite(None, None)
-    await insert_prompt_run(conn, run)
-    await conn.execute(
-        "UPDATE sessions SET last_active_at = clock_timestamp() WHERE id = $1",
-        turn.session_id,
-    )
-    job_id = None
-    if enqueue and turn.safety_flag is None:  # a safety answer is no coaching to assess
-        job_id = await conn.fetchval(
-            "INSERT INTO assessment_jobs (kind, user_id, session_id, interaction_id)"
-            " VALUES ('turn', $1, $2, $3) RETURNING id",
-            turn.user_id,
-            turn.session_id,
-            interaction_id,
-        )
-    return TurnWrite(interaction_id, None if job_id is None else int(job_id))
-
-
-async def _insert(conn: Connection, turn: NewInteraction) -> int | None:
-    row_id = await conn.fetchval(_INSERT, *(getattr(turn, column) for column in _WRITTEN))
-    return None if row_id is None else int(row_id)
+    return TurnWrite(int(interaction_id), None if job_id is None else int(job_id))
 
 
 async def get_interaction(db: Executor, interaction_id: int) -> InteractionRow | None:
     row = await db.fetchrow(f"SELECT {_COLUMNS} FROM interactions WHERE id = $1", interaction_id)
     return None if row is None else _row(row)
+
+
+async def job_turn(
+    db: Executor, job_id: int, interaction_id: int
+) -> tuple[InteractionRow | None, list[int]]:
+    """A turn job's interaction, and the interactions the job has already taken (a re-run after a
+    crash reuses them), in one round trip."""
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS}, ARRAY(SELECT t.id FROM interactions t"
+        "  WHERE t.assess_job_id = $1 ORDER BY t.id) AS taken"
+        " FROM (SELECT 1) one LEFT JOIN interactions ON id = $2",
+        job_id,
+        interaction_id,
+    )
+    taken = [int(i) for i in row["taken"]]
+    if row["id"] is None:
+        return None, taken
+    return _row({k: v for k, v in row.items() if k != "taken"}), taken
 
 
 async def interactions_by_ids(db: Executor, ids: Sequence[int]) -> list[InteractionRow]:
@@ -157,6 +184,18 @@ async def recent_interactions(db: Executor, session_id: str, limit: int) -> list
         limit,
     )
     return [_row(r) for r in rows]
+
+
+async def recent_exchanges(db: Executor, session_id: str, limit: int) -> list[tuple[str, str]]:
+    """The (user text, reply) of the session's last `limit` interactions, oldest first: a
+    resumed session's history, without the columns it does not need."""
+    rows = await db.fetch(
+        "SELECT user_text, reply_text FROM (SELECT id, user_text, reply_text FROM interactions"
+        " WHERE session_id = $1 ORDER BY id DESC LIMIT $2) recent ORDER BY id",
+        session_id,
+        limit,
+    )
+    return [(r["user_text"], r["reply_text"]) for r in rows]
 
 
 async def list_interactions(

@@ -147,17 +147,23 @@ async def finish_unassessed(
     state: str | None = None,
 ) -> bool:
     """Done with no model call (filtered out, or buffered), and with `interaction_id` that
-    interaction's `state`: pass a connection in a transaction then, so that both change
-    together. False means the lease was lost."""
-    if not await complete_job(db, job_id, attempt, scope):
-        return False
-    if interaction_id is not None and state is not None:
-        await db.execute(
-            "UPDATE interactions SET assess_state = $2 WHERE id = $1 AND assess_job_id IS NULL",
-            interaction_id,
-            state,
-        )
-    return True
+    interaction's `state`, both in one statement (and only if this attempt still held the job).
+    False means the lease was lost."""
+    done = await db.fetchval(
+        "WITH done AS (UPDATE assessment_jobs SET status = 'done', scope = $3,"
+        "  lease_until = NULL, last_error = NULL, updated_at = now()"
+        "  WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING id),"
+        " marked AS (UPDATE interactions SET assess_state = $5"
+        "  WHERE id = $4 AND $5::text IS NOT NULL AND assess_job_id IS NULL"
+        "  AND EXISTS (SELECT 1 FROM done))"
+        " SELECT id FROM done",
+        job_id,
+        attempt,
+        scope,
+        interaction_id,
+        state,
+    )
+    return done is not None
 
 
 async def fail_job(db: Executor, job_id: int, attempt: int, error: str) -> bool:

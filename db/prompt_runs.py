@@ -7,7 +7,7 @@ from typing import Literal
 
 from db.pool import Executor
 
-__all__ = ["NewPromptRun", "insert_prompt_run"]
+__all__ = ["COLUMNS", "NewPromptRun", "insert_prompt_run"]
 
 Purpose = Literal["chat", "assess", "skill"]
 
@@ -32,14 +32,14 @@ class NewPromptRun:
     cost_usd: float = 0.0
 
 
-_COLUMNS = tuple(f.name for f in fields(NewPromptRun))
+COLUMNS = tuple(f.name for f in fields(NewPromptRun))
 _INSERT = (
-    f"INSERT INTO prompt_runs ({', '.join(_COLUMNS)})"
-    f" VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMNS) + 1))}) RETURNING id"
+    f"INSERT INTO prompt_runs ({', '.join(COLUMNS)})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(COLUMNS) + 1))}) RETURNING id"
 )
 
 
 async def insert_prompt_run(db: Executor, run: NewPromptRun) -> int:
     """Record one model call; return its id."""
-    row_id = await db.fetchval(_INSERT, *(getattr(run, column) for column in _COLUMNS))
+    row_id = await db.fetchval(_INSERT, *(getattr(run, column) for column in COLUMNS))
     return int(row_id)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +21,7 @@ from assess.work import JobRules
 from db import embedded
 from db.budgets import BudgetStore
 from db.focuses import list_focuses, set_active_focuses
-from db.interactions import recent_interactions
+from db.interactions import recent_exchanges
 from db.migrate import migrate
 from db.pool import Pool, open_pool
 from db.sessions import ClosedSession, open_session
@@ -42,6 +44,16 @@ __all__ = [
 
 log = logging.getLogger("coach.persistence")
 
+# Connections for chat's own work (opening sessions, storing turns, budgets): the pipeline has a
+# pool of its own (`pipeline_connections`), so a turn's write never waits behind assessments.
+CHAT_CONNECTIONS = 16
+
+
+def pipeline_connections(workers: int) -> int:
+    """The assessment pipeline's pool: its workers mostly wait on the model, and hold a
+    connection only for a job's short steps."""
+    return max(2, min(workers, 8))
+
 
 @dataclass(slots=True)
 class JobHints:
@@ -62,19 +74,43 @@ class JobHints:
 
 
 class DbSessionStore:
-    """`streams.records.SessionStore` on Postgres."""
+    """`streams.records.SessionStore` on Postgres.
+
+    A user's session as last opened here is taken again, without the database, by the next
+    `open(user, None)` within `reuse_s` of that: the OpenAI-compatible route opens the session
+    on every request, on its way to the first token, and that was seven round trips each time
+    (user, idle sessions closed, session found, history read). Within seconds the answer cannot
+    have changed but by `session.end` here, which `forget`s it (ended in another worker, a
+    session takes turns for at most `reuse_s` more). Bounded: the oldest entries go first."""
 
     def __init__(
-        self, pool: Pool, *, idle_minutes: float, history_turns: int, hints: JobHints
+        self,
+        pool: Pool,
+        *,
+        idle_minutes: float,
+        history_turns: int,
+        hints: JobHints,
+        reuse_s: float = 30.0,
+        remembered: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
         self._idle_s = idle_minutes * 60
         self._history_turns = history_turns
         self._hints = hints
+        # Never as long as the idle window: a session remembered was active within it.
+        self._reuse_s = min(reuse_s, self._idle_s / 4)
+        self._remembered = remembered
+        self._clock = clock
+        self._recent: OrderedDict[str, tuple[SessionInfo, float]] = OrderedDict()
 
     async def open(self, user_id: str, session_id: str | None) -> SessionInfo:
         """Resume `session_id` (the caller's, else `LookupError`), or the caller's session active
         within the idle window, or a new one; the caller's idle sessions are closed on the way."""
+        if session_id is None and (recent := self._recent.get(user_id)) is not None:
+            info, opened_at = recent
+            if self._clock() - opened_at < self._reuse_s:
+                return info
         opened = await open_session(self._pool, user_id, session_id, idle_s=self._idle_s)
         for closed in opened.closed:
             self._hints.submit(closed.job_id)
@@ -82,14 +118,27 @@ class DbSessionStore:
         history: tuple[Message, ...] = ()
         if opened.resumed:
             history = await self._history(opened.session.id)
+        self._remember(SessionInfo(opened.session.id, user_id, True, history))
         return SessionInfo(opened.session.id, user_id, opened.resumed, history)
 
+    def _remember(self, info: SessionInfo) -> None:
+        self._recent[info.user_id] = (info, self._clock())
+        self._recent.move_to_end(info.user_id)
+        while len(self._recent) > self._remembered:
+            self._recent.popitem(last=False)
+
+    def forget(self, user_id: str, session_id: str) -> None:
+        """The session was ended: the next `open` goes to the database."""
+        recent = self._recent.get(user_id)
+        if recent is not None and recent[0].session_id == session_id:
+            del self._recent[user_id]
+
     async def _history(self, session_id: str) -> tuple[Message, ...]:
-        turns = await recent_interactions(self._pool, session_id, self._history_turns)
+        exchanges = await recent_exchanges(self._pool, session_id, self._history_turns)
         messages: list[Message] = []
-        for turn in turns:
-            if turn.user_text and turn.reply_text:
-                messages += [Message("user", turn.user_text), Message("assistant", turn.reply_text)]
+        for user_text, reply_text in exchanges:
+            if user_text and reply_text:
+                messages += [Message("user", user_text), Message("assistant", reply_text)]
         return tuple(messages)
 
     async def touch(self, session_id: str) -> None:
@@ -119,6 +168,7 @@ class Persistence:
     pool: Pool
     dsn: str
     settings: AssessSettings
+    pipeline_pool: Pool
     sessions: DbSessionStore
     turns: TurnStore
     budgets: BudgetStore
@@ -134,7 +184,7 @@ class Persistence:
         if self.hints.pipeline is not None or not self.settings.enabled:
             return
         pipeline = Pipeline(
-            self.pool,
+            self.pipeline_pool,
             Assessor(router),
             pipeline_config(self.settings),
             notify=notify,
@@ -171,6 +221,8 @@ class Persistence:
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
         self.turns.close()
+        if self.pipeline_pool is not self.pool:
+            await self.pipeline_pool.close()
         await self.pool.close()
 
 
@@ -190,9 +242,13 @@ async def open_persistence(
     router is built on `persistence.budgets`); jobs written meanwhile wait in the table.
     """
     dsn = await database_dsn(settings)
-    pool = await open_pool(dsn, max_size=max(10, settings.assess.workers + 6))
+    pool = await open_pool(dsn, max_size=CHAT_CONNECTIONS)
     try:
         await migrate(pool)
+        pipeline_pool = pool
+        if settings.assess.enabled:
+            size = pipeline_connections(settings.assess.workers)
+            pipeline_pool = await open_pool(dsn, max_size=size)
     except BaseException:
         await pool.close()
         raise
@@ -208,6 +264,8 @@ async def open_persistence(
     try:
         recovered = await turns.recover()  # before any turn of ours: a session's order holds
     except BaseException:
+        if pipeline_pool is not pool:
+            await pipeline_pool.close()
         await pool.close()
         raise
     if recovered:
@@ -216,6 +274,7 @@ async def open_persistence(
         pool=pool,
         dsn=dsn,
         settings=a,
+        pipeline_pool=pipeline_pool,
         sessions=DbSessionStore(
             pool,
             idle_minutes=a.session_idle_minutes,

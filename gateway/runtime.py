@@ -272,6 +272,7 @@ class Gateway:
             job_id = await end_session(self.persistence.pool, live.user_id, live.session_id)
         except DATABASE_UNAVAILABLE as exc:
             raise database_unavailable() from exc
+        self.persistence.sessions.forget(live.user_id, live.session_id)
         if job_id is not None:
             self.persistence.hints.submit(job_id)
         ended = SessionEnded(live.session_id)

@@ -218,7 +218,10 @@ class VoiceSettings(_Section):
 
 class AssessSettings(_Section):
     enabled: bool = True
-    workers: int = 2
+    # Jobs in progress at once. A job mostly waits on the model (seconds for a JSON answer), so
+    # keeping up with a hundred chat sessions takes a hundred or more at once; each holds a
+    # database connection only for its short steps (the pipeline's own pool).
+    workers: int = Field(default=128, ge=1, le=1024)
     queue_size: int = 256
     # A claimed job's lease, renewed every third of it while the job runs: a killed worker's
     # job is taken up by another within lease_s + poll_s (the poll finds expired leases).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -46,6 +47,10 @@ _TRAILING_BYTES = 64 * 1024
 _TRAILING_WAIT_S = 1.0
 # Of an error response's body, what is read for its message.
 _ERROR_BODY_BYTES = 64 * 1024
+# A JSON-schema answer is read whole by its caller (the assessor, the skills): after its first
+# chunk, its text is handed on at most this often, well under any stall deadline, instead of
+# once per token through the router's per-chunk path.
+_HELD_FOR_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +160,7 @@ class NativeChat(ChatProvider):
             # One loop, no inner generator: this runs once per streamed chunk.
             decoder = SseDecoder()
             read_event = self._dialect.read_event
+            held = _Held() if request.json_schema is not None else None
             data = await self._first_read(response)
             while True:
                 done = not data
@@ -168,7 +174,12 @@ class NativeChat(ChatProvider):
                         done = True
                         break
                     if text:
-                        yield ChatChunk(text=text, model=tally.model)
+                        if held is None:
+                            yield ChatChunk(text=text, model=tally.model)
+                        else:
+                            held.parts.append(text)
+                if held is not None and (text := held.take(done)):
+                    yield ChatChunk(text=text, model=tally.model)
                 if done:
                     break
                 try:
@@ -228,6 +239,29 @@ class NativeChat(ChatProvider):
         if not self._closed:
             self._closed = True
             await self._http.aclose()
+
+
+class _Held:
+    """The text of a JSON-schema answer held back between hand-ons: the first part at once (its
+    time to first token stays true), then at most once per `_HELD_FOR_S`, and the rest at the
+    end."""
+
+    __slots__ = ("next_at", "parts")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.next_at = 0.0
+
+    def take(self, done: bool) -> str:
+        if not self.parts:
+            return ""
+        now = time.monotonic()
+        if not done and now < self.next_at:
+            return ""
+        self.next_at = now + _HELD_FOR_S
+        text = "".join(self.parts)
+        self.parts.clear()
+        return text
 
 
 async def _read_to_end(response: Response) -> None:
