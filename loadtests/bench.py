@@ -2,7 +2,8 @@
 optionally, against a peer proxy (LiteLLM).
 
     python -m loadtests.bench [--steps 50,200,500,1000] [--idle 5000] [--peer litellm] [--floor]
-        [--http] [--quick] [--pin] [--out DIR] [--stamped]
+        [--http] [--product] [--before DIR] [--sequential] [--profile] [--quick] [--pin]
+        [--out DIR] [--stamped]
 
 The simulated upstream, the gateway, the peer and the load client each run as their own process
 on loopback, so their CPU is measured apart. Per step (concurrent sessions, each running turns
@@ -14,7 +15,13 @@ back to back) every mode runs in turn with the same client code:
 - `floor` and `floor_native` (with `--floor`): realtime sessions through
   `loadtests.micro.floor_relay`, the least a Python relay does per token, and the same relay
   streaming each turn with the gateway's own chat client and send path (`--client native`): to
-  compare the gateway's CPU per event with, apart from its framework and features.
+  compare the gateway's CPU per event with, apart from its framework and features;
+- `ws_product` and `http_product` (with `--product`): the same two routes through a second
+  gateway as users run it (`bench_product`: Postgres on a fresh database, assessments on, log
+  level info), with its assessment backlog sampled over the run and the time it takes to drain
+  after; `--before DIR` adds `*_product_before`, the product from another copy of the code.
+`--sequential` adds a step of one session at a time (one direct session beside it); `--profile`
+samples each gateway run with py-spy (`bench_profile`) and reports where its CPU went.
 Added TTFT = client-observed TTFT through a proxy minus the upstream's own TTFT measured in the
 same run: beside the proxied sessions the client runs `probe_sessions(n)` sessions that call the
 upstream directly, so both feel the same load on the machine's shared cores. (The separate
@@ -28,11 +35,9 @@ previous run's; `--stamped` also keeps `bench-<timestamp>.*` beside them.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -42,25 +47,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-import psutil  # type: ignore[import-untyped,unused-ignore]
-
+from loadtests.bench_meta import git_rev, machine
+from loadtests.bench_options import BenchOptions, options
+from loadtests.bench_output import write_report
 from loadtests.bench_peer import (
-    DEFAULT_VENV,
     PEER_KEY,
     PeerUnavailable,
     ensure_litellm,
     running_litellm,
 )
-from loadtests.bench_plot import plot
 from loadtests.bench_procs import (
+    CpuSplit,
     Proc,
     free_port,
     gateway_env,
     raise_fd_limit,
     sim_argv,
+    split_cpus,
     started,
 )
+from loadtests.bench_product import (
+    PRODUCT_MODES,
+    drain_time,
+    product_database,
+    product_env,
+    sampled_backlog,
+)
+from loadtests.bench_profile import profiled, summarize_folded
 from loadtests.bench_report import evaluate_targets, peer_ratios, print_report
 from loadtests.bench_run import LoadShape, Probe, Target, idle_memory, run_load
 from loadtests.bench_stats import FLOORS, PROXIES, added, cpu_us_per_event
@@ -70,34 +83,14 @@ __all__ = [
     "CpuSplit",
     "Servers",
     "main",
+    "options",
     "run_bench",
     "run_mode",
     "servers",
     "split_cpus",
 ]
 
-RESULTS = Path(__file__).parent / "results"
 MODEL = "gpt-4o-mini"
-
-
-@dataclass(frozen=True, slots=True)
-class BenchOptions:
-    steps: tuple[int, ...] = (50, 200, 500, 1000)
-    idle: int = 5000
-    peer: str | None = None
-    quick: bool = False
-    shape: LoadShape = field(default_factory=LoadShape)
-    knobs: dict[str, float | int] = field(
-        default_factory=lambda: {"ttft_ms": 50.0, "tokens_per_s": 50.0, "reply_tokens": 40}
-    )
-    out: Path = RESULTS
-    peer_venv: Path = DEFAULT_VENV
-    workers: int = 1  # gateway worker processes (`serve --workers N`)
-    floor: bool = False  # also run `loadtests.micro.floor_relay`, both of its upstream clients
-    gateway_settings: dict[str, str] = field(default_factory=dict)  # more COACH_* for it
-    pin: bool = False  # the proxies on CPUs of their own, the sim and clients on the others
-    http: bool = False  # `gateway_http` without a peer to compare it with
-    stamped: bool = False  # also write the report under the run's timestamp
 
 
 def realtime_url(http_url: str) -> str:
@@ -114,6 +107,8 @@ class Servers:
     floor_urls: dict[str, str] = field(default_factory=dict)  # mode -> http URL
     peer_status: dict[str, Any] = field(default_factory=dict)
     http: bool = False  # the gateway's OpenAI-compatible route too, with or without a peer
+    # The product gateways (`bench_product`) that run, by process name: (URL, database).
+    products: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def targets(self) -> list[Target]:
         targets = [
@@ -129,7 +124,19 @@ class Servers:
         if self.peer_url:
             url = f"{self.peer_url}/v1/chat/completions"
             targets.append(Target("peer_http", "openai", url, MODEL, PEER_KEY))
+        for proc, (url, _) in self.products.items():
+            suffix = proc.removeprefix("product")
+            targets.append(Target(f"ws_product{suffix}", "ws", realtime_url(url)))
+            chat = f"{url}/v1/chat/completions"
+            targets.append(Target(f"http_product{suffix}", "openai", chat, MODEL))
         return targets
+
+    def product_of(self, target: Target) -> tuple[str, str] | None:
+        """The product gateway's process name and database a run goes through, if any."""
+        proc = PRODUCT_MODES.get(target.name)
+        if proc is None or proc not in self.products:
+            return None
+        return proc, self.products[proc][1]
 
 
 @contextlib.asynccontextmanager
@@ -151,13 +158,45 @@ async def servers(opts: BenchOptions, log_dir: Path) -> AsyncIterator[Servers]:
                 env={**gateway_env(sim_url), **opts.gateway_settings},
             )
         )
-        found = Servers(sim_url, gw_url, {"gateway": gateway, "sim": sim}, http=opts.http)
+        found = Servers(
+            sim_url, gw_url, {"gateway": gateway, "sim": sim}, http=opts.http or opts.product
+        )
+        if opts.product:
+            await _start_product(opts, found, stack, log_dir, "product", None)
+        if opts.before is not None:
+            await _start_product(opts, found, stack, log_dir, "product_before", opts.before)
         if opts.floor:
             for mode, client in FLOORS.items():
                 await _start_floor(found, stack, log_dir, mode, client)
         if opts.peer:
             await _start_peer(opts, found, stack, log_dir)
         yield found
+
+
+async def _start_product(
+    opts: BenchOptions,
+    found: Servers,
+    stack: contextlib.AsyncExitStack,
+    log_dir: Path,
+    name: str,
+    source: Path | None,
+) -> None:
+    """A product gateway beside the relay one: same sim, same settings, plus a fresh database,
+    assessments and log level info (`bench_product.product_env`); from `source` (a copy of the
+    repository) when given."""
+    dsn = await stack.enter_async_context(product_database())
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)]
+    argv += ["--workers", str(opts.workers)]
+    env = {**gateway_env(found.sim_url), **opts.gateway_settings}
+    env.update(product_env(dsn, Path(tempfile.mkdtemp(prefix="coach-bench-product-"))))
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    found.procs[name] = await stack.enter_async_context(
+        started(name, argv, f"{url}/healthz", log_dir=log_dir, env=env, cwd=source)
+    )
+    found.products[name] = (url, dsn)
 
 
 async def _start_floor(
@@ -213,9 +252,8 @@ def _peer_version(venv: Path) -> str | None:
 def _metered(found: Servers, target: Target) -> dict[str, Proc]:
     """The processes a run goes through: its proxy (named as in `bench_stats.PROXIES`), then
     the sim."""
-    proxy = {"direct": None, "peer_http": "peer", **{m: m for m in FLOORS}}.get(
-        target.name, "gateway"
-    )
+    named = {"direct": None, "peer_http": "peer", **{m: m for m in FLOORS}}
+    proxy = {**named, **PRODUCT_MODES}.get(target.name, "gateway")
     names = ["sim"] if proxy is None else [proxy, "sim"]
     return {n: found.procs[n] for n in names if n in found.procs}
 
@@ -223,20 +261,54 @@ def _metered(found: Servers, target: Target) -> dict[str, Proc]:
 def _gateway_metrics(found: Servers, target: Target, opts: BenchOptions) -> str | None:
     """Where to read the gateway's garbage-collector pauses for a run through it (with one
     worker: each of several would answer for itself)."""
-    if opts.workers != 1 or "gateway" not in _metered(found, target):
+    if opts.workers != 1:
         return None
-    return f"{found.gateway_url}/metrics"
+    if (product := found.product_of(target)) is not None:
+        return f"{found.products[product[0]][0]}/metrics"
+    return f"{found.gateway_url}/metrics" if "gateway" in _metered(found, target) else None
 
 
 def probe_sessions(sessions: int) -> int:
-    """Direct sessions beside `sessions` proxied ones: a fifth, enough samples for a p99."""
-    return max(10, sessions // 5)
+    """Direct sessions beside `sessions` proxied ones: a fifth, enough samples for a p99; one
+    beside one (the one-request-at-a-time case must not be measured under ten others' load)."""
+    return 1 if sessions == 1 else max(10, sessions // 5)
 
 
 async def run_mode(
     found: Servers, target: Target, sessions: int, opts: BenchOptions, log_dir: Path
 ) -> dict[str, Any]:
-    """One run of `sessions` against `target`; a proxied one has direct sessions beside it."""
+    """One run of `sessions` against `target`; a proxied one has direct sessions beside it. A
+    product run also meters the assessment backlog, and waits for it to drain after the load:
+    the next run must not share the machine with the pipeline's catching up."""
+    if (product := found.product_of(target)) is not None:
+        async with sampled_backlog(product[1]) as backlog:
+            summary = await _profiled_run(found, target, sessions, opts, log_dir)
+        await drain_time(product[1], backlog)
+        summary["assessment_backlog"] = backlog.summary()
+        return summary
+    return await _profiled_run(found, target, sessions, opts, log_dir)
+
+
+async def _profiled_run(
+    found: Servers, target: Target, sessions: int, opts: BenchOptions, log_dir: Path
+) -> dict[str, Any]:
+    proxy = next(iter(_metered(found, target)))
+    if not opts.profile or proxy not in ("gateway", *found.products):
+        return await _run_mode(found, target, sessions, opts, log_dir)
+    out = log_dir / f"profile-{target.name}-{sessions}.txt"  # big: beside the logs
+    shape = opts.shape
+    async with profiled(
+        found.procs[proxy].pid, out, shape.ramp_s + shape.warmup_s + shape.duration_s
+    ) as path:
+        summary = await _run_mode(found, target, sessions, opts, log_dir)
+    if path is not None and path.exists():
+        summary["profile"] = {"file": str(path), **summarize_folded(path.read_text().splitlines())}
+    return summary
+
+
+async def _run_mode(
+    found: Servers, target: Target, sessions: int, opts: BenchOptions, log_dir: Path
+) -> dict[str, Any]:
     direct = next(t for t in found.targets() if t.name == "direct")
     return await run_load(
         target,
@@ -265,7 +337,8 @@ async def run_step(
             f"err {summary['error_rate']:.2%}  open {summary['sessions_open']}  "
             f"in flight {summary['in_flight_at_close']} "
             f"(oldest {summary['oldest_in_flight_s']} s)  "
-            f"cpu {summary['cpu_percent']} ({cpu_us_per_event(summary)} us/event)",
+            f"cpu {summary['cpu_percent']} ({cpu_us_per_event(summary)} us/event)"
+            f"{_backlog_note(summary)}",
             file=sys.stderr,
         )
     direct = modes["direct"]
@@ -279,38 +352,11 @@ async def run_step(
     }
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "cpu_model": _cpu_model(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def _cpu_model() -> str | None:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return None
-
-
-def _git_rev() -> str | None:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        rev = out.stdout.strip()
-        return f"{rev}-dirty" if rev and status.stdout.strip() else rev or None
-    return None
+def _backlog_note(summary: Mapping[str, Any]) -> str:
+    backlog = summary.get("assessment_backlog")
+    if not backlog:
+        return ""
+    return f"  backlog max {backlog['max']}, drained in {backlog['drain_s']} s"
 
 
 async def run_bench(opts: BenchOptions) -> dict[str, Any]:
@@ -321,7 +367,7 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
         "meta": {
             "timestamp": stamp,
             "title": f"coach-gateway bench {stamp} ({os.cpu_count()} cores)",
-            "git_rev": _git_rev(),
+            "git_rev": git_rev(),
             "machine": machine(),
             "sim_knobs": opts.knobs,
             "shape": {k: getattr(opts.shape, k) for k in opts.shape.__slots__},
@@ -329,6 +375,9 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "gateway_workers": opts.workers,
             "floor": opts.floor,
             "http": opts.http,
+            "product": opts.product,
+            "before": str(opts.before) if opts.before else None,
+            "sequential": opts.sequential,
             "quick": opts.quick,
             "logs": str(log_dir),
         }
@@ -365,129 +414,16 @@ async def run_bench(opts: BenchOptions) -> dict[str, Any]:
             )
             print(f"  {report['idle']}", file=sys.stderr)
         report["steps"] = [await run_step(found, n, opts, log_dir) for n in opts.steps]
+        if opts.sequential:
+            print("one session at a time", file=sys.stderr)
+            report["sequential"] = await run_step(found, 1, opts, log_dir)
     report["peer_comparison"] = peer_ratios(report)
     report["targets"] = evaluate_targets(report)
     return report
 
 
-@dataclass(frozen=True, slots=True)
-class CpuSplit:
-    load: set[int]  # the sim and the clients
-    proxy: set[int]  # the proxy under test
-
-
-def split_cpus(allowed: set[int], workers: int) -> CpuSplit:
-    """One CPU per gateway worker for the proxy, the lowest ones, and at least one left for the
-    load; `--pin` on fewer than two CPUs is refused."""
-    cpus = sorted(allowed)
-    if len(cpus) < 2:
-        raise SystemExit("--pin needs two CPUs or more")
-    proxy = set(cpus[: min(workers, len(cpus) - 1)])
-    return CpuSplit(set(cpus) - proxy, proxy)
-
-
-def write_report(
-    report: Mapping[str, Any], out: Path, quick: bool, *, stamped: bool = False
-) -> list[Path]:
-    """`bench.json` and its plot `bench.png` in `out` (`bench-quick.*` for `--quick`), in place
-    of the previous run's: a folder holds its latest run, git the ones before. With `stamped`,
-    also copies named after the run's start (`bench-<timestamp>.*`, which git ignores)."""
-    out.mkdir(parents=True, exist_ok=True)
-    base = "bench-quick" if quick else "bench"
-    names = [base, f"{base}-{report['meta']['timestamp']}"] if stamped else [base]
-    body = orjson.dumps(report, option=orjson.OPT_INDENT_2)
-    paths = [out / f"{name}.json" for name in names]
-    for path in paths:
-        path.write_bytes(body)
-    try:
-        paths += [plot(report, out / f"{name}.png") for name in names]
-    except ImportError:
-        print(
-            "matplotlib is not installed: no PNG; draw it later with "
-            f"`python -m loadtests.bench_plot {paths[0]}` in a Python that has matplotlib",
-            file=sys.stderr,
-        )
-    return paths
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m loadtests.bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--steps", default=None, help="concurrent sessions per step, e.g. 50,200")
-    p.add_argument("--idle", type=int, default=None, help="idle sessions for memory (0 = skip)")
-    p.add_argument("--peer", choices=["litellm"], default=None)
-    p.add_argument("--peer-venv", type=Path, default=DEFAULT_VENV)
-    p.add_argument("--quick", action="store_true", help="tiny steps, seconds: a smoke run")
-    p.add_argument("--duration", type=float, default=None, help="measured seconds per run")
-    p.add_argument("--warmup", type=float, default=None)
-    p.add_argument("--think-ms", type=float, default=0.0, help="pause between turns")
-    p.add_argument("--ttft-ms", type=float, default=50.0, help="upstream first-token delay")
-    p.add_argument("--tokens-per-s", type=float, default=50.0, help="upstream token rate")
-    p.add_argument("--reply-tokens", type=int, default=40)
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument(
-        "--stamped",
-        action="store_true",
-        help="also keep this run as bench-<timestamp>.json/.png beside bench.json (git ignores "
-        "them)",
-    )
-    p.add_argument("--workers", type=int, default=1, help="gateway worker processes")
-    p.add_argument(
-        "--floor",
-        action="store_true",
-        help="also run the minimal relay (loadtests.micro.floor_relay), plain and with the "
-        "gateway's chat client",
-    )
-    p.add_argument(
-        "--http",
-        action="store_true",
-        help="also the gateway's OpenAI-compatible route (gateway_http), as --peer runs it",
-    )
-    p.add_argument(
-        "--pin",
-        action="store_true",
-        help="the gateway (and the relays and the peer) on a CPU of its own per worker, the sim "
-        "and the load clients on the others",
-    )
-    return p
-
-
-def options(argv: list[str] | None = None) -> BenchOptions:
-    a = _parser().parse_args(argv)
-    default_steps = "5,10" if a.quick else "50,200,500,1000"
-    steps = tuple(int(s) for s in (a.steps or default_steps).split(",") if s.strip())
-    duration = a.duration or (1.5 if a.quick else 15.0)
-    warmup = a.warmup if a.warmup is not None else (0.3 if a.quick else 3.0)
-    ramp = 0.2 if a.quick else 2.0
-    shape = LoadShape(duration, warmup, ramp, think_ms=a.think_ms)
-    knobs: dict[str, float | int] = {
-        "ttft_ms": a.ttft_ms,
-        "tokens_per_s": a.tokens_per_s,
-        "reply_tokens": 10 if a.quick else a.reply_tokens,
-    }
-    idle = a.idle if a.idle is not None else (50 if a.quick else 5000)
-    return BenchOptions(
-        steps,
-        idle,
-        a.peer,
-        a.quick,
-        shape,
-        knobs,
-        a.out,
-        a.peer_venv,
-        workers=a.workers,
-        floor=a.floor,
-        pin=a.pin,
-        http=a.http,
-        stamped=a.stamped,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    opts = options(argv)
+    opts = options(argv, __doc__)
     report = asyncio.run(run_bench(opts))
     paths = write_report(report, opts.out, opts.quick, stamped=opts.stamped)
     print_report(report)

@@ -21,11 +21,13 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 __all__ = [
     "BENCH_SECRET",
     "CpuMark",
+    "CpuSplit",
     "Proc",
     "RssPeak",
     "free_port",
     "gateway_env",
     "raise_fd_limit",
+    "split_cpus",
     "started",
 ]
 
@@ -122,6 +124,7 @@ async def spawn(
     env: Mapping[str, str] | None = None,
     stdout_pipe: bool = False,
     stdin_pipe: bool = False,
+    cwd: Path | None = None,
 ) -> Proc:
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
@@ -132,6 +135,7 @@ async def spawn(
             stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             limit=64 * 1024 * 1024,
+            cwd=cwd,
         )
     return Proc(name, process, log_path)
 
@@ -180,9 +184,10 @@ async def started(
     log_dir: Path,
     env: Mapping[str, str] | None = None,
     ready_timeout_s: float = 120.0,
+    cwd: Path | None = None,
 ) -> AsyncIterator[Proc]:
     """A server process, ready to serve, stopped when the block exits."""
-    proc = await spawn(name, argv, log_dir=log_dir, env=env)
+    proc = await spawn(name, argv, log_dir=log_dir, env=env, cwd=cwd)
     try:
         await wait_http(proc, ready_url, ready_timeout_s)
         yield proc
@@ -239,3 +244,19 @@ class RssPeak:
             with contextlib.suppress(psutil.Error):
                 self.peak = max(self.peak, self._proc.rss())
             await asyncio.sleep(self._interval)
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSplit:
+    load: set[int]  # the sim and the clients
+    proxy: set[int]  # the proxy under test
+
+
+def split_cpus(allowed: set[int], workers: int) -> CpuSplit:
+    """One CPU per gateway worker for the proxy, the lowest ones, and at least one left for the
+    load; `--pin` on fewer than two CPUs is refused."""
+    cpus = sorted(allowed)
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs two CPUs or more")
+    proxy = set(cpus[: min(workers, len(cpus) - 1)])
+    return CpuSplit(set(cpus) - proxy, proxy)

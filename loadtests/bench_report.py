@@ -6,9 +6,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from loadtests.bench_product import relay_mode
 from loadtests.bench_stats import cpu_us_per_event, proxy_cpu
 
-__all__ = ["evaluate_targets", "peer_ratios", "print_report", "sustainable"]
+__all__ = ["evaluate_targets", "peer_ratios", "print_report", "product_vs_relay", "sustainable"]
 
 MAX_ERROR_RATE = 0.01
 TARGET_CONCURRENCY = 200
@@ -114,6 +115,58 @@ def evaluate_targets(report: Mapping[str, Any]) -> dict[str, Any]:
     comparison = report.get("peer_comparison")
     if comparison:
         out["better_than_peer"] = _better_than_peer(comparison)
+    out.update(_product_targets(report))
+    return out
+
+
+def _over(ours: float | None, theirs: float | None) -> float | None:
+    """ours / theirs, each floored at 0.01 (a relay figure near zero must not explode it)."""
+    if ours is None or theirs is None:
+        return None
+    return round(max(ours, 0.01) / max(theirs, 0.01), 2)
+
+
+def product_vs_relay(step: Mapping[str, Any]) -> dict[str, Any]:
+    """Per product run of a step: its added TTFT and CPU per token over the relay run of the
+    same route, and its assessment backlog (issue 26's targets: p50 <= 1.5x, p99 <= 2x, CPU
+    <= 1.2x, drained within 30 s)."""
+    out: dict[str, Any] = {}
+    for mode, run in step["modes"].items():
+        if "assessment_backlog" not in run or relay_mode(mode) not in step["modes"]:
+            continue
+        relay = relay_mode(mode)
+        ours, theirs = step["added_ttft_ms"][mode], step["added_ttft_ms"][relay]
+        cpu = step["cpu_us_per_event"]
+        backlog = run["assessment_backlog"]
+        out[mode] = {
+            "relay": relay,
+            "added_p50_ms": [ours["p50"], theirs["p50"]],
+            "added_p99_ms": [ours["p99"], theirs["p99"]],
+            "cpu_us_per_event": [cpu.get(mode), cpu.get(relay)],
+            "p50_over_relay": _over(ours["p50"], theirs["p50"]),
+            "p99_over_relay": _over(ours["p99"], theirs["p99"]),
+            "cpu_over_relay": _over(cpu.get(mode), cpu.get(relay)),
+            "backlog_max": backlog["max"],
+            "drain_s": backlog["drain_s"],
+        }
+    return out
+
+
+def _product_targets(report: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for step in report.get("steps", []):
+        for mode, row in product_vs_relay(step).items():
+            out[f"{mode}_{step['concurrency']}"] = {
+                **row,
+                "met": _le(row["p50_over_relay"], 1.5)
+                and _le(row["p99_over_relay"], 2.0)
+                and _le(row["cpu_over_relay"], 1.2)
+                and _le(row["drain_s"], 30.0),
+            }
+    one = report.get("sequential")
+    if one and "http_product" in one["added_ttft_ms"]:
+        p50 = one["added_ttft_ms"]["http_product"]["p50"]
+        out["http_product_one_at_a_time_p50_le_1ms"] = {"value": p50, "met": _le(p50, 1.0)}
     return out
 
 
@@ -165,7 +218,8 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
         f"{'gc>5ms/min':>10}"
     )
     print(head, file=out)
-    for step in report.get("steps", []):
+    one = [report["sequential"]] if "sequential" in report else []
+    for step in [*report.get("steps", []), *one]:
         for mode, run in step["modes"].items():
             add = step["added_ttft_ms"].get(mode, {})
             own = run["gateway_reported_added_ms"]
@@ -182,6 +236,12 @@ def print_report(report: Mapping[str, Any], out: TextIO = sys.stdout) -> None:
                 f"{_fmt(cpu_us_per_event(run)):>8} {_fmt(_gc(run).get('over_5ms_per_minute')):>10}",
                 file=out,
             )
+    for step in [
+        *report.get("steps", []),
+        *([report["sequential"]] if "sequential" in report else []),
+    ]:
+        for mode, row in product_vs_relay(step).items():
+            print(f"{step['concurrency']:>8} {mode} over {row['relay']}: {row}", file=out)
     if report.get("idle"):
         print(f"idle sessions: {report['idle']}", file=out)
     if report.get("peer") and not report["peer"].get("ran"):

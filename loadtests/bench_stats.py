@@ -143,7 +143,7 @@ def added(through: Mapping[str, Any], direct: Mapping[str, Any]) -> dict[str, fl
 # The floor relays that `bench --floor` runs: mode (and process) name -> `floor_relay --client`.
 FLOORS = {"floor": "hand", "floor_native": "native"}
 # The metered processes a run can go through (see `loadtests.bench._metered`).
-PROXIES = ("gateway", "peer", *FLOORS)
+PROXIES = ("gateway", "product", "product_before", "peer", *FLOORS)
 
 
 def proxy_cpu(cpu: Mapping[str, float]) -> float | None:

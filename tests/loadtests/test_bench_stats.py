@@ -10,6 +10,7 @@ import pytest
 
 from loadtests.bench import CpuSplit, Servers, _metered, options, split_cpus
 from loadtests.bench_procs import Proc
+from loadtests.bench_profile import part_of, summarize_folded
 from loadtests.bench_report import evaluate_targets
 from loadtests.bench_stats import (
     FLOORS,
@@ -70,7 +71,8 @@ def test_no_events_gives_no_cpu_per_event() -> None:
 
 
 def test_every_run_through_a_proxy_meters_one_that_cpu_per_event_knows() -> None:
-    procs = {name: cast(Proc, object()) for name in ("gateway", "sim", "peer", *FLOORS)}
+    products = ("product", "product_before")
+    procs = {name: cast(Proc, object()) for name in ("gateway", "sim", "peer", *FLOORS, *products)}
     found = Servers(
         "http://sim",
         "http://gateway",
@@ -78,6 +80,7 @@ def test_every_run_through_a_proxy_meters_one_that_cpu_per_event_knows() -> None
         peer_url="http://peer",
         floor_urls={mode: f"http://{mode}" for mode in FLOORS},
         peer_status={"name": "litellm", "ran": True},
+        products={name: (f"http://{name}", f"postgresql:///{name}") for name in products},
     )
     seen = set()
     for target in found.targets():
@@ -140,3 +143,24 @@ def test_http_runs_the_gateways_openai_route_without_a_peer() -> None:
     for http, names in ((False, ["direct", "ws"]), (True, ["direct", "ws", "gateway_http"])):
         found = Servers("http://sim", "http://gateway", procs, http=http)
         assert [t.name for t in found.targets()] == names
+
+
+def test_a_profile_is_split_into_the_parts_of_the_product() -> None:
+    folded = [
+        "main (gateway/cli.py:1);reply (streams/turn.py:2);send_now (gateway/ws_protocol.py:3) 6",
+        "main (gateway/cli.py:1);_handle (assess/pipeline.py:4);fetchrow (asyncpg/pool.py:5) 3",
+        "main (gateway/cli.py:1);put (gateway/turn_store.py:6);_record (db/interactions.py:7) 1",
+        "not a sample line",
+    ]
+    summary = summarize_folded(folded, top=2)
+    assert summary["samples"] == 10
+    assert summary["parts_percent"] == {
+        "relay and the rest": 60.0,
+        "assessment pipeline": 30.0,
+        "storage (turn writes)": 10.0,
+    }
+    assert summary["top_own_percent"] == [
+        ["send_now (gateway/ws_protocol.py:3)", 60.0],
+        ["fetchrow (asyncpg/pool.py:5)", 30.0],
+    ]
+    assert part_of(["x (asyncpg/connection.py:1)"]) == "database driver"

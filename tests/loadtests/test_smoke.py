@@ -193,6 +193,33 @@ async def test_bench_quick_writes_results(tmp_path: Path) -> None:
     assert report["idle"]["rss_per_session_kib"] is not None
 
 
+async def test_bench_quick_measures_the_product_beside_the_relay(tmp_path: Path) -> None:
+    code, out = await _python_m(
+        "loadtests.bench",
+        *("--quick", "--steps", "5", "--idle", "0", "--product", "--sequential"),
+        *("--out", str(tmp_path)),
+        timeout_s=240,
+    )
+    assert code == 0, out[-3000:]
+    report = json.loads(_read(tmp_path / "bench-quick.json"))
+    for step in [*report["steps"], report["sequential"]]:
+        assert {"ws", "gateway_http", "ws_product", "http_product"} <= step["modes"].keys()
+        for mode in ("ws_product", "http_product"):
+            run = step["modes"][mode]
+            assert run["turns_ok"] > 0 and run["error_rate"] == 0, run
+            assert run["cpu_percent"]["product"] > 0 and step["cpu_us_per_event"][mode]
+            backlog = run["assessment_backlog"]  # read from the product's own outbox table
+            assert backlog["max"] is not None and backlog["left_after_drain"] == 0, backlog
+            assert backlog["jobs_by_status"].get("done", 0) > 0, backlog
+    assert report["sequential"]["concurrency"] == 1
+    assert report["sequential"]["modes"]["http_product"]["probe"]["sessions"] == 1
+    targets = report["targets"]
+    assert {"ws_product_5", "http_product_5", "http_product_one_at_a_time_p50_le_1ms"} <= set(
+        targets
+    )
+    assert targets["ws_product_5"]["relay"] == "ws"
+
+
 async def test_bench_quick_with_two_workers_and_both_floor_relays(tmp_path: Path) -> None:
     code, out = await _python_m(
         "loadtests.bench",
