@@ -224,8 +224,8 @@ async def speech(request: Request) -> Response:
     chunks = tts.synthesize(text)
     try:
         first = await anext(chunks)
-    except StopAsyncIteration as exc:
-        raise ApiError(500, "no_audio", "the voice produced no audio") from exc
+    except StopAsyncIteration as exc:  # e.g. only symbols the voice has no sound for
+        raise ApiError(400, "invalid_request", "input has nothing the voice can speak") from exc
     except ProviderError as exc:
         await chunks.aclose()
         raise provider_api_error(exc) from exc
