@@ -14,22 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 from websockets.asyncio.client import connect
 
-from db import admin, embedded
 from gateway.auth import mint_token
-from gateway.server import running_gateway
-from gateway.settings import QuotaSettings, Settings
-from providers.sim import SimKnobs, running_sim
+from loadtests.micro.product import product_gateway
 
 RESULTS = Path(__file__).parents[1] / "results"
 SECRET = "agent-bench-secret-0123456789-abcdefghijklmnopq"
@@ -90,30 +84,14 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 async def run(turns: int) -> dict[str, Any]:
-    server = os.environ.get("DATABASE_URL")
-    if not server:
-        server = await asyncio.to_thread(embedded.start, Path(tempfile.mkdtemp(prefix="coach-pg-")))
-    dsn = await admin.create_database(server, f"coach_bench_{uuid.uuid4().hex[:10]}")
     figures: dict[str, Any] = {"turns": turns}
-    try:
-        async with running_sim(SimKnobs(ttft_ms=5, tokens_per_s=0)) as sim:
-            settings = Settings(
-                jwt_secret=SECRET,
-                database_url=dsn,
-                data_dir=Path(tempfile.mkdtemp(prefix="coach-bench-")),
-                sim_url=sim.url,
-                quotas=QuotaSettings(turns_per_minute=0, tokens_per_day=0),
-                log_level="warning",
-            )
-            async with running_gateway(settings) as gateway:
-                for name, text, tools in (
-                    ("plain", PLAIN_TURN, False),
-                    ("one_tool_round", TOOL_TURN, True),
-                ):
-                    token = mint_token(SECRET, f"agent-bench-{name}")
-                    figures[name] = await _turns(gateway.ws_url, token, text, turns, tools)
-    finally:
-        await admin.drop_database(server, dsn.rsplit("/", 1)[-1])
+    async with product_gateway(SECRET) as gateway:
+        for name, text, tools in (
+            ("plain", PLAIN_TURN, False),
+            ("one_tool_round", TOOL_TURN, True),
+        ):
+            token = mint_token(SECRET, f"agent-bench-{name}")
+            figures[name] = await _turns(gateway.ws_url, token, text, turns, tools)
     return figures
 
 

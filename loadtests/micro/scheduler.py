@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import os
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,13 +25,11 @@ from typing import Any
 
 import orjson
 
-from db import admin, embedded
 from db.pool import Pool
 from gateway.insight_jobs import make_insight
 from gateway.scheduler import InsightScheduler
-from gateway.server import running_gateway
-from gateway.settings import InsightSettings, QuotaSettings, SchedulerSettings, Settings
-from providers.sim import SimKnobs, running_sim
+from gateway.settings import InsightSettings, SchedulerSettings
+from loadtests.micro.product import product_gateway
 
 RESULTS = Path(__file__).parents[1] / "results"
 SECRET = "scheduler-bench-secret-0123456789-abcdefghijklmn"
@@ -73,40 +68,25 @@ async def timed_tick(
 
 
 async def run(users: int, concurrency: int) -> dict[str, Any]:
-    server = os.environ.get("DATABASE_URL")
-    if not server:
-        server = await asyncio.to_thread(embedded.start, Path(tempfile.mkdtemp(prefix="coach-pg-")))
-    dsn = await admin.create_database(server, f"coach_bench_{uuid.uuid4().hex[:10]}")
     tick = SchedulerSettings(concurrency=concurrency, max_users_per_tick=users)
-    figures: dict[str, Any] = {}
-    try:
-        async with running_sim(SimKnobs(ttft_ms=5, tokens_per_s=0)) as sim:
-            settings = Settings(
-                jwt_secret=SECRET,
-                database_url=dsn,
-                data_dir=Path(tempfile.mkdtemp(prefix="coach-bench-")),
-                sim_url=sim.url,
-                quotas=QuotaSettings(turns_per_minute=0, tokens_per_day=0),
-                insights={KIND: InsightSettings(prompt="Sum up the day.", fallback="Well done.")},
-                scheduler=SchedulerSettings(enabled=False),  # the bench runs the ticks itself
-                log_level="warning",
-            )
-            async with running_gateway(settings) as running:
-                gateway = running.app.state.gateway
-                assert gateway.persistence is not None
-                pool = gateway.persistence.pool
-                await seed(pool, users)
+    figures: dict[str, Any] = {"concurrency": concurrency}
+    async with product_gateway(
+        SECRET,
+        insights={KIND: InsightSettings(prompt="Sum up the day.", fallback="Well done.")},
+        scheduler=SchedulerSettings(enabled=False),  # the bench runs the ticks itself
+    ) as running:
+        gateway = running.app.state.gateway
+        assert gateway.persistence is not None
+        pool = gateway.persistence.pool
+        await seed(pool, users)
 
-                async def nothing(user_id: str, kind: str) -> dict[str, Any]:
-                    return {"source": "none"}
+        async def nothing(user_id: str, kind: str) -> dict[str, Any]:
+            return {"source": "none"}
 
-                figures["bookkeeping"] = await timed_tick(pool, nothing, tick, users)
-                await pool.execute("TRUNCATE scheduled_ticks")
-                made = functools.partial(make_insight, gateway)
-                figures["insights"] = await timed_tick(pool, made, tick, users)
-    finally:
-        await admin.drop_database(server, dsn.rsplit("/", 1)[-1])
-    figures["concurrency"] = concurrency
+        figures["bookkeeping"] = await timed_tick(pool, nothing, tick, users)
+        await pool.execute("TRUNCATE scheduled_ticks")
+        made = functools.partial(make_insight, gateway)
+        figures["insights"] = await timed_tick(pool, made, tick, users)
     return figures
 
 

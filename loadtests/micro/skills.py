@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +20,8 @@ from typing import Any
 import httpx
 import orjson
 
-from db import admin, embedded
 from gateway.auth import mint_token
-from gateway.server import running_gateway
-from gateway.settings import QuotaSettings, Settings
-from providers.sim import SimKnobs, running_sim
+from loadtests.micro.product import product_gateway
 
 RESULTS = Path(__file__).parents[1] / "results"
 SECRET = "skills-bench-secret-0123456789-abcdefghijklmnop"
@@ -57,44 +51,28 @@ async def _timed(call: Call, http: httpx.AsyncClient, headers: dict[str, str]) -
 
 
 async def run(users: int) -> dict[str, Any]:
-    server = os.environ.get("DATABASE_URL")
-    if not server:
-        server = await asyncio.to_thread(embedded.start, Path(tempfile.mkdtemp(prefix="coach-pg-")))
-    dsn = await admin.create_database(server, f"coach_bench_{uuid.uuid4().hex[:10]}")
     figures: dict[str, Any] = {}
-    try:
-        async with running_sim(SimKnobs(ttft_ms=5, tokens_per_s=0)) as sim:
-            settings = Settings(
-                jwt_secret=SECRET,
-                database_url=dsn,
-                data_dir=Path(tempfile.mkdtemp(prefix="coach-bench-")),
-                sim_url=sim.url,
-                quotas=QuotaSettings(turns_per_minute=0, tokens_per_day=0),
-                log_level="warning",
-            )
-            async with (
-                running_gateway(settings) as gateway,
-                httpx.AsyncClient(base_url=gateway.url, timeout=30) as http,
-            ):
-                for name, call in SKILLS.items():
-                    first: list[float] = []
-                    cached: list[float] = []
-                    for n in range(users):
-                        token = mint_token(SECRET, f"bench-{name}-{n}")
-                        headers = {"Authorization": f"Bearer {token}"}
-                        elapsed, source = await _timed(call, http, headers)
-                        assert source == "model", f"{name}: the first call answered from {source}"
-                        first.append(elapsed)
-                        elapsed, source = await _timed(call, http, headers)
-                        assert source == "cache", f"{name}: the second call answered from {source}"
-                        cached.append(elapsed)
-                    figures[name] = {
-                        "first_call_ms_p50": round(statistics.median(first), 2),
-                        "cached_call_ms_p50": round(statistics.median(cached), 2),
-                        "users": users,
-                    }
-    finally:
-        await admin.drop_database(server, dsn.rsplit("/", 1)[-1])
+    async with (
+        product_gateway(SECRET) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=30) as http,
+    ):
+        for name, call in SKILLS.items():
+            first: list[float] = []
+            cached: list[float] = []
+            for n in range(users):
+                token = mint_token(SECRET, f"bench-{name}-{n}")
+                headers = {"Authorization": f"Bearer {token}"}
+                elapsed, source = await _timed(call, http, headers)
+                assert source == "model", f"{name}: the first call answered from {source}"
+                first.append(elapsed)
+                elapsed, source = await _timed(call, http, headers)
+                assert source == "cache", f"{name}: the second call answered from {source}"
+                cached.append(elapsed)
+            figures[name] = {
+                "first_call_ms_p50": round(statistics.median(first), 2),
+                "cached_call_ms_p50": round(statistics.median(cached), 2),
+                "users": users,
+            }
     return figures
 
 
