@@ -8,19 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from playwright.async_api import expect
 
 from gateway.server import RunningGateway
 from tests.browser.conftest import DESKTOP, PageErrors
-from tests.browser.test_e2e import ask, open_chat
-
-
-async def rest(site: RunningGateway, jwt: str, path: str) -> Any:
-    async with httpx.AsyncClient(base_url=site.url, timeout=10) as http:
-        response = await http.get(path, headers={"Authorization": f"Bearer {jwt}"})
-    response.raise_for_status()
-    return response.json()
+from tests.browser.test_e2e import ask, open_chat, rest
 
 
 async def test_tool_lines_and_a_change_card(
@@ -45,7 +37,7 @@ async def test_tool_lines_and_a_change_card(
     await expect(reply).to_have_attribute("data-state", "done", timeout=20_000)
     card = page.locator("li.msg.change").last
     await expect(card).to_contain_text("Work on: Breathing, Pacing")
-    progress = (await rest(site, jwt, "/v1/progress"))["data"]
+    progress = (await rest(site, jwt, "/v1/progress")).json()["data"]
     assert not [row for row in progress if row["active"]]  # nothing written before Accept
     await page.screenshot(path=str(screenshots / "agent.png"))
     await card.get_by_role("button", name="Accept").click()
@@ -53,7 +45,9 @@ async def test_tool_lines_and_a_change_card(
     await expect(card.locator(".change-status")).to_have_text("Accepted")
     await expect(page.locator("#focus-breathing")).to_be_checked(timeout=10_000)
     await expect(page.locator("#focus-pacing")).to_be_checked()
-    active = [r["focus_id"] for r in (await rest(site, jwt, "/v1/progress"))["data"] if r["active"]]
+    active = [
+        r["focus_id"] for r in (await rest(site, jwt, "/v1/progress")).json()["data"] if r["active"]
+    ]
     assert active == ["breathing", "pacing"]
 
     # A proposal left pending is shown again after a reload, and can still be answered.
@@ -67,6 +61,6 @@ async def test_tool_lines_and_a_change_card(
     await expect(page.locator("li.msg.change").last).to_have_attribute(
         "data-status", "rejected", timeout=10_000
     )
-    assert (await rest(site, jwt, "/v1/memories"))["memories"] == []
+    assert (await rest(site, jwt, "/v1/memories")).json()["memories"] == []
     await page.context.close()
     assert page_errors.messages == []

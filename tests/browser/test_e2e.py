@@ -373,13 +373,15 @@ async def test_ops_dashboard(
         )
 
 
-def speech_wav(path: Path) -> Path:
-    """A spoken sentence as a 48 kHz mono WAV for Chromium's fake microphone."""
+def speech_wav(path: Path, *, silence_after_s: float = 0.0) -> Path:
+    """A spoken sentence (then `silence_after_s` of silence) as a 48 kHz mono WAV for Chromium's
+    fake microphone."""
     try:
         from tests.speech import speak
     except ImportError as exc:  # the voice extra is not installed
         pytest.skip(f"no local voice to make test speech: {exc}")
     pcm = speak("Today we will work on your pitch accuracy.", rate=48_000, pad_s=0.4)
+    pcm += b"\x00\x00" * int(48_000 * silence_after_s)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)

@@ -4,7 +4,6 @@ coach answers aloud. Screenshot: handsfree.png."""
 
 from __future__ import annotations
 
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,23 +13,9 @@ from playwright.async_api import expect
 
 from gateway.server import RunningGateway
 from tests.browser.conftest import DESKTOP, PageErrors
-from tests.browser.test_e2e import open_chat
+from tests.browser.test_e2e import open_chat, speech_wav
 
 pytestmark = pytest.mark.slow
-
-
-def speech_then_silence(path: Path) -> Path:
-    """A sentence and two seconds of silence, 48 kHz mono, for Chromium's fake microphone."""
-    from tests.speech import speak
-
-    pcm = speak("Today we will work on your pitch accuracy.", rate=48_000, pad_s=0.5)
-    pcm += b"\x00\x00" * 48_000 * 2
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(48_000)
-        out.writeframes(pcm)
-    return path
 
 
 async def test_hands_free_answers_without_a_click(
@@ -42,7 +27,7 @@ async def test_hands_free_answers_without_a_click(
     page_errors: PageErrors,
     screenshots: Path,
 ) -> None:
-    wav = speech_then_silence(tmp_path / "speech.wav")
+    wav = speech_wav(tmp_path / "speech.wav", silence_after_s=2.0)
     browser = await launch([f"--use-file-for-fake-audio-capture={wav}%noloop"])
     try:
         page = page_errors.watch(await open_chat(browser, site, token("hands"), viewport=DESKTOP))
