@@ -28,14 +28,10 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +39,8 @@ import httpx
 import jwt
 import orjson
 from websockets.asyncio.client import connect
+
+from loadtests.added_ttft import free_port, process, wait_ready
 
 RESULTS = Path(__file__).parent / "results"
 SECRET = "bench-secret-bench-secret-bench-secret-0123"
@@ -54,38 +52,6 @@ def mint_token(user: str, *, roles: list[str] | None = None, ttl_s: int = 3600) 
     now = int(time.time())
     claims = {"sub": user, "iat": now, "exp": now + ttl_s, "roles": roles or []}
     return jwt.encode(claims, SECRET, algorithm="HS256")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-async def wait_ready(url: str) -> None:
-    async with httpx.AsyncClient() as http:
-        for _ in range(1200):
-            try:
-                if (await http.get(url)).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def pct(values: list[float], q: float) -> float | None:
