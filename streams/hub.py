@@ -176,10 +176,13 @@ class Feed:
         elif any(kept[0] == seq for kept in buffer):
             return  # had it already
         else:
-            # Two replicas wrote to the session at once: rare; re-sort the bounded buffer.
+            # Two replicas wrote to the session at once: rare; re-sort the bounded buffer. Live
+            # readers are past this id already: it is replayed in order, never sent out of order
+            # (a gap in a live reader's ids, never a reordering).
             ordered = sorted([*buffer, entry])
             buffer.clear()
             buffer.extend(ordered)
+            return
         self._offer(entry)
 
     def _offer(self, entry: Entry) -> None:

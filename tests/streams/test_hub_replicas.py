@@ -72,6 +72,17 @@ async def test_items_from_two_writers_are_replayed_in_id_order() -> None:
     assert await _seqs(live) == [] and len(feed.subscribe(0)._items) == 3
 
 
+async def test_a_late_item_is_replayed_in_order_but_never_sent_live_out_of_order() -> None:
+    hub = Hub(replay=8, queue_size=8)
+    hub.link(FeedClock(1, now_ms=Millis()), lambda *args: None)
+    feed = hub.feed("s", "alice")
+    live = feed.subscribe()
+    for seq in (10 << 10, 12 << 10, 11 << 10):  # the third arrives after a later one
+        hub.accept("s", "alice", (seq, "response.delta", b"{}"))
+    assert await _seqs(live) == [10 << 10, 12 << 10]  # ids only ever rise for a live reader
+    assert [i.seq for i in feed.subscribe(0)._items] == [10 << 10, 11 << 10, 12 << 10]
+
+
 async def test_a_slow_reader_of_remote_items_is_dropped() -> None:
     hub = Hub(replay=8, queue_size=2)
     reader = hub.feed("s", "alice").subscribe()
