@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Scope", "TurnFacts", "decide"]
+__all__ = ["Scope", "TurnFacts", "buffer_room", "decide"]
 
 # "buffer": wait in the session's multi-turn buffer until enough turns accumulate.
 Scope = Literal["none", "buffer", "interaction", "multi_turn", "session_summary"]
@@ -40,6 +40,12 @@ def decide(turn: TurnFacts, buffered_others: int, *, min_turns: int, max_turns: 
         return "none"
     if len(words) >= SUBSTANTIAL_WORDS or turn.audio_in_ms >= SUBSTANTIAL_AUDIO_MS:
         return "interaction"
-    if buffered_others + 1 >= min(min_turns, max_turns):
+    if buffered_others >= buffer_room(min_turns, max_turns):
         return "multi_turn"
     return "buffer"
+
+
+def buffer_room(min_turns: int, max_turns: int) -> int:
+    """How many other turns of a session may wait in its buffer before a turn that would join
+    them makes the group assessed instead."""
+    return min(min_turns, max_turns) - 1

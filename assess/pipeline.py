@@ -21,7 +21,9 @@ from typing import Any
 from assess.assessor import Assessor
 from assess.lease import LeaseLost, run_leased
 from assess.work import JobOutcome, JobRules, run_job
+from db import interactions as turns_db
 from db import jobs as jobs_db
+from db.interactions import JobTurn
 from db.jobs import JobRow
 from db.pool import DATABASE_ERRORS, Pool
 from db.sessions import ClosedSession, close_idle_sessions
@@ -167,16 +169,17 @@ class Pipeline:
     async def _handle(self, job_id: int) -> None:
         rules = self._config.rules
         try:
-            job = await jobs_db.claim_job(
+            claimed = await turns_db.claim_job_with_turn(
                 self._pool,
                 lease_s=self._config.lease_s,
                 max_attempts=rules.max_attempts,
                 job_id=job_id,
             )
-            if job is None:  # done already, or another worker holds it
+            if claimed is None:  # done already, or another worker holds it
                 return
+            job, job_turn = claimed
             self._claims[job.id] = job.attempts
-            outcome = await self._run_claimed(job)
+            outcome = await self._run_claimed(job, job_turn)
             del self._claims[job.id]
         except DATABASE_ERRORS as exc:
             # The lease runs out and the poller retries the job; the claim stays unreleased.
@@ -189,8 +192,8 @@ class Pipeline:
             return
         await self._finished(outcome)
 
-    async def _run_claimed(self, job: JobRow) -> JobOutcome:
-        work = run_job(self._pool, self._assessor, job, self._config.rules)
+    async def _run_claimed(self, job: JobRow, job_turn: JobTurn) -> JobOutcome:
+        work = run_job(self._pool, self._assessor, job, self._config.rules, job_turn=job_turn)
         try:
             return await run_leased(self._pool, job, self._config.lease_s, work)
         except LeaseLost:

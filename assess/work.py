@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from assess.assessor import AssessCall, Assessor, AssessRequest, InvalidAfterRetry
 from assess.errors import AssessUnavailable
-from assess.filter import Scope, TurnFacts, decide
+from assess.filter import Scope, TurnFacts, buffer_room, decide
 from assess.rubric import AssessKind, FocusSpec, TurnText
 from assess.validation import Answer
 from db import focuses as focus_db
@@ -47,8 +47,16 @@ class JobOutcome:
     rows: tuple[AssessmentRow, ...] = ()
 
 
-async def run_job(pool: Pool, assessor: Assessor, job: JobRow, rules: JobRules) -> JobOutcome:
-    """Run one claimed job; every path leaves it done, failed, pending again, or lost."""
+async def run_job(
+    pool: Pool,
+    assessor: Assessor,
+    job: JobRow,
+    rules: JobRules,
+    *,
+    job_turn: turns_db.JobTurn | None = None,
+) -> JobOutcome:
+    """Run one claimed job; every path leaves it done, failed, pending again, or lost.
+    `job_turn`: the job's turn as read with its claim (`claim_job_with_turn`), else read here."""
     if job.kind == "session_summary":
         turns = await turns_db.recent_interactions(pool, job.session_id, SUMMARY_TURNS)
         if not turns:
@@ -58,25 +66,46 @@ async def run_job(pool: Pool, assessor: Assessor, job: JobRow, rules: JobRules) 
     if job.scope == "interaction":  # asked for (`assessment.request`): the filter is not asked
         return await _requested(pool, assessor, job, rules, job.interaction_id)
     # A re-run reuses the turns the job took before (`group`).
-    turn, group = await turns_db.job_turn(pool, job.id, job.interaction_id)
-    if not group:
-        if turn is None:
-            return await _unassessed(pool, job, "none", None, None)
-        # Counting the session's buffer and adding to it (or taking from it) under the
-        # session's lock: two jobs of one session deciding at once would each miss the other's
-        # turn and both buffer, one multi-turn group late.
-        async with turns_db.buffer_lock(pool, turn.session_id) as conn:
-            scope = await _scope(conn, turn, rules)
-            if scope in ("none", "buffer"):
-                state = "skipped" if scope == "none" else "buffered"
-                return await _unassessed(conn, job, scope, turn.id, state)
-            most = 1 if scope == "interaction" else rules.buffer_max_turns
-            group = await turns_db.claim_group(conn, job.id, turn.id, most)
-        if not group:  # another job's multi-turn group took this turn
-            return await _unassessed(pool, job, "none", None, None)
-    turns = await turns_db.interactions_by_ids(pool, group)
+    if job_turn is None:
+        job_turn = await turns_db.job_turn(pool, job.id, job.interaction_id)
+    turn, group = job_turn.turn, job_turn.taken
+    if group:
+        turns = await turns_db.interactions_by_ids(pool, group)
+    elif turn is None:
+        return await _unassessed(pool, job, "none", None, None)
+    else:
+        taken = await _take_turns(pool, job, turn, rules)
+        if isinstance(taken, JobOutcome):
+            return taken
+        turns = taken
     kind: AssessKind = "interaction" if len(turns) == 1 else "multi_turn"
     return await _assess(pool, assessor, job, rules, kind, turns)
+
+
+async def _take_turns(
+    pool: Pool, job: JobRow, turn: InteractionRow, rules: JobRules
+) -> list[InteractionRow] | JobOutcome:
+    """The turns this job assesses (its own, alone or with the buffered turns of its session),
+    or the job's outcome when it assesses none: filtered out, left in the buffer, or its turn
+    taken by another job's group."""
+    alone = _scope(turn, 0, rules)  # what the words alone decide: no lock and no count
+    if alone == "none":
+        return await _unassessed(pool, job, "none", turn.id, "skipped")
+    if alone == "interaction":  # this turn by itself: the buffer is not touched
+        turns = await turns_db.claim_group(pool, job.id, turn.id, 1)
+    else:
+        # Counting the session's buffer and adding to it (or taking from it) under the
+        # session's lock: two jobs of one session deciding at once would each miss the
+        # other's turn and both buffer, one multi-turn group late.
+        room = buffer_room(rules.buffer_min_turns, rules.buffer_max_turns)
+        async with turns_db.buffer_lock(pool, turn.session_id) as conn:
+            decision = await turns_db.buffer_if_room(conn, job.id, job.attempts, turn, room=room)
+            if decision.buffered or decision.lost:
+                return JobOutcome(job.id, "lost" if decision.lost else "done", "buffer")
+            turns = await turns_db.claim_group(conn, job.id, turn.id, rules.buffer_max_turns)
+    if not turns:  # another job's multi-turn group took this turn
+        return await _unassessed(pool, job, "none", None, None)
+    return turns
 
 
 async def _requested(
@@ -92,8 +121,7 @@ async def _requested(
     return await _assess(pool, assessor, job, rules, "interaction", [turn])
 
 
-async def _scope(db: Executor, turn: InteractionRow, rules: JobRules) -> Scope:
-    buffered = await turns_db.buffered_count(db, turn.session_id, exclude=turn.id)
+def _scope(turn: InteractionRow, buffered: int, rules: JobRules) -> Scope:
     facts = TurnFacts(turn.user_text, turn.reply_text, turn.status, turn.audio_in_ms)
     return decide(
         facts, buffered, min_turns=rules.buffer_min_turns, max_turns=rules.buffer_max_turns
@@ -110,11 +138,12 @@ async def _unassessed(
 
 
 async def _focuses(pool: Pool, job: JobRow, turns: list[InteractionRow]) -> tuple[FocusSpec, ...]:
-    known = {f.id: f for f in await focus_db.list_focuses(pool)}
+    catalog, active = await focus_db.catalog_and_active(pool, job.user_id)
+    known = {f.id: f for f in catalog}
     asked = [f for t in turns for f in t.focus_ids if f in known]
     chosen = list(dict.fromkeys(asked))[:3]
     if not chosen:
-        chosen = [f.id for f in await focus_db.active_focuses(pool, job.user_id)]
+        chosen = [f.id for f in active]
     if not chosen:
         chosen = [f for f in DEFAULT_FOCUSES if f in known]
     return tuple(FocusSpec(f, known[f].name, known[f].description) for f in chosen)

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from db.jobs import complete_job
-from db.pool import Executor, Pool
-from db.prompt_runs import NewPromptRun, insert_prompt_run
+from db.pool import Executor
+from db.prompt_runs import COLUMNS as RUN_COLUMNS
+from db.prompt_runs import NewPromptRun
 
 __all__ = [
     "AssessmentRow",
@@ -87,8 +87,41 @@ def _row(record: Any) -> AssessmentRow:
     return AssessmentRow(**dict(record))
 
 
+# One jsonb array carries the rows (array columns of different lengths cannot travel as
+# parallel unnest() arrays).
+_ROWS = (
+    "user_id text, session_id text, interaction_ids jsonb, focus_id text, kind text,"
+    " category text, score int, explanation text, errors jsonb, tags jsonb, group_id uuid,"
+    " rubric_version text, n int"
+)
+_RUN_PARAMS = ", ".join(f"${n}" for n in range(6, len(RUN_COLUMNS) + 6))
+# A job's result in ONE statement (one round trip, atomic by itself): the job marked done, only
+# if this attempt still holds it, and only then its rows, its turns marked assessed and its
+# prompt run. The last SELECT gives one row even when nothing was inserted: `held` says whether
+# the job was still this attempt's.
+_STORE = (
+    "WITH done AS (UPDATE assessment_jobs SET status = 'done', scope = $3, lease_until = NULL,"
+    "  last_error = NULL, updated_at = now()"
+    "  WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING id),"
+    " ins AS (INSERT INTO assessments (job_id, user_id, session_id, interaction_ids, focus_id,"
+    "  kind, category, score, explanation, errors, tags, group_id, rubric_version)"
+    "  SELECT done.id, r.user_id, r.session_id,"
+    "   ARRAY(SELECT jsonb_array_elements_text(r.interaction_ids)::bigint), r.focus_id, r.kind,"
+    "   r.category, r.score, r.explanation, r.errors,"
+    "   ARRAY(SELECT jsonb_array_elements_text(r.tags)), r.group_id, r.rubric_version"
+    f"  FROM done, jsonb_to_recordset($4::jsonb) AS r({_ROWS}) ORDER BY r.n"
+    f"  ON CONFLICT ON CONSTRAINT assessments_job_focus DO NOTHING RETURNING {_COLUMNS}),"
+    " marked AS (UPDATE interactions SET assess_state = 'assessed', assess_job_id = $1"
+    "  WHERE id = ANY($5::bigint[]) AND EXISTS (SELECT 1 FROM done)),"
+    f" run AS (INSERT INTO prompt_runs ({', '.join(RUN_COLUMNS)}) SELECT {_RUN_PARAMS} FROM done"
+    f"  WHERE ${len(RUN_COLUMNS) + 6}::boolean)"
+    " SELECT (SELECT id FROM done) AS held, ins.* FROM (SELECT 1) one LEFT JOIN ins ON true"
+    " ORDER BY ins.id"
+)
+
+
 async def store_job_result(
-    pool: Pool,
+    db: Executor,
     *,
     job_id: int,
     attempt: int,
@@ -97,44 +130,40 @@ async def store_job_result(
     interaction_ids: Sequence[int],
     run: NewPromptRun | None,
 ) -> list[AssessmentRow] | None:
-    """In ONE transaction: mark the job done (only if `attempt` still holds it), insert its rows
+    """In ONE statement: mark the job done (only if `attempt` still holds it), insert its rows
     (a row already there for the same job and focus is kept, not doubled), mark the interactions
     assessed, record the prompt run. Returns the rows inserted, or None if the lease was lost."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await complete_job(conn, job_id, attempt, scope):
-            return None
-        inserted: list[AssessmentRow] = []
-        for a in rows:
-            record = await conn.fetchrow(
-                "INSERT INTO assessments (job_id, user_id, session_id, interaction_ids, focus_id,"
-                " kind, category, score, explanation, errors, tags, group_id, rubric_version)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-                f" ON CONFLICT ON CONSTRAINT assessments_job_focus DO NOTHING RETURNING {_COLUMNS}",
-                job_id,
-                a.user_id,
-                a.session_id,
-                list(a.interaction_ids),
-                a.focus_id,
-                a.kind,
-                a.category,
-                a.score,
-                a.explanation,
-                a.errors,
-                list(a.tags),
-                a.group_id,
-                a.rubric_version,
-            )
-            if record is not None:
-                inserted.append(_row(record))
-        await conn.execute(
-            "UPDATE interactions SET assess_state = 'assessed', assess_job_id = $2"
-            " WHERE id = ANY($1::bigint[])",
-            list(interaction_ids),
-            job_id,
-        )
-        if run is not None:
-            await insert_prompt_run(conn, run)
-        return inserted
+    records = await db.fetch(
+        _STORE,
+        job_id,
+        attempt,
+        scope,
+        [_as_json(a, n) for n, a in enumerate(rows)],
+        list(interaction_ids),
+        *(None if run is None else getattr(run, column) for column in RUN_COLUMNS),
+        run is not None,
+    )
+    if records[0]["held"] is None:
+        return None
+    return [_row({k: v for k, v in r.items() if k != "held"}) for r in records if r["id"]]
+
+
+def _as_json(row: NewAssessment, n: int) -> dict[str, Any]:
+    return {
+        "user_id": row.user_id,
+        "session_id": row.session_id,
+        "interaction_ids": list(row.interaction_ids),
+        "focus_id": row.focus_id,
+        "kind": row.kind,
+        "category": row.category,
+        "score": row.score,
+        "explanation": row.explanation,
+        "errors": row.errors,
+        "tags": list(row.tags),
+        "group_id": None if row.group_id is None else str(row.group_id),
+        "rubric_version": row.rubric_version,
+        "n": n,
+    }
 
 
 async def list_assessments(

@@ -11,6 +11,7 @@ __all__ = [
     "MAX_ACTIVE",
     "Focus",
     "active_focuses",
+    "catalog_and_active",
     "list_focuses",
     "set_active_focuses",
     "write_active_focuses",
@@ -40,6 +41,19 @@ async def active_focuses(db: Executor, user_id: str) -> list[Focus]:
         user_id,
     )
     return [Focus(**dict(r)) for r in rows]
+
+
+async def catalog_and_active(db: Executor, user_id: str) -> tuple[list[Focus], list[Focus]]:
+    """Every known focus, and the user's active ones in their order: one round trip."""
+    rows = await db.fetch(
+        "SELECT f.id, f.name, f.description, uf.position FROM focuses f"
+        " LEFT JOIN user_focuses uf ON uf.focus_id = f.id AND uf.user_id = $1 AND uf.active"
+        " ORDER BY f.id",
+        user_id,
+    )
+    catalog = [Focus(r["id"], r["name"], r["description"]) for r in rows]
+    active = sorted((r for r in rows if r["position"] is not None), key=lambda r: r["position"])
+    return catalog, [Focus(r["id"], r["name"], r["description"]) for r in active]
 
 
 async def set_active_focuses(pool: Pool, user_id: str, focus_ids: Sequence[str]) -> None:

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from db.pool import Connection, Executor, Pool
+from db import jobs
+from db.pool import DATABASE_ERRORS, Connection, Executor, Pool
 from db.prompt_runs import COLUMNS as RUN_COLUMNS
 from db.prompt_runs import NewPromptRun
 
 __all__ = [
+    "BufferDecision",
     "InteractionRow",
+    "JobTurn",
     "NewInteraction",
     "TurnWrite",
+    "buffer_if_room",
     "buffer_lock",
-    "buffered_count",
     "claim_group",
+    "claim_job_with_turn",
     "get_interaction",
     "interactions_by_ids",
     "job_group",
@@ -149,22 +155,55 @@ async def get_interaction(db: Executor, interaction_id: int) -> InteractionRow |
     return None if row is None else _row(row)
 
 
-async def job_turn(
-    db: Executor, job_id: int, interaction_id: int
-) -> tuple[InteractionRow | None, list[int]]:
-    """A turn job's interaction, and the interactions the job has already taken (a re-run after a
-    crash reuses them), in one round trip."""
+@dataclass(frozen=True, slots=True)
+class JobTurn:
+    """A turn job's interaction (None if it is gone), and the interactions the job has already
+    taken (a re-run after a crash reuses them)."""
+
+    turn: InteractionRow | None
+    taken: list[int]
+
+
+_TURN_AND_TAKEN = (
+    f"{', '.join(f'i.{f.name} AS t_{f.name}' for f in fields(InteractionRow))},"
+    " ARRAY(SELECT t.id FROM interactions t WHERE t.assess_job_id = c.id ORDER BY t.id) AS taken"
+)
+# The claim and the claimed job's turn in one round trip.
+_CLAIM_WITH_TURN = (
+    f"WITH c AS ({jobs.CLAIM})"
+    f" SELECT {', '.join(f'c.{name}' for name in jobs.JOB_COLUMNS)}, {_TURN_AND_TAKEN}"
+    " FROM c LEFT JOIN interactions i ON i.id = c.interaction_id"
+)
+
+
+def _job_turn(record: Any) -> JobTurn:
+    taken = [int(i) for i in record["taken"]]
+    if record["t_id"] is None:
+        return JobTurn(None, taken)
+    return JobTurn(_row({k[2:]: v for k, v in record.items() if k.startswith("t_")}), taken)
+
+
+async def claim_job_with_turn(
+    db: Executor, *, lease_s: float, max_attempts: int, job_id: int | None = None
+) -> tuple[jobs.JobRow, JobTurn] | None:
+    """`db.jobs.claim_job`, and in the same round trip the claimed job's `JobTurn` (for a
+    summary job, which has no turn: none, and what it has taken)."""
+    row = await db.fetchrow(_CLAIM_WITH_TURN, lease_s, max_attempts, job_id)
+    if row is None:
+        return None
+    job = jobs.JobRow(**{name: row[name] for name in jobs.JOB_COLUMNS})
+    return job, _job_turn(row)
+
+
+async def job_turn(db: Executor, job_id: int, interaction_id: int) -> JobTurn:
+    """A turn job's `JobTurn`, in one round trip."""
     row = await db.fetchrow(
-        f"SELECT {_COLUMNS}, ARRAY(SELECT t.id FROM interactions t"
-        "  WHERE t.assess_job_id = $1 ORDER BY t.id) AS taken"
-        " FROM (SELECT 1) one LEFT JOIN interactions ON id = $2",
+        f"SELECT {_TURN_AND_TAKEN}"
+        " FROM (SELECT $1::bigint AS id) c LEFT JOIN interactions i ON i.id = $2",
         job_id,
         interaction_id,
     )
-    taken = [int(i) for i in row["taken"]]
-    if row["id"] is None:
-        return None, taken
-    return _row({k: v for k, v in row.items() if k != "taken"}), taken
+    return _job_turn(row)
 
 
 async def interactions_by_ids(db: Executor, ids: Sequence[int]) -> list[InteractionRow]:
@@ -212,31 +251,65 @@ async def list_interactions(
     return [_row(r) for r in rows]
 
 
-# The first key of the advisory locks on a session's multi-turn buffer (the second: its id).
+# The first key of the advisory locks on a session's multi-turn buffer (the second: its id's).
 _BUFFER_LOCK_CLASS = 0x636F
+
+
+def _buffer_lock_key(session_id: str) -> int:
+    """The second key: the session id's CRC-32 as a signed 32-bit integer."""
+    return zlib.crc32(session_id.encode()) - 2**31
 
 
 @asynccontextmanager
 async def buffer_lock(pool: Pool, session_id: str) -> AsyncIterator[Connection]:
     """A connection in a transaction holding the session's multi-turn buffer until it ends: jobs
-    of one session count, add to and take from the buffer one at a time."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))", _BUFFER_LOCK_CLASS, session_id
-        )
-        yield conn
+    of one session count, add to and take from the buffer one at a time. Committed when the
+    block ends, rolled back when it raises."""
+    key = _buffer_lock_key(session_id)
+    async with pool.acquire() as conn:
+        # BEGIN and the lock in one round trip: the simple query protocol runs both, and both
+        # keys are integers made here, so nothing from outside is spliced into the text.
+        await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({_BUFFER_LOCK_CLASS}, {key})")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(*DATABASE_ERRORS):  # a lost connection ends it anyway
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
 
 
-async def buffered_count(db: Executor, session_id: str, *, exclude: int | None = None) -> int:
-    """How many interactions of the session (other than `exclude`) wait in the multi-turn
-    buffer, not yet taken by a job."""
-    n = await db.fetchval(
-        "SELECT count(*) FROM interactions WHERE session_id = $1 AND assess_state = 'buffered'"
-        " AND assess_job_id IS NULL AND id IS DISTINCT FROM $2",
-        session_id,
-        exclude,
+@dataclass(frozen=True, slots=True)
+class BufferDecision:
+    others: int  # the session's other turns waiting in the buffer
+    buffered: bool  # this turn joined them, its job finished
+    lost: bool  # it would have, but the attempt no longer held the job
+
+
+async def buffer_if_room(
+    db: Executor, job_id: int, attempt: int, turn: InteractionRow, *, room: int
+) -> BufferDecision:
+    """Under the session's `buffer_lock`, in one statement: count the session's other buffered
+    turns and, when fewer than `room` wait, put `turn` among them and finish its job (scope
+    `buffer`), only if this attempt still holds it."""
+    row = await db.fetchrow(
+        "WITH n AS (SELECT count(*) AS others FROM interactions WHERE session_id = $4"
+        "  AND assess_state = 'buffered' AND assess_job_id IS NULL AND id <> $3),"
+        " done AS (UPDATE assessment_jobs SET status = 'done', scope = 'buffer',"
+        "  lease_until = NULL, last_error = NULL, updated_at = now()"
+        "  WHERE id = $1 AND attempts = $2 AND status = 'running'"
+        "  AND (SELECT others FROM n) < $5 RETURNING id),"
+        " marked AS (UPDATE interactions SET assess_state = 'buffered'"
+        "  WHERE id = $3 AND assess_job_id IS NULL AND EXISTS (SELECT 1 FROM done))"
+        " SELECT (SELECT others FROM n) AS others, (SELECT id FROM done) AS done",
+        job_id,
+        attempt,
+        turn.id,
+        turn.session_id,
+        room,
     )
-    return int(n)
+    others, done = int(row["others"]), row["done"] is not None
+    return BufferDecision(others, done, others < room and not done)
 
 
 async def set_assess_state(db: Executor, interaction_id: int, state: str) -> None:
@@ -253,9 +326,11 @@ async def job_group(db: Executor, job_id: int) -> list[int]:
     return [int(r["id"]) for r in rows]
 
 
-async def claim_group(db: Executor, job_id: int, interaction_id: int, max_turns: int) -> list[int]:
+async def claim_group(
+    db: Executor, job_id: int, interaction_id: int, max_turns: int
+) -> list[InteractionRow]:
     """Give `job_id` this interaction and up to `max_turns - 1` buffered ones of its session
-    (the most recent); return the ids taken, oldest first. Rows another job holds are skipped."""
+    (the most recent); return the rows taken, oldest first. Rows another job holds are skipped."""
     rows = await db.fetch(
         "UPDATE interactions SET assess_state = 'claimed', assess_job_id = $1"
         " WHERE id IN (SELECT id FROM interactions WHERE"
@@ -263,9 +338,9 @@ async def claim_group(db: Executor, job_id: int, interaction_id: int, max_turns:
         "     (SELECT session_id FROM interactions WHERE id = $2)))"
         "   AND assess_job_id IS NULL ORDER BY id = $2 DESC, id DESC LIMIT $3"
         "   FOR UPDATE SKIP LOCKED)"
-        " RETURNING id",
+        f" RETURNING {_COLUMNS}",
         job_id,
         interaction_id,
         max_turns,
     )
-    return sorted(int(r["id"]) for r in rows)
+    return sorted((_row(r) for r in rows), key=lambda row: row.id)

@@ -12,6 +12,8 @@ from datetime import datetime
 from db.pool import Executor
 
 __all__ = [
+    "CLAIM",
+    "JOB_COLUMNS",
     "JobRow",
     "claim_job",
     "claimable_job_ids",
@@ -54,21 +56,23 @@ class JobRow:
     updated_at: datetime
 
 
+# Claims `$3`, or the oldest claimable job when it is NULL, under a lease of `$1` seconds.
+CLAIM = (
+    "UPDATE assessment_jobs SET status = 'running', attempts = attempts + 1,"
+    " lease_until = now() + make_interval(secs => $1), updated_at = now()"
+    " WHERE id = (SELECT id FROM assessment_jobs"
+    f"  WHERE {_CLAIMABLE} AND ($3::bigint IS NULL OR id = $3)"
+    "  ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)"
+    f" RETURNING {_COLUMNS}"
+)
+JOB_COLUMNS = tuple(c.strip() for c in _COLUMNS.split(","))
+
+
 async def claim_job(
     db: Executor, *, lease_s: float, max_attempts: int, job_id: int | None = None
 ) -> JobRow | None:
     """Claim `job_id`, or the oldest claimable job when None; None if there is nothing to take."""
-    row = await db.fetchrow(
-        "UPDATE assessment_jobs SET status = 'running', attempts = attempts + 1,"
-        " lease_until = now() + make_interval(secs => $1), updated_at = now()"
-        " WHERE id = (SELECT id FROM assessment_jobs"
-        f"  WHERE {_CLAIMABLE} AND ($3::bigint IS NULL OR id = $3)"
-        "  ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)"
-        f" RETURNING {_COLUMNS}",
-        lease_s,
-        max_attempts,
-        job_id,
-    )
+    row = await db.fetchrow(CLAIM, lease_s, max_attempts, job_id)
     return None if row is None else JobRow(**dict(row))
 
 
