@@ -1,5 +1,6 @@
-"""The in-process assessment pipeline: a bounded queue of job-id hints, N workers, a poller
-and an idle-session sweeper, all owned by one TaskGroup.
+"""The in-process assessment pipeline: a bounded queue of job-id hints, N workers, a poller,
+the heartbeat of the running jobs' leases and an idle-session sweeper, all owned by one
+TaskGroup.
 
 The table is the truth, the queue only a hint. Overflow policy: when the queue is full a hint is
 dropped and the job stays `pending` in the table, where the poller finds it later; the poller
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assess.assessor import Assessor
-from assess.lease import LeaseLost, run_leased
+from assess.lease import LeaseKeeper, LeaseLost
 from assess.work import JobOutcome, JobRules, run_job
 from db import interactions as turns_db
 from db import jobs as jobs_db
@@ -90,6 +91,7 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._runner: asyncio.Task[None] | None = None
+        self._leases = LeaseKeeper(pool, config.lease_s)
         self.stats = PipelineStats()
 
     async def start(self) -> None:
@@ -154,6 +156,7 @@ class Pipeline:
             for n in range(self._config.workers):
                 tg.create_task(self._worker(), name=f"assess-worker-{n}")
             tg.create_task(self._poller(), name="assess-poller")
+            tg.create_task(self._leases.run(), name="assess-leases")
             tg.create_task(self._sweeper(), name="assess-sweeper")
 
     async def _worker(self) -> None:
@@ -195,7 +198,7 @@ class Pipeline:
     async def _run_claimed(self, job: JobRow, job_turn: JobTurn) -> JobOutcome:
         work = run_job(self._pool, self._assessor, job, self._config.rules, job_turn=job_turn)
         try:
-            return await run_leased(self._pool, job, self._config.lease_s, work)
+            return await self._leases.run_leased(job, work)
         except LeaseLost:
             log.warning("assessment job %d: taken over by another worker, stopped", job.id)
             return JobOutcome(job.id, "lost", None)

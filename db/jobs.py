@@ -24,7 +24,7 @@ __all__ = [
     "get_job",
     "job_counts",
     "release_jobs",
-    "renew_lease",
+    "renew_leases",
     "request_turn_job",
     "retry_job_later",
 ]
@@ -95,18 +95,23 @@ async def request_turn_job(
     return None if job_id is None else int(job_id)
 
 
-async def renew_lease(db: Executor, job_id: int, attempt: int, lease_s: float) -> bool:
-    """Push the lease `lease_s` ahead if this attempt still holds the job and it is running
-    (a lease that ran out is still held until another attempt claims the job); False means it
-    does not (another attempt took it over, or the job has ended)."""
-    renewed = await db.fetchval(
-        "UPDATE assessment_jobs SET lease_until = now() + make_interval(secs => $3)"
-        " WHERE id = $1 AND attempts = $2 AND status = 'running' RETURNING id",
-        job_id,
-        attempt,
+async def renew_leases(db: Executor, claims: Sequence[tuple[int, int]], lease_s: float) -> set[int]:
+    """Push the leases of `(job id, attempt)` claims `lease_s` ahead, in one statement, where
+    that attempt still holds the job and it is running (a lease that ran out is still held
+    until another attempt claims the job); the ids renewed. A job missing from them was taken
+    over or has ended, or its row was locked by another transaction: skipped, not waited for."""
+    rows = await db.fetch(
+        "UPDATE assessment_jobs j SET lease_until = now() + make_interval(secs => $3)"
+        " FROM unnest($1::bigint[], $2::int[]) AS c(id, attempt)"
+        " WHERE j.id = c.id AND j.attempts = c.attempt AND j.status = 'running'"
+        "  AND j.id IN (SELECT id FROM assessment_jobs WHERE id = ANY($1::bigint[])"
+        "   FOR UPDATE SKIP LOCKED)"
+        " RETURNING j.id",
+        [c[0] for c in claims],
+        [c[1] for c in claims],
         lease_s,
     )
-    return renewed is not None
+    return {int(r["id"]) for r in rows}
 
 
 async def claimable_job_ids(

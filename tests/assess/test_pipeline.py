@@ -280,7 +280,7 @@ async def test_a_job_taken_over_is_stopped(migrated_pool: Pool) -> None:
 async def test_a_renewal_that_cannot_get_through_is_tried_again(
     migrated_pool: Pool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The job's row is locked away from the heartbeat past the end of its lease (each renewal
+    """The jobs table is locked away from the heartbeat past the end of the lease (each renewal
     times out); once it is free again the same attempt renews, keeps the job and finishes it."""
     provider = FakeAssessProvider()
     provider.gate = asyncio.Event()
@@ -291,9 +291,9 @@ async def test_a_renewal_that_cannot_get_through_is_tried_again(
     async with open_pipeline(migrated_pool, Assessor(fake_router(provider)), config) as pipeline:
         pipeline.submit_nowait(job_id)
         await eventually(lambda: bool(provider.calls))
+        held = await lease_of(migrated_pool, job_id)
         async with migrated_pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT 1 FROM assessment_jobs WHERE id = $1 FOR UPDATE", job_id)
-            held = await lease_of(migrated_pool, job_id)
+            await conn.execute("LOCK TABLE assessment_jobs IN EXCLUSIVE MODE")
             await wait_db_time(migrated_pool, held)  # the lease ran out meanwhile
         await wait_renewed(migrated_pool, job_id, held)
         provider.gate.set()
@@ -301,7 +301,39 @@ async def test_a_renewal_that_cannot_get_through_is_tried_again(
     job = await jobs_db.get_job(migrated_pool, job_id)
     assert job is not None and job.attempts == 1
     assert len(provider.calls) == 1 and pipeline.stats.done == 1
-    assert "lease renewal failed (TimeoutError)" in caplog.text
+    assert "lease renewal of 1 jobs failed (TimeoutError)" in caplog.text
+
+
+async def test_a_locked_job_does_not_hold_up_the_others_renewals(migrated_pool: Pool) -> None:
+    """All leases are renewed in one statement; a job's row that another transaction holds
+    locked is skipped (and renewed once free), not waited for: the other job's lease is
+    renewed meanwhile, and both jobs finish once."""
+    provider = FakeAssessProvider()
+    provider.gate = asyncio.Event()
+    config = PipelineConfig(workers=2, lease_s=0.9, poll_s=3600, drain_s=2, sweep_s=3600)
+    ids = []
+    for user in ("u-row-locked", "u-row-free"):
+        sid = await open_session(migrated_pool, user)
+        ids.append((await add_turn(migrated_pool, user, sid))[1])
+    locked_id, free_id = ids
+    async with open_pipeline(migrated_pool, Assessor(fake_router(provider)), config) as pipeline:
+        for job_id in ids:
+            pipeline.submit_nowait(job_id)
+        await eventually(lambda: len(provider.calls) == 2)
+        async with migrated_pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM assessment_jobs WHERE id = $1 FOR UPDATE", locked_id)
+            locked_lease = await lease_of(migrated_pool, locked_id)
+            free_lease = await lease_of(migrated_pool, free_id)
+            await wait_renewed(migrated_pool, free_id, free_lease)
+            await wait_renewed(migrated_pool, free_id, await lease_of(migrated_pool, free_id))
+            assert await lease_of(migrated_pool, locked_id) == locked_lease
+        await wait_renewed(migrated_pool, locked_id, locked_lease)
+        provider.gate.set()
+        assert await wait_jobs(migrated_pool, ids) == {locked_id: "done", free_id: "done"}
+    for job_id in ids:
+        job = await jobs_db.get_job(migrated_pool, job_id)
+        assert job is not None and job.attempts == 1
+    assert pipeline.stats.done == 2 and pipeline.stats.lost == 0
 
 
 async def test_closing_cancels_a_leased_job_and_hands_it_back(migrated_pool: Pool) -> None:

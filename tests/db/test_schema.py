@@ -211,7 +211,7 @@ async def test_lease_is_renewed_only_by_the_attempt_that_holds_it(migrated_pool:
     assert job_id is not None
     first = await jobs.claim_job(migrated_pool, lease_s=5, max_attempts=5, job_id=job_id)
     assert first is not None and first.lease_until is not None
-    assert await jobs.renew_lease(migrated_pool, job_id, 1, 60)
+    assert job_id in await jobs.renew_leases(migrated_pool, [(job_id, 1)], 60)
     renewed = await jobs.get_job(migrated_pool, job_id)
     assert renewed is not None and renewed.lease_until is not None
     assert (renewed.lease_until - first.lease_until).total_seconds() > 50
@@ -221,13 +221,13 @@ async def test_lease_is_renewed_only_by_the_attempt_that_holds_it(migrated_pool:
     )
     second = await jobs.claim_job(migrated_pool, lease_s=5, max_attempts=5, job_id=job_id)
     assert second is not None and second.attempts == 2 and second.lease_until is not None
-    assert not await jobs.renew_lease(migrated_pool, job_id, 1, 60)
+    assert job_id not in await jobs.renew_leases(migrated_pool, [(job_id, 1)], 60)
     unchanged = await jobs.get_job(migrated_pool, job_id)
     assert unchanged is not None and unchanged.lease_until == second.lease_until
-    assert await jobs.renew_lease(migrated_pool, job_id, 2, 60)
+    assert job_id in await jobs.renew_leases(migrated_pool, [(job_id, 2)], 60)
     # A finished job has no lease to renew, not even for the attempt that finished it.
     assert await jobs.complete_job(migrated_pool, job_id, 2, "interaction")
-    assert not await jobs.renew_lease(migrated_pool, job_id, 2, 60)
+    assert job_id not in await jobs.renew_leases(migrated_pool, [(job_id, 2)], 60)
     done = await jobs.get_job(migrated_pool, job_id)
     assert done is not None and done.status == "done" and done.lease_until is None
 
