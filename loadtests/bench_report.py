@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from loadtests.bench_product import relay_mode
-from loadtests.bench_stats import cpu_us_per_event, proxy_cpu
+from loadtests.bench_stats import cpu_us_per_event, cpu_us_per_turn, proxy_cpu
 
 __all__ = ["evaluate_targets", "peer_ratios", "print_report", "product_vs_relay", "sustainable"]
 
@@ -148,8 +148,19 @@ def product_vs_relay(step: Mapping[str, Any]) -> dict[str, Any]:
             "cpu_over_relay": _over(cpu.get(mode), cpu.get(relay)),
             "backlog_max": backlog["max"],
             "drain_s": backlog["drain_s"],
+            "cpu_us_per_turn": [cpu_us_per_turn(run), cpu_us_per_turn(step["modes"][relay])],
+            "cpu_us_per_turn_by_part": _parts_per_turn(run),
         }
     return out
+
+
+def _parts_per_turn(run: Mapping[str, Any]) -> dict[str, float] | None:
+    """The run's CPU per turn split by the parts of its profile (`bench_profile.PARTS`): what
+    the pipeline, the turn's write and the rest each cost a turn."""
+    per_turn, parts = cpu_us_per_turn(run), (run.get("profile") or {}).get("parts_percent")
+    if per_turn is None or not parts:
+        return None
+    return {part: round(per_turn * share / 100, 1) for part, share in parts.items()}
 
 
 def _product_targets(report: Mapping[str, Any]) -> dict[str, Any]:

@@ -151,6 +151,14 @@ def proxy_cpu(cpu: Mapping[str, float]) -> float | None:
     return next((cpu[name] for name in PROXIES if name in cpu), None)
 
 
+def cpu_us_per_turn(run: Mapping[str, Any]) -> float | None:
+    """The proxy's CPU per finished turn, in microseconds (all its workers together)."""
+    cpu, turns = proxy_cpu(run["cpu_percent"]), float(run.get("turns_per_s") or 0)
+    if cpu is None or not turns:
+        return None
+    return round(cpu / 100 / turns * 1e6, 1)
+
+
 def cpu_us_per_event(run: Mapping[str, Any]) -> float | None:
     """The proxy's CPU per relayed token event, in microseconds (all its workers together)."""
     cpu, events = proxy_cpu(run["cpu_percent"]), float(run["token_events_per_s"])

@@ -11,7 +11,7 @@ import pytest
 from loadtests.bench import CpuSplit, Servers, _metered, options, split_cpus
 from loadtests.bench_procs import Proc
 from loadtests.bench_profile import part_of, summarize_folded
-from loadtests.bench_report import evaluate_targets
+from loadtests.bench_report import evaluate_targets, product_vs_relay
 from loadtests.bench_stats import (
     FLOORS,
     PROXIES,
@@ -164,3 +164,35 @@ def test_a_profile_is_split_into_the_parts_of_the_product() -> None:
         ["fetchrow (asyncpg/pool.py:5)", 30.0],
     ]
     assert part_of(["x (asyncpg/connection.py:1)"]) == "database driver"
+
+
+def test_the_product_is_compared_with_its_relay_per_token_and_per_turn() -> None:
+    def run(proxy: str, cpu: float, turns: float) -> dict[str, Any]:
+        events = turns * 40
+        return {
+            "cpu_percent": {proxy: cpu},
+            "token_events_per_s": events,
+            "turns_per_s": turns,
+            "error_rate": 0.0,
+        }
+
+    product = run("product", 60.0, 100.0)
+    product["assessment_backlog"] = {"max": 500, "drain_s": 12.0}
+    product["profile"] = {
+        "parts_percent": {"relay and the rest": 75.0, "assessment pipeline": 25.0}
+    }
+    step = {
+        "concurrency": 100,
+        "modes": {"ws": run("gateway", 40.0, 100.0), "ws_product": product},
+        "added_ttft_ms": {"ws": {"p50": 1.0, "p99": 4.0}, "ws_product": {"p50": 1.2, "p99": 9.0}},
+        "cpu_us_per_event": {"ws": 100.0, "ws_product": 150.0},
+    }
+    row = product_vs_relay(step)["ws_product"]
+    assert (row["p50_over_relay"], row["p99_over_relay"], row["cpu_over_relay"]) == (1.2, 2.25, 1.5)
+    assert row["cpu_us_per_turn"] == [6000.0, 4000.0]  # 0.6 s of CPU a second / 100 turns
+    assert row["cpu_us_per_turn_by_part"] == {
+        "relay and the rest": 4500.0,
+        "assessment pipeline": 1500.0,
+    }
+    target = evaluate_targets({"steps": [step]})["ws_product_100"]
+    assert target["met"] is False  # p99 over 2x and CPU over 1.2x
