@@ -74,13 +74,57 @@ class Utterance:
         return await self.stt.transcribe(self.audio, "pcm16")
 
 
+class _Samples:
+    """pcm16 samples from absolute sample `start`, appended to in amortized O(1) (an utterance
+    grows one frame at a time: copying it whole for each frame would be quadratic) and cut
+    from the front when older audio is no longer needed."""
+
+    __slots__ = ("_data", "_len", "start")
+
+    def __init__(self) -> None:
+        self._data = np.zeros(SAMPLE_RATE, dtype="<i2")
+        self._len = 0
+        self.start = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + self._len
+
+    def append(self, samples: np.ndarray) -> None:
+        need = self._len + len(samples)
+        if need > len(self._data):
+            grown = np.zeros(max(need, 2 * len(self._data)), dtype="<i2")
+            grown[: self._len] = self._data[: self._len]
+            self._data = grown
+        self._data[self._len : need] = samples
+        self._len = need
+
+    def drop_before(self, at: int) -> None:
+        """Forget the samples before absolute sample `at`."""
+        cut = min(max(at - self.start, 0), self._len)
+        if not cut:
+            return
+        self._len -= cut
+        self.start += cut
+        if len(self._data) > 4 * max(self._len, SAMPLE_RATE):  # after a long utterance
+            self._data = self._data[cut : cut + max(2 * self._len, SAMPLE_RATE)].copy()
+        else:
+            self._data[: self._len] = self._data[cut : cut + self._len]
+
+    def slice(self, start: int, end: int) -> np.ndarray:
+        """A copy of the samples from `start` to `end` (absolute)."""
+        return self._data[start - self.start : end - self.start].copy()
+
+
 class Listener:
     """Server VAD for one connection (see the module docstring).
 
-    Inbox: at most `backlog_s` of audio waits for the VAD; a frame past that is dropped with
-    one `vad_overloaded` error per episode (the pool is far behind: the gateway is overloaded).
-    The utterance is capped at `max_utterance_s`: past it the turn is committed as it is, with
-    an `utterance_capped` error saying so.
+    Backlog: at most `backlog_s` of audio waits for the VAD (received, not yet scored: a client
+    may send faster than real time, a recording at once); a frame past that is dropped with one
+    `vad_overloaded` error per episode (the pool is far behind: the gateway is overloaded).
+    The utterance (with any it continues) is capped at `max_utterance_s`: past it the turn is
+    committed as it is, with an `utterance_capped` error saying so; speech that goes on is a
+    new utterance.
     """
 
     def __init__(
@@ -95,7 +139,7 @@ class Listener:
         new_turn_id: Callable[[], str],
         max_utterance_s: float = 60.0,
         partial_every_ms: int = 1000,
-        backlog_s: float = 5.0,
+        backlog_s: float = 30.0,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._vad, self._stt, self.gate = vad, stt, gate
@@ -109,9 +153,9 @@ class Listener:
         self._overloaded = False
         self._odd = b""  # the last byte of an odd-sized frame
         self._wake = asyncio.Event()
-        # pcm16 from absolute sample `_buf_start`: kept as samples, never converted on the loop
-        self._buf = np.zeros(0, dtype="<i2")
-        self._buf_start = 0
+        # pcm16 kept as samples (never converted on the loop): what is not scored yet, the
+        # utterance being spoken, and before it the pre-roll
+        self._buf = _Samples()
         self._scored = 0  # absolute sample up to which every window is scored
         self._vad_state = VadState()
         self.turn_id: str | None = None  # of the utterance being spoken
@@ -127,11 +171,13 @@ class Listener:
         """Take a binary frame of pcm16; never blocks."""
         if self.failed:
             return
-        if self._inbox_bytes + len(frame) > self._backlog_bytes:
+        unscored = 2 * (self._buf.end - self._scored)  # taken from the inbox, not yet scored
+        if unscored + self._inbox_bytes + len(frame) > self._backlog_bytes:
             if not self._overloaded:
                 self._overloaded = True
                 message = "voice detection is behind; audio was dropped"
                 self._emit(ErrorEvent("vad_overloaded", message, retryable=True))
+            self._wake.set()  # the VAD is tried again on each frame, kept or not
             return
         self._inbox.append(frame)
         self._inbox_bytes += len(frame)
@@ -151,20 +197,19 @@ class Listener:
         data = self._odd + b"".join(self._inbox)
         self._inbox.clear()
         self._inbox_bytes = 0
-        self._overloaded = False
         data, self._odd = (data[:-1], data[-1:]) if len(data) % 2 else (data, b"")
         if data:
-            self._buf = np.concatenate([self._buf, np.frombuffer(data, dtype="<i2")])
+            self._buf.append(np.frombuffer(data, dtype="<i2"))
 
     async def _score(self) -> None:
-        end = self._buf_start + len(self._buf)
+        end = self._buf.end
         whole = end - end % WINDOW
         if whole <= self._scored:
             return
         try:
-            scores = await self._vad.scores(self._slice(self._scored, whole), self._vad_state)
+            scores = await self._vad.scores(self._buf.slice(self._scored, whole), self._vad_state)
         except VadBusy:
-            return  # the audio stays in the buffer: scored on the next frame
+            return  # the audio stays in the buffer: scored on the next frame (bounded by `feed`)
         except ProviderError as exc:  # the model cannot run: stop listening, say so once
             self.failed = True
             self._emit(ErrorEvent(exc.code, exc.message, retryable=exc.transient))
@@ -172,12 +217,11 @@ class Listener:
         for i, probability in enumerate(scores):
             await self._step(float(probability), self._scored + (i + 1) * WINDOW)
         self._scored = whole
+        self._overloaded = False  # the VAD caught up: a later overload is a new episode
         if self.gate.speaking:
             self._maybe_partial(whole)
         else:
-            keep = max(self._buf_start, whole - _samples(PREROLL_MS))
-            self._buf = self._buf[keep - self._buf_start :]
-            self._buf_start = keep
+            self._buf.drop_before(whole - _samples(PREROLL_MS))
 
     async def _step(self, probability: float, at: int) -> None:
         edge = self.gate.step(probability)
@@ -185,16 +229,21 @@ class Listener:
             self._start(at - self.gate.start_windows * WINDOW)
         elif edge == "stopped":
             await self._stop(at - self.gate.end_windows * WINDOW, at)
-        elif self.gate.speaking and at - self._utt_start >= self._max_samples:
+        elif self.gate.speaking and self._utterance_samples(at) >= self._max_samples:
             self.gate.reset()
             limit = _ms(self._max_samples) / 1000
             message = f"the utterance reached the {limit:g} s limit and was committed as it is"
             self._emit(ErrorEvent("utterance_capped", message))
             await self._stop(at, at)
+            self._last = None  # speech that goes on is a new utterance, not this one again
+
+    def _utterance_samples(self, at: int) -> int:
+        """The utterance's length up to `at`, with the one it continues (`_prefix`)."""
+        return len(self._prefix) // 2 + at - self._utt_start
 
     def _start(self, at: int) -> None:
         self.turn_id = turn_id = self._new_turn_id()
-        self._utt_start = max(self._buf_start, at - _samples(PREROLL_MS))
+        self._utt_start = max(self._buf.start, at - _samples(PREROLL_MS))
         self._partial, self._partial_end = None, self._utt_start
         self._emit(InputAudioSpeechStarted(_ms(at), turn_id))
         cut_short = self._on_started(turn_id)  # True: a turn was cancelled before it replied
@@ -206,7 +255,7 @@ class Listener:
         assert self.turn_id is not None
         turn_id, self.turn_id = self.turn_id, None
         end = min(speech_end + _samples(TAIL_MS), now)
-        audio = self._prefix + self._slice(self._utt_start, end).tobytes()
+        audio = self._prefix + self._buf.slice(self._utt_start, end).tobytes()
         self._last, self._prefix = (now, audio), b""
         # A transcription that reaches into the pause heard all the speech: the turn reuses it.
         covers = self._partial_end >= min(speech_end + _samples(AHEAD_MS), now)
@@ -234,7 +283,7 @@ class Listener:
         if target - self._utt_start < _samples(MIN_PARTIAL_MS):
             return
         assert self._tg is not None and self.turn_id is not None
-        audio = self._prefix + self._slice(self._utt_start, target).tobytes()
+        audio = self._prefix + self._buf.slice(self._utt_start, target).tobytes()
         self._partial_end = target
         self._partial = self._tg.create_task(self._transcribe_partial(self.turn_id, audio))
 
@@ -246,6 +295,3 @@ class Listener:
         if heard.text and self.turn_id == turn_id:  # after the stop, `transcript` follows
             self._emit(TranscriptDelta(turn_id, heard.text))
         return heard
-
-    def _slice(self, start: int, end: int) -> np.ndarray:
-        return self._buf[start - self._buf_start : end - self._buf_start]
