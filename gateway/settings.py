@@ -191,6 +191,7 @@ class RetrySettings(_Section):
 class DeadlineSettings(_Section):
     first_token_s: float = _DEADLINES.first_token_s
     stall_s: float = _DEADLINES.stall_s
+    answer_s: float = _DEADLINES.answer_s  # a JSON-schema answer, read whole (not streamed)
     turn_s: float = 180.0
 
 

@@ -151,7 +151,9 @@ def retry_config(settings: RetrySettings) -> RetryConfig:
 
 
 def deadline_config(settings: DeadlineSettings) -> DeadlineConfig:
-    return DeadlineConfig(first_token_s=settings.first_token_s, stall_s=settings.stall_s)
+    return DeadlineConfig(
+        first_token_s=settings.first_token_s, stall_s=settings.stall_s, answer_s=settings.answer_s
+    )
 
 
 def price_table(prices: dict[str, PriceSettings]) -> PriceTable:

@@ -8,19 +8,23 @@ The SDK adapters (`providers.openai_chat`, `providers.anthropic_chat`) stay avai
 `client = "sdk"`; both kinds pass the same conformance suite against the sim, and both use the
 pure conversions of `providers.wire`.
 
+A JSON-schema request (the assessor's, the skills') is read whole by its caller, so it is
+asked for unstreamed: one JSON response, read at once (`NativeChat._answer`), instead of a
+server-sent event per token to read, parse and hold back; its chunks are the same as a
+stream's, the text (all of it) then the final chunk.
+
 A `Dialect` holds what differs between the vendors: the path, the auth headers, the request
-body, and how one server-sent event is read.
+body, how one server-sent event is read and how a whole answer is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -47,10 +51,13 @@ _TRAILING_BYTES = 64 * 1024
 _TRAILING_WAIT_S = 1.0
 # Of an error response's body, what is read for its message.
 _ERROR_BODY_BYTES = 64 * 1024
-# A JSON-schema answer is read whole by its caller (the assessor, the skills): after its first
-# chunk, its text is handed on at most this often, well under any stall deadline, instead of
-# once per token through the router's per-chunk path.
-_HELD_FOR_S = 1.0
+# The most of an unstreamed answer read: a body beyond it is no answer of ours (an assessment
+# is a few KiB) and is refused rather than buffered.
+_ANSWER_BYTES = 4 * 1024 * 1024
+
+
+class _Params(Protocol):
+    def __call__(self, request: ChatRequest, *, stream: bool = True) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +69,12 @@ class Dialect:
     path: str
     end_marker: str  # for error messages
     auth_headers: Callable[[str], dict[str, str]]
-    params: Callable[[ChatRequest], dict[str, Any]]
+    params: _Params
     # One event -> its text delta ("" when none), or None for the end-of-stream event (OpenAI's
     # `[DONE]`, Anthropic's `message_stop`); raises ProviderError.
     read_event: Callable[[wire.StreamTally, SseEvent, str], str | None]
+    # A whole (unstreamed) answer, decoded -> its text; raises ProviderError.
+    read_answer: Callable[[wire.StreamTally, object, str], str]
 
 
 def _openai_event(tally: wire.StreamTally, event: SseEvent, provider: str) -> str | None:
@@ -90,6 +99,19 @@ def _anthropic_event(tally: wire.StreamTally, event: SseEvent, provider: str) ->
     return None if event.event == "message_stop" else text
 
 
+def _openai_answer(tally: wire.StreamTally, body: object, provider: str) -> str:
+    if isinstance(body, dict) and (error := body.get("error")) is not None:
+        raise _stream_error(error, provider, status=_int(error, "code") or 500)
+    return wire.openai_answer(tally, body)
+
+
+def _anthropic_answer(tally: wire.StreamTally, body: object, provider: str) -> str:
+    if isinstance(body, dict) and body.get("type") == "error":
+        status = wire.status_of_anthropic_error(body) or 500
+        raise _stream_error(body.get("error", body), provider, status=status)
+    return wire.anthropic_answer(tally, body)
+
+
 OPENAI = Dialect(
     name="openai",
     default_base_url="https://api.openai.com/v1",
@@ -98,6 +120,7 @@ OPENAI = Dialect(
     auth_headers=lambda key: {"Authorization": f"Bearer {key}"},
     params=wire.openai_params,
     read_event=_openai_event,
+    read_answer=_openai_answer,
 )
 
 ANTHROPIC = Dialect(
@@ -108,14 +131,16 @@ ANTHROPIC = Dialect(
     auth_headers=lambda key: {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION},
     params=wire.anthropic_params,
     read_event=_anthropic_event,
+    read_answer=_anthropic_answer,
 )
 
 
 class NativeChat(ChatProvider):
-    """A streamed chat request per call over pooled keep-alive connections (`HttpStream`); no
-    retries (the router owns them). `timeout_s` bounds connecting, the wait for the response's
-    head and for its first bytes; later waits are the caller's to bound (the router's stall
-    deadline, one per stream, whatever adapter serves it)."""
+    """A chat request per call over pooled keep-alive connections (`HttpStream`), streamed
+    unless it asks for a JSON-schema answer; no retries (the router owns them). `timeout_s`
+    bounds connecting, the wait for the response's head and for its first bytes (of an
+    unstreamed answer, for its whole body); later waits are the caller's to bound (the router's
+    stall deadline, one per stream, whatever adapter serves it)."""
 
     def __init__(
         self,
@@ -133,7 +158,7 @@ class NativeChat(ChatProvider):
         self._url = (base_url or dialect.default_base_url).rstrip("/") + dialect.path
         self._headers = {
             "Content-Type": "application/json",
-            "Accept": "text/event-stream",
+            "Accept": "text/event-stream, application/json",
             "User-Agent": "coach-gateway",
             **dialect.auth_headers(api_key),
         }
@@ -148,6 +173,10 @@ class NativeChat(ChatProvider):
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         if self._closed:  # misuse, not an upstream failure: not a ProviderError
             raise RuntimeError(f"chat provider {self.name!r} is closed")
+        if request.json_schema is not None:
+            for chunk in await self._answer(request):
+                yield chunk
+            return
         body = orjson.dumps(self._dialect.params(request))
         try:
             response = await self._http.post(body)
@@ -160,7 +189,6 @@ class NativeChat(ChatProvider):
             # One loop, no inner generator: this runs once per streamed chunk.
             decoder = SseDecoder()
             read_event = self._dialect.read_event
-            held = _Held() if request.json_schema is not None else None
             data = await self._first_read(response)
             while True:
                 done = not data
@@ -174,12 +202,7 @@ class NativeChat(ChatProvider):
                         done = True
                         break
                     if text:
-                        if held is None:
-                            yield ChatChunk(text=text, model=tally.model)
-                        else:
-                            held.parts.append(text)
-                if held is not None and (text := held.take(done)):
-                    yield ChatChunk(text=text, model=tally.model)
+                        yield ChatChunk(text=text, model=tally.model)
                 if done:
                     break
                 try:
@@ -200,6 +223,43 @@ class NativeChat(ChatProvider):
         except MalformedResponse as exc:  # a tool call left unfinished
             raise MalformedResponse(f"{self.name}: {exc}", provider=self.name) from exc
         yield final
+
+    async def _answer(self, request: ChatRequest) -> tuple[ChatChunk, ...]:
+        """A whole, unstreamed answer: its text chunk (if any) and its final chunk."""
+        body = orjson.dumps(self._dialect.params(request, stream=False))
+        try:
+            response = await self._http.post(body)
+        except (HttpStreamError, TimeoutError) as exc:
+            raise self._transport_error(exc, streaming=False) from exc
+        try:
+            if response.status >= 400:
+                await self._raise_status_error(response)
+            raw = await self._read_answer(response)
+        finally:
+            response.release()
+        tally = wire.StreamTally.for_request(request)
+        decoded = _json(raw, self.name, what="answer")
+        try:
+            text = self._dialect.read_answer(tally, decoded, self.name)
+            final = tally.final_chunk()
+        except MalformedResponse as exc:
+            message = f"{self.name}: {exc}"
+            raise MalformedResponse(message, provider=self.name) from exc
+        return (ChatChunk(text=text, model=tally.model), final) if text else (final,)
+
+    async def _read_answer(self, response: Response) -> bytes:
+        """An unstreamed answer's body, within `timeout_s` as the head was (it comes right
+        after the head), at most `_ANSWER_BYTES`; a body that breaks off is interrupted."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                raw = await response.read_all(_ANSWER_BYTES + 1)
+        except (HttpStreamError, TimeoutError) as exc:
+            raise self._transport_error(exc, streaming=True) from exc
+        if len(raw) > _ANSWER_BYTES:
+            raise MalformedResponse(
+                f"{self.name}: the answer is longer than {_ANSWER_BYTES} bytes", provider=self.name
+            )
+        return raw
 
     async def _first_read(self, response: Response) -> bytes:
         """The body's first bytes, within `timeout_s` as the head was (one timer per request):
@@ -241,29 +301,6 @@ class NativeChat(ChatProvider):
             await self._http.aclose()
 
 
-class _Held:
-    """The text of a JSON-schema answer held back between hand-ons: the first part at once (its
-    time to first token stays true), then at most once per `_HELD_FOR_S`, and the rest at the
-    end."""
-
-    __slots__ = ("next_at", "parts")
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.next_at = 0.0
-
-    def take(self, done: bool) -> str:
-        if not self.parts:
-            return ""
-        now = time.monotonic()
-        if not done and now < self.next_at:
-            return ""
-        self.next_at = now + _HELD_FOR_S
-        text = "".join(self.parts)
-        self.parts.clear()
-        return text
-
-
 async def _read_to_end(response: Response) -> None:
     """Read what follows the end-of-stream event (the end of a chunked body often comes in a read
     of its own): a response left unfinished gives its connection up instead of back to the pool,
@@ -284,11 +321,11 @@ def _reason(status: int) -> str:
         return "error"
 
 
-def _json(data: bytes, provider: str) -> object:
+def _json(data: bytes, provider: str, *, what: str = "chunk") -> object:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise MalformedResponse(f"{provider}: unparsable chunk: {exc}", provider=provider) from exc
+        raise MalformedResponse(f"{provider}: unparsable {what}: {exc}", provider=provider) from exc
 
 
 def _loads_or_none(raw: bytes) -> object:

@@ -11,6 +11,10 @@ attempts and the backoff between them all fit in it, a target that misses it is 
 made. So a turn waits for its first token at most `first_token_s` times the number of targets
 tried. After the first chunk, the stall deadline (`stall_s`) bounds each wait for the next one:
 the only stall deadline of a stream, whatever adapter serves it.
+
+The native client asks for a JSON-schema answer unstreamed (its first chunk is all of it): for
+any JSON-schema request the answer deadline (`answer_s`) takes the place of `first_token_s` in
+every rule above, and the time to its first chunk is not held against the target as slow.
 """
 
 from __future__ import annotations
@@ -331,7 +335,7 @@ class Router:
         breaker = self._breakers[str(target)]
         if self._budget is not None and (key := self._budget.exhausted(str(target))):
             raise _Skip("over_budget", f"daily budget of {key!r} spent")
-        deadline = asyncio.get_running_loop().time() + self._deadlines.first_token_s
+        deadline = asyncio.get_running_loop().time() + self._first_chunk_limit(request)
         error: ProviderError | None = None
         for attempt in range(1, max(self._retry.attempts_per_target, 1) + 1):
             if error is not None:
@@ -390,7 +394,7 @@ class Router:
                     started = self._clock()
                     first = await _first_chunk(stream)
         except BaseException as exc:
-            error = self._first_token_error(exc, target)
+            error = self._first_token_error(exc, target, request)
             if stream is not None:
                 await _close_quietly(stream)
             await watch.end(error=error or exc)
@@ -398,7 +402,8 @@ class Router:
                 raise
             raise error from exc
         ttft_ms = (self._clock() - started) * 1000
-        watch.first_token(ttft_ms)
+        if request.json_schema is None:  # a whole answer's time is no first token's
+            watch.first_token(ttft_ms)
         return RoutedStream(
             target,
             provider.kind,
@@ -410,7 +415,15 @@ class Router:
             _stall=StallDeadline(self._deadlines.stall_s),
         )
 
-    def _first_token_error(self, exc: BaseException, target: Target) -> ProviderError | None:
+    def _first_chunk_limit(self, request: ChatRequest) -> float:
+        """How long a target may take to its first chunk: a JSON-schema answer's is all of it."""
+        if request.json_schema is not None:
+            return self._deadlines.answer_s
+        return self._deadlines.first_token_s
+
+    def _first_token_error(
+        self, exc: BaseException, target: Target, request: ChatRequest
+    ) -> ProviderError | None:
         """The provider error an attempt ended with before its first chunk (None: cancelled)."""
         name = str(target)
         if isinstance(exc, ProviderError):
@@ -418,8 +431,9 @@ class Router:
         if isinstance(exc, StopAsyncIteration):
             return StreamInterrupted("upstream stream ended before its first chunk", provider=name)
         if isinstance(exc, TimeoutError):
-            limit = self._deadlines.first_token_s
-            return UpstreamTimeout(f"no first token within {limit}s", provider=name)
+            limit = self._first_chunk_limit(request)
+            what = "answer" if request.json_schema is not None else "first token"
+            return UpstreamTimeout(f"no {what} within {limit}s", provider=name)
         if isinstance(exc, Exception):
             # An adapter let a foreign error through: treat it as an upstream failure so the
             # route still fails over, and log it so the adapter gets fixed.

@@ -12,7 +12,10 @@ the feeds here hand the vendor's call fragments to the tally, whose final chunk 
 assembled calls with finish reason "tool_calls". On Anthropic a `tool_use` block is a call only
 when real tools were offered and it is not the JSON-schema tool (whose input stays the answer).
 
-Streamed answers arrive as decoded JSON (dicts, as the vendors send them), not as SDK models.
+A JSON-schema answer may also be asked for unstreamed (`stream=False`): `openai_answer` and
+`anthropic_answer` read the one response into the same `StreamTally` as the streamed feeds.
+
+Answers arrive as decoded JSON (dicts, as the vendors send them), not as SDK models.
 The feeds read them defensively: a missing key or a `null` means "not said", while a chunk
 that is not an object, or a field of the wrong type, raises `MalformedResponse`.
 """
@@ -24,6 +27,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from providers import wire_tools
 from providers.chat import ChatChunk, ChatRequest, Usage
@@ -40,10 +45,12 @@ from providers.errors import (
 __all__ = [
     "ANTHROPIC_DEFAULT_MAX_TOKENS",
     "StreamTally",
+    "anthropic_answer",
     "anthropic_feed",
     "anthropic_params",
     "error_for_status",
     "normalize_finish",
+    "openai_answer",
     "openai_feed",
     "openai_params",
     "retry_after_seconds",
@@ -89,8 +96,9 @@ def normalize_finish(reason: str | None) -> str:
 # -- requests -------------------------------------------------------------------------------
 
 
-def openai_params(request: ChatRequest) -> dict[str, Any]:
-    """The JSON body of a streamed `POST /chat/completions`, usage included."""
+def openai_params(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
+    """The JSON body of a `POST /chat/completions`: streamed with usage included, or (`stream`
+    False) one whole answer (read by `openai_answer`)."""
     params: dict[str, Any] = {
         "model": request.model,
         "messages": [
@@ -100,9 +108,10 @@ def openai_params(request: ChatRequest) -> dict[str, Any]:
             else wire_tools.openai_message(m)
             for m in request.messages
         ],
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream": stream,
     }
+    if stream:
+        params["stream_options"] = {"include_usage": True}
     if request.tools:
         params["tools"] = wire_tools.openai_tools(request.tools)
     if request.tools and request.tool_choice is not None:  # OpenAI refuses it without tools
@@ -119,8 +128,9 @@ def openai_params(request: ChatRequest) -> dict[str, Any]:
     return params
 
 
-def anthropic_params(request: ChatRequest) -> dict[str, Any]:
-    """The JSON body of a streamed `POST /v1/messages`: system text apart, roles alternating."""
+def anthropic_params(request: ChatRequest, *, stream: bool = True) -> dict[str, Any]:
+    """The JSON body of a `POST /v1/messages`, streamed or (`stream` False) one whole message
+    (read by `anthropic_answer`): system text apart, roles alternating."""
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
     params: dict[str, Any] = {
         "model": request.model,
@@ -128,7 +138,7 @@ def anthropic_params(request: ChatRequest) -> dict[str, Any]:
         "messages": wire_tools.anthropic_messages(
             [m for m in request.messages if m.role != "system"]
         ),
-        "stream": True,
+        "stream": stream,
     }
     if system:
         params["system"] = system
@@ -279,6 +289,70 @@ def _anthropic_delta(tally: StreamTally, index: object, delta: dict[str, Any]) -
     if text:
         tally.deltas += 1
     return text or ""
+
+
+# -- whole answers ---------------------------------------------------------------------------
+# A JSON-schema answer is read whole by its caller, so it is asked for unstreamed: one response
+# instead of an event per token. These read it into the same tally as a stream, so its final
+# chunk says the same; a body without the answer's parts raises `MalformedResponse`.
+
+
+def openai_answer(tally: StreamTally, body: object) -> str:
+    """Record a decoded `chat.completion` in `tally` (finished); returns its text."""
+    body = _object(body, "response")
+    tally.model = _string(body, "model") or tally.model
+    if (usage := body.get("usage")) is not None:
+        usage = _object(usage, "usage")
+        tally.input_tokens = _count(usage, "prompt_tokens")
+        tally.output_tokens = _count(usage, "completion_tokens")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise MalformedResponse(f"`choices` is not a non-empty list: {choices!r:.80}")
+    first = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
+    choice = _object(choices[0] if first is None else first, "choice")
+    message = _object(choice.get("message"), "message")
+    text = _string(message, "content") or ""
+    if (calls := message.get("tool_calls")) is not None:
+        tally.deltas += tally.tool_parts.openai_fragments(calls)
+    tally.finish_reason = _string(choice, "finish_reason")
+    tally.finished = True
+    if text:
+        tally.deltas += 1
+    return text
+
+
+def anthropic_answer(tally: StreamTally, body: object) -> str:
+    """Record a decoded Messages response in `tally` (finished); returns its text, the forced
+    JSON-schema tool's `input` serialized as JSON text."""
+    body = _object(body, "message")
+    tally.model = _string(body, "model") or tally.model
+    if (usage := body.get("usage")) is not None:
+        usage = _object(usage, "usage")
+        tally.input_tokens = _count(usage, "input_tokens")
+        tally.output_tokens = _count(usage, "output_tokens")
+    content = body.get("content")
+    if not isinstance(content, list):
+        raise MalformedResponse(f"`content` is not a list: {content!r:.80}")
+    parts: list[str] = []
+    for index, block in enumerate(content):
+        block = _object(block, "content block")
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(_string(block, "text") or "")
+        elif kind == "tool_use" and _is_call(tally, block):
+            tally.tool_parts.anthropic_start(index, block)
+            tally.tool_parts.anthropic_stop(index)
+            tally.deltas += 1
+        elif kind == "tool_use":  # the JSON-schema tool: its input is the answer
+            if "input" not in block:
+                raise MalformedResponse("a `tool_use` block without its `input`")
+            parts.append(orjson.dumps(block["input"]).decode())
+    tally.finish_reason = _string(body, "stop_reason")
+    tally.finished = True
+    text = "".join(parts)
+    if text:
+        tally.deltas += 1
+    return text
 
 
 def _object(value: object, what: str) -> dict[str, Any]:

@@ -53,7 +53,10 @@ class RetryConfig:
 @dataclass(frozen=True, slots=True)
 class DeadlineConfig:
     """`first_token_s` bounds the wait for a target's first chunk (its retries included; see
-    `providers.routing`), `stall_s` the wait for each later chunk."""
+    `providers.routing`), `stall_s` the wait for each later chunk. `answer_s` replaces
+    `first_token_s` for a JSON-schema request, whose first chunk is its whole answer (asked for
+    unstreamed)."""
 
     first_token_s: float = 10.0
     stall_s: float = 15.0
+    answer_s: float = 60.0

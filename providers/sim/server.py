@@ -108,7 +108,8 @@ async def get_stats(request: Request) -> Response:
 
 
 async def get_requests(request: Request) -> Response:
-    """The latest requests' model, offered tools and text, oldest first (`SimState.received`)."""
+    """The latest requests' model, streamed or not, offered tools and text, oldest first
+    (`SimState.received`)."""
     return json_response({"requests": list(_state(request).received)})
 
 

@@ -51,8 +51,8 @@ class SimState:
         self.knobs = knobs
         self.stats = SimStats()
         self.fate_rng = random.Random(knobs.seed)
-        # What the latest requests asked (model, tools offered, every message's text): for
-        # tests of what a gateway sends upstream. Bounded: the oldest is forgotten first.
+        # What the latest requests asked (model, streamed or not, tools offered, every message's
+        # text): for tests of what a gateway sends upstream. Bounded: the oldest is forgotten first.
         self.received: deque[dict[str, Any]] = deque(maxlen=RECEIVED_MAX)
 
     def update(self, patch: Mapping[str, Any]) -> SimKnobs:
@@ -66,6 +66,7 @@ class SimState:
         self.received.append(
             {
                 "model": request.model,
+                "stream": request.stream,
                 "prompt": request.prompt,
                 "tools": [tool.name for tool in request.tools],
                 "tool_choice": request.tool_choice,
