@@ -19,9 +19,9 @@ and streaming): a request id, the caller's trace context, and one access log lin
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -45,13 +45,14 @@ _REFUSING_CLOSES = frozenset({1008, 1009, 1013})
 # it could not parse (1002, 1007), one past `ws_max_size` (1009), a server shutdown (1012).
 _PROTOCOL_CLOSES = frozenset({1002, 1007, 1009, 1012})
 DEFAULT_SAMPLE_INTERVAL_S = 10.0
+_NO_TRACE = otel_context.Context()  # what extracting from headers without trace context gives
 
 
 def _request_id(headers: Headers) -> str:
     given = headers.get("x-request-id")
     if given and _REQUEST_ID.match(given):
         return given
-    return f"req_{uuid.uuid4().hex[:20]}"
+    return "req_" + os.urandom(10).hex()  # 20 random hex digits, without building a UUID
 
 
 class _Exchange:
@@ -133,7 +134,9 @@ class RequestContextMiddleware:
         if kind == "websocket":
             receive = exchange.receive
         rid_token = request_id_var.set(request_id)
-        ctx_token = otel_context.attach(self._propagator.extract(headers))
+        # Without `traceparent` the propagator would read the headers to return an empty context.
+        trace = self._propagator.extract(headers) if "traceparent" in headers else _NO_TRACE
+        ctx_token = otel_context.attach(trace)
         started = time.perf_counter()
         try:
             await self.app(scope, receive, exchange.send)

@@ -158,15 +158,39 @@ def _failure_response(event: ResponseFailed) -> Response:
     return json_response(body, status)
 
 
+_FRAME_TAIL = b',"finish_reason":null}]}\n\n'
+
+
 class _Chunks:
     """Renders gateway events as `chat.completion.chunk` SSE frames."""
 
     def __init__(self, completion_id: str, include_usage: bool) -> None:
         self.id = completion_id
         self.created = int(time.time())
-        self.model = GATEWAY_MODEL
         self.include_usage = include_usage
         self.calls: list[ToolCall] = []  # the model's tool calls, in order
+        self._use_model(GATEWAY_MODEL)
+
+    def _use_model(self, model: str) -> None:
+        """Set the model the chunks name, and the bytes every mid-stream frame starts with:
+        what `_chunk` would encode before its delta, so that a token's frame encodes only its
+        delta (the same bytes as encoding the whole chunk: orjson keeps the keys' order)."""
+        self.model = model
+        self._frame_head = b"".join(
+            (
+                b'data: {"id":',
+                orjson.dumps(self.id),
+                b',"object":"chat.completion.chunk","created":',
+                orjson.dumps(self.created),
+                b',"model":',
+                orjson.dumps(model),
+                b',"choices":[{"index":0,"delta":',
+            )
+        )
+
+    def _frame(self, delta: dict[str, Any]) -> bytes:
+        """The SSE frame of a chunk with `delta` and no finish reason."""
+        return self._frame_head + orjson.dumps(delta) + _FRAME_TAIL
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
@@ -179,13 +203,13 @@ class _Chunks:
 
     def render(self, seq: int, event: ServerEvent) -> bytes | None:
         match event:
-            case ResponseStarted(model=model):
-                self.model = model
-                return sse_frame(orjson.dumps(self._chunk({"role": "assistant", "content": ""})))
             case ResponseDelta(text=text):
-                return sse_frame(orjson.dumps(self._chunk({"content": text})))
+                return self._frame({"content": text})
+            case ResponseStarted(model=model):
+                self._use_model(model)
+                return self._frame({"role": "assistant", "content": ""})
             case ResponseToolCall():
-                return sse_frame(orjson.dumps(self._chunk({"tool_calls": self.add_call(event)})))
+                return self._frame({"tool_calls": self.add_call(event)})
             case ResponseCompleted():
                 return self._final(event)
             case ResponseFailed(error=error):
