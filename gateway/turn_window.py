@@ -28,16 +28,19 @@ class TurnWindow(Protocol):
 
 
 class MemoryTurnWindow:
-    """Places of this process: per key, token -> expiry. Keys are kept in the order they last
-    took a place, so the keys whose places have all expired are at the front, and each take
-    drops up to `forget_batch` of them from there: memory follows the users active in the last
-    window, and a take after a quiet spell does not stall the loop dropping every user at once.
+    """Places of this process: per key, token -> expiry, in the order they were taken, which is
+    the order they expire in (every place lasts the same window), so a take drops the expired
+    ones from the front and the oldest and newest are the first and the last: no take walks a
+    key's places. Keys are kept in the order they last took a place, so the keys whose places
+    have all expired are at the front, and each take drops up to `forget_batch` of them from
+    there: memory follows the users active in the last window, and a take after a quiet spell
+    does not stall the loop dropping every user at once.
     """
 
     def __init__(
         self, clock: Callable[[], float] = time.monotonic, *, forget_batch: int = 100
     ) -> None:
-        self._places: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._places: OrderedDict[str, OrderedDict[str, float]] = OrderedDict()
         self._clock = clock
         self._forget_batch = forget_batch
 
@@ -48,13 +51,15 @@ class MemoryTurnWindow:
     async def take(self, key: str, limit: int, window_s: float) -> tuple[str | None, float]:
         now = self._clock()
         self._forget_expired(now)
-        places = {t: e for t, e in self._places.get(key, {}).items() if e > now}
+        places = self._places.get(key)
+        if places is None:
+            places = self._places[key] = OrderedDict()
+        while places and _first(places) <= now:
+            places.popitem(last=False)
         if len(places) >= limit:
-            self._places[key] = places
-            return None, min(places.values()) - now
+            return None, _first(places) - now
         token = uuid.uuid4().hex
         places[token] = now + window_s
-        self._places[key] = places
         self._places.move_to_end(key)
         return token, 0.0
 
@@ -70,9 +75,17 @@ class MemoryTurnWindow:
             if not self._places:
                 return
             key, places = next(iter(self._places.items()))
-            if places and max(places.values()) > now:
+            if places and _last(places) > now:
                 return
             del self._places[key]
+
+
+def _first(places: OrderedDict[str, float]) -> float:
+    return next(iter(places.values()))
+
+
+def _last(places: OrderedDict[str, float]) -> float:
+    return next(reversed(places.values()))
 
 
 # Returns '' when a place was taken, else the seconds until the oldest place frees.

@@ -497,3 +497,20 @@ async def test_a_turn_given_back_frees_its_place(quotas: Quotas) -> None:
         await quotas.check_turn("gus")
     await quotas.refund_turn(tickets[0])
     await quotas.check_turn("gus")
+
+
+async def test_the_memory_turn_window_frees_places_oldest_first() -> None:
+    clock = FakeClock()
+    window = MemoryTurnWindow(clock=clock)
+    taken = []
+    for _ in range(3):
+        taken.append((await window.take("ann", 3, 60.0))[0])
+        clock.advance(10)
+    assert await window.take("ann", 3, 60.0) == (None, pytest.approx(30.0))  # the first frees
+    await window.give_back("ann", taken[1] or "")  # a failed turn's place, from the middle
+    second, _ = await window.take("ann", 3, 60.0)
+    assert second is not None
+    assert await window.take("ann", 3, 60.0) == (None, pytest.approx(30.0))
+    clock.advance(31)  # the first place has expired; the third (taken at 20 s) has not
+    assert (await window.take("ann", 3, 60.0))[0] is not None
+    assert await window.take("ann", 3, 60.0) == (None, pytest.approx(60.0 - 61.0 + 20.0))
