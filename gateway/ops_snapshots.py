@@ -52,6 +52,7 @@ class OpsBoard:
         self.interval_s = interval_s
         self.ttl_s = max(3 * interval_s, 2.0)
         self.others: dict[str, dict[str, Any]] = {}
+        self._unreadable: set[str] = set()  # replicas whose snapshot is no JSON object: said once
 
     async def run(self, local: Callable[[], dict[str, Any]]) -> None:
         """Exchange snapshots every interval for as long as the gateway runs."""
@@ -75,9 +76,26 @@ class OpsBoard:
         gone = [i for i, value in zip(ids, values, strict=True) if value is None]
         if gone:
             await self._client.srem(index, *gone)
-        self.others = {
-            i: orjson.loads(value) for i, value in zip(ids, values, strict=True) if value
-        }
+        others: dict[str, dict[str, Any]] = {}
+        for replica_id, value in zip(ids, values, strict=True):
+            if value and (theirs := self._read(replica_id, value)) is not None:
+                others[replica_id] = theirs
+        self.others = others
+
+    def _read(self, replica_id: str, value: bytes | str) -> dict[str, Any] | None:
+        """Another replica's snapshot, or None when it is not a JSON object (logged once until
+        it reads again: a stray write to its key, or a replica of another version)."""
+        try:
+            snapshot = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            snapshot = None
+        if isinstance(snapshot, dict):
+            self._unreadable.discard(replica_id)
+            return snapshot
+        if replica_id not in self._unreadable:
+            self._unreadable.add(replica_id)
+            log.warning("the ops snapshot of replica %s is unreadable; left out", replica_id)
+        return None
 
     def _key(self, replica_id: str) -> str:
         return f"{self._prefix}:ops:replica:{replica_id}"

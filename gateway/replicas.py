@@ -174,6 +174,9 @@ class Replicas:
     messages: Counter[str] = field(default_factory=Counter)
     lag: Histogram | None = None
     _up: dict[str, bool] = field(default_factory=lambda: {"send": True, "listen": False})
+    # Parts that went down on a fault, so that coming back is worth a line (the listener is
+    # also "down" before its first subscription and between two, which is not news).
+    _faulted: set[str] = field(default_factory=set)
     _faults: LogSampler[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -274,6 +277,7 @@ class Replicas:
     def _down(self, part: str, exc: BaseException) -> None:
         was_up = self._up[part]
         self._up[part] = False
+        self._faulted.add(part)
         if was_up or self._faults.admit(part, type(exc).__name__):
             log.warning(
                 "redis link (%s) down: feeds and ops show this replica only until it is back",
@@ -282,7 +286,8 @@ class Replicas:
             )
 
     def _back(self, part: str) -> None:
-        if not self._up[part] and part == "send":
+        if part in self._faulted:
+            self._faulted.discard(part)
             log.info("redis link (%s) back", part)
         self._up[part] = True
 

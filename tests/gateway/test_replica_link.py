@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -18,6 +19,7 @@ from httpx_sse import aconnect_sse
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.ops_snapshots import OpsBoard
 from gateway.replicas import Outbox, decode_batch, encode_batch
 from gateway.server import RunningGateway, running_gateway
 from tests.conftest import eventually, make_settings
@@ -170,6 +172,8 @@ async def test_chat_goes_on_without_redis_and_the_link_comes_back(
     await redis_server.start()  # the same port: no restart of either replica
     await eventually(lambda: _link(a).up and _link(b).up, timeout_s=20)
     assert await _seen_across(a, b, alice, sid) > 2
+    lines = [line["msg"] for line in log_lines(captured)]
+    assert "redis link (send) back" in lines and "redis link (listen) back" in lines
 
 
 async def test_the_ops_board_degrades_to_this_replica(
@@ -182,6 +186,28 @@ async def test_the_ops_board_degrades_to_this_replica(
     await eventually(lambda: [r["replica"] for r in obs.snapshot()["replicas"]] == ["a"])
     await redis_server.start()
     await eventually(lambda: len(obs.snapshot()["replicas"]) == 2, timeout_s=20)
+
+
+async def test_an_unreadable_snapshot_is_left_out_and_said_once(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = Redis.from_url(redis_server.url)
+    board = OpsBoard(client, "t-ops", "a", interval_s=1.0)
+    try:
+        await OpsBoard(client, "t-ops", "b", interval_s=1.0).exchange({"connections": 2})
+        await client.sadd("t-ops:ops:replicas", "c")
+        await client.set("t-ops:ops:replica:c", b"\x00not json", px=60_000)
+        caplog.set_level(logging.WARNING, logger="coach.replicas")
+        for _ in range(2):
+            await board.exchange({"connections": 1})
+            assert board.others == {"b": {"connections": 2}}
+        said = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+        assert said == ["the ops snapshot of replica c is unreadable; left out"]
+        await client.set("t-ops:ops:replica:c", b'{"connections": 3}', px=60_000)
+        await board.exchange({"connections": 1})
+        assert board.others == {"b": {"connections": 2}, "c": {"connections": 3}}
+    finally:
+        await client.aclose()
 
 
 def test_a_batch_round_trips_with_any_bytes() -> None:
