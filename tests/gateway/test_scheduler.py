@@ -24,7 +24,7 @@ from db.sessions import open_session
 from gateway.quotas import QuotaExceeded
 from gateway.scheduler import InsightScheduler, MakeInsight, latest_tick
 from gateway.server import running_gateway
-from gateway.settings import SchedulerSettings
+from gateway.settings import DEFAULT_INSIGHTS, SchedulerSettings
 from tests.conftest import make_settings
 from tests.pg import database_dsn, migrated_pool, server_dsn
 
@@ -175,6 +175,9 @@ async def test_one_users_failure_does_not_stop_the_tick(pool: Pool) -> None:
     assert report.finished
 
 
+SHIPPED_SCHEDULED = [name for name, body in DEFAULT_INSIGHTS.items() if body["schedule"]]
+
+
 async def test_the_gateway_schedules_insights_and_recaps_idle_sessions(
     fast_sim: Any, database_dsn: str, tmp_path: Path, migrated_pool: Pool
 ) -> None:
@@ -191,7 +194,12 @@ async def test_the_gateway_schedules_insights_and_recaps_idle_sessions(
         tmp_path,
         persistence=True,
         database_url=database_dsn,
-        insights={"minutely": {"prompt": "Say hi.", "fallback": "Hi.", "schedule": "* * * * *"}},
+        insights={
+            "minutely": {"prompt": "Say hi.", "fallback": "Hi.", "schedule": "* * * * *"},
+            # The shipped scheduled types off: run within their late window (an hour after
+            # 20:00 UTC, say) they would make insights of their own.
+            **{name: {"schedule": None} for name in SHIPPED_SCHEDULED},
+        },
         scheduler={"poll_s": 0.2},
         assess={"session_idle_minutes": 0.1, "poll_s": 0.2},  # the sweep runs every 1.5 s
     )
