@@ -27,14 +27,12 @@ __all__ = [
     "claim_job_with_turn",
     "get_interaction",
     "interactions_by_ids",
-    "job_group",
     "job_turn",
     "list_interactions",
     "recent_exchanges",
     "recent_interactions",
     "record_turn",
     "record_turns",
-    "set_assess_state",
 ]
 
 
@@ -310,20 +308,6 @@ async def buffer_if_room(
     )
     others, done = int(row["others"]), row["done"] is not None
     return BufferDecision(others, done, others < room and not done)
-
-
-async def set_assess_state(db: Executor, interaction_id: int, state: str) -> None:
-    await db.execute(
-        "UPDATE interactions SET assess_state = $2 WHERE id = $1", interaction_id, state
-    )
-
-
-async def job_group(db: Executor, job_id: int) -> list[int]:
-    """The interactions a job has already taken (a re-run after a crash reuses them)."""
-    rows = await db.fetch(
-        "SELECT id FROM interactions WHERE assess_job_id = $1 ORDER BY id", job_id
-    )
-    return [int(r["id"]) for r in rows]
 
 
 async def claim_group(
