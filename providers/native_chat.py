@@ -177,14 +177,8 @@ class NativeChat(ChatProvider):
             for chunk in await self._answer(request):
                 yield chunk
             return
-        body = orjson.dumps(self._dialect.params(request))
+        response = await self._post(request, stream=True)
         try:
-            response = await self._http.post(body)
-        except (HttpStreamError, TimeoutError) as exc:
-            raise self._transport_error(exc, streaming=False) from exc
-        try:
-            if response.status >= 400:
-                await self._raise_status_error(response)
             tally = wire.StreamTally.for_request(request)
             # One loop, no inner generator: this runs once per streamed chunk.
             decoder = SseDecoder()
@@ -226,14 +220,8 @@ class NativeChat(ChatProvider):
 
     async def _answer(self, request: ChatRequest) -> tuple[ChatChunk, ...]:
         """A whole, unstreamed answer: its text chunk (if any) and its final chunk."""
-        body = orjson.dumps(self._dialect.params(request, stream=False))
+        response = await self._post(request, stream=False)
         try:
-            response = await self._http.post(body)
-        except (HttpStreamError, TimeoutError) as exc:
-            raise self._transport_error(exc, streaming=False) from exc
-        try:
-            if response.status >= 400:
-                await self._raise_status_error(response)
             raw = await self._read_answer(response)
         finally:
             response.release()
@@ -246,6 +234,21 @@ class NativeChat(ChatProvider):
             message = f"{self.name}: {exc}"
             raise MalformedResponse(message, provider=self.name) from exc
         return (ChatChunk(text=text, model=tally.model), final) if text else (final,)
+
+    async def _post(self, request: ChatRequest, *, stream: bool) -> Response:
+        """Send `request`; its response once the head says it succeeded (an error status
+        raises the error it stands for, the response released)."""
+        body = orjson.dumps(self._dialect.params(request, stream=stream))
+        try:
+            response = await self._http.post(body)
+        except (HttpStreamError, TimeoutError) as exc:
+            raise self._transport_error(exc, streaming=False) from exc
+        if response.status >= 400:
+            try:
+                await self._raise_status_error(response)
+            finally:
+                response.release()
+        return response
 
     async def _read_answer(self, response: Response) -> bytes:
         """An unstreamed answer's body, within `timeout_s` as the head was (it comes right

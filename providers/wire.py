@@ -297,14 +297,19 @@ def _anthropic_delta(tally: StreamTally, index: object, delta: dict[str, Any]) -
 # chunk says the same; a body without the answer's parts raises `MalformedResponse`.
 
 
-def openai_answer(tally: StreamTally, body: object) -> str:
-    """Record a decoded `chat.completion` in `tally` (finished); returns its text."""
-    body = _object(body, "response")
+def _read_head(tally: StreamTally, body: dict[str, Any], input_key: str, output_key: str) -> None:
+    """A whole answer's model and token counts (named `input_key`, `output_key` in its usage)."""
     tally.model = _string(body, "model") or tally.model
     if (usage := body.get("usage")) is not None:
         usage = _object(usage, "usage")
-        tally.input_tokens = _count(usage, "prompt_tokens")
-        tally.output_tokens = _count(usage, "completion_tokens")
+        tally.input_tokens = _count(usage, input_key)
+        tally.output_tokens = _count(usage, output_key)
+
+
+def openai_answer(tally: StreamTally, body: object) -> str:
+    """Record a decoded `chat.completion` in `tally` (finished); returns its text."""
+    body = _object(body, "response")
+    _read_head(tally, body, "prompt_tokens", "completion_tokens")
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices:
         raise MalformedResponse(f"`choices` is not a non-empty list: {choices!r:.80}")
@@ -325,11 +330,7 @@ def anthropic_answer(tally: StreamTally, body: object) -> str:
     """Record a decoded Messages response in `tally` (finished); returns its text, the forced
     JSON-schema tool's `input` serialized as JSON text."""
     body = _object(body, "message")
-    tally.model = _string(body, "model") or tally.model
-    if (usage := body.get("usage")) is not None:
-        usage = _object(usage, "usage")
-        tally.input_tokens = _count(usage, "input_tokens")
-        tally.output_tokens = _count(usage, "output_tokens")
+    _read_head(tally, body, "input_tokens", "output_tokens")
     content = body.get("content")
     if not isinstance(content, list):
         raise MalformedResponse(f"`content` is not a list: {content!r:.80}")
