@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
 from assess.assessor import Assessor
-from assess.work import JobRules, run_job
+from assess.work import JobOutcome, JobRules, run_job
 from db import interactions as turns_db
 from db import jobs as jobs_db
 from db.pool import Pool
@@ -57,40 +58,56 @@ class _Counted:
             yield _Counted(conn, self.trips)
 
 
-async def test_a_buffered_turn_costs_four_round_trips(migrated_pool: Pool) -> None:
-    sid = await open_session(migrated_pool, "u-trips")
-    _, job_id = await add_turn(migrated_pool, "u-trips", sid, "How do I stop saying um?")
-    job = await jobs_db.claim_job(migrated_pool, lease_s=30, max_attempts=5, job_id=job_id)
+async def _run_counted(pool: Pool, user: str, text: str, attempt_shift: int = 0) -> _Run:
+    """A new turn of `text` in a new session of `user`, its job claimed (as attempt
+    `attempts + attempt_shift`: another number than the claim's is a lost lease) and run
+    through a pool that counts the round trips."""
+    sid = await open_session(pool, user)
+    _, job_id = await add_turn(pool, user, sid, text)
+    job = await jobs_db.claim_job(pool, lease_s=30, max_attempts=5, job_id=job_id)
     assert job is not None
+    job = replace(job, attempts=job.attempts + attempt_shift)
     trips: list[str] = []
-    counted: Any = _Counted(migrated_pool, trips)
+    counted: Any = _Counted(pool, trips)
     outcome = await run_job(counted, Assessor(fake_router(FakeAssessProvider())), job, JobRules())
-    assert (outcome.status, outcome.scope) == ("done", "buffer")
-    state = await migrated_pool.fetchval(
+    state = await pool.fetchval(
         "SELECT assess_state FROM interactions WHERE id = $1", job.interaction_id
     )
-    assert state == "buffered"
+    return _Run(outcome, str(state), trips)
+
+
+@dataclass(frozen=True)
+class _Run:
+    outcome: JobOutcome
+    state: str  # the turn's assess_state after the job
+    trips: list[str]
+
+
+async def test_a_buffered_turn_costs_four_round_trips(migrated_pool: Pool) -> None:
+    run = await _run_counted(migrated_pool, "u-trips", "How do I stop saying um?")
+    assert (run.outcome.status, run.outcome.scope, run.state) == ("done", "buffer", "buffered")
     # The job's turn and what it took (1; the pipeline reads it with the claim); BEGIN with the
     # session's lock (1); the buffer counted, the job finished and its turn marked (1); COMMIT.
-    assert len(trips) == 4, trips
+    assert len(run.trips) == 4, run.trips
 
 
 async def test_a_turn_the_filter_skips_costs_two_round_trips(migrated_pool: Pool) -> None:
-    sid = await open_session(migrated_pool, "u-trips-skip")
-    _, job_id = await add_turn(migrated_pool, "u-trips-skip", sid, "thanks!")
-    job = await jobs_db.claim_job(migrated_pool, lease_s=30, max_attempts=5, job_id=job_id)
-    assert job is not None
-    trips: list[str] = []
-    counted: Any = _Counted(migrated_pool, trips)
-    outcome = await run_job(counted, Assessor(fake_router(FakeAssessProvider())), job, JobRules())
-    assert (outcome.status, outcome.scope) == ("done", "none")
-    state = await migrated_pool.fetchval(
-        "SELECT assess_state FROM interactions WHERE id = $1", job.interaction_id
-    )
-    assert state == "skipped"
+    run = await _run_counted(migrated_pool, "u-trips-skip", "thanks!")
+    assert (run.outcome.status, run.outcome.scope, run.state) == ("done", "none", "skipped")
     # The job's turn (1); the job finished with its turn marked (1): the words alone decide,
     # so the session's buffer is neither locked nor counted.
-    assert len(trips) == 2, trips
+    assert len(run.trips) == 2, run.trips
+
+
+async def test_a_lost_lease_neither_buffers_the_turn_nor_finishes_the_job(
+    migrated_pool: Pool,
+) -> None:
+    run = await _run_counted(migrated_pool, "u-trips-lost", "How do I stop saying um?", 1)
+    assert (run.outcome.status, run.outcome.scope, run.state) == ("lost", "buffer", "pending")
+    status = await migrated_pool.fetchval(
+        "SELECT status FROM assessment_jobs WHERE user_id = 'u-trips-lost'"
+    )
+    assert status == "running"  # still the claim's: its attempt finishes or gives it up
 
 
 async def test_a_job_is_claimed_with_its_turn_in_one_round_trip(migrated_pool: Pool) -> None:
